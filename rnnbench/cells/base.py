@@ -1,0 +1,131 @@
+"""The recurrent-cell interface every cell implements, and the layer that runs one over time.
+
+A cell is one step ``h_t, state_t = cell(x_t, state_{t-1})``. To keep the per-step loop cheap,
+the step is split in two:
+
+* ``project_input(x)`` — everything that depends on the input only, computed for *all* time
+  steps with one GEMM before the loop (``x`` is ``[T, B, I]``);
+* ``step(xp_t, state)`` — the recurrent part, one fused matmul per step.
+
+``RecurrentLayer`` runs the loop (or the cell's native fused kernel when ``cell.native_forward``
+can handle the configuration) and offers two seams for regularizers:
+
+* ``state_hooks``: ``f(prev_state, new_state, layer) -> state`` applied after every step
+  (zoneout);
+* ``torch.nn.utils.parametrize`` on the cell's weights, evaluated once per sequence with
+  ``parametrize.cached()`` (weight norm, weight drop).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+State = tuple[Tensor, ...]
+StateHook = Callable[[State, State, "RecurrentLayer"], State]
+
+
+class Cell(nn.Module):
+    """Base class of all cells. Subclasses set ``num_states`` and implement the two halves."""
+
+    num_states: int = 1  #: 1 for (h,), 2 for (h, c)
+
+    def __init__(self, input_size: int, hidden_size: int, fused: bool = True, compile: bool = False,
+                 name: Optional[str] = None) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.fused = fused
+        self.compile = compile
+        self.cell_name = name or type(self).__name__.lower()
+
+    # -- interface --------------------------------------------------------------------------
+    def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
+        z = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
+        return tuple(z if i == 0 else z.clone() for i in range(self.num_states))
+
+    def project_input(self, x: Tensor) -> Tensor:  # [..., I] -> [..., P]
+        raise NotImplementedError(f"{type(self).__name__} must implement project_input")
+
+    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        raise NotImplementedError(f"{type(self).__name__} must implement step")
+
+    def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        """Run the whole sequence on a fused native kernel, or return None if not possible."""
+        return None
+
+    def extra_loss(self) -> Optional[Tensor]:
+        """An auxiliary loss term accumulated during the last forward (e.g. VC's penalty)."""
+        return None
+
+    def stats(self) -> dict[str, float]:
+        """Per-forward statistics to log (e.g. VC's computation fraction)."""
+        return {}
+
+    # -- one-step call, for tests and users ---------------------------------------------------
+    def forward(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        if state is None:
+            state = self.init_state(x.shape[0], x.device, x.dtype)
+        return self.step(self.project_input(x), state)
+
+
+class RecurrentLayer(nn.Module):
+    """Runs a :class:`Cell` over a time-major sequence ``[T, B, I]`` in one direction."""
+
+    def __init__(self, cell: Cell, reverse: bool = False) -> None:
+        super().__init__()
+        self.cell = cell
+        self.reverse = reverse
+        self.state_hooks: list[StateHook] = []
+        self.input_hooks: list[Callable[[Tensor, "RecurrentLayer"], Tensor]] = []
+        self._compiled_step = None
+
+    @property
+    def needs_loop(self) -> bool:
+        return bool(self.state_hooks) or not self.cell.fused
+
+    def forward(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        if state is None:
+            state = self.cell.init_state(x.shape[1], x.device, x.dtype)
+        for hook in self.input_hooks:
+            x = hook(x, self)
+        with parametrize.cached():
+            if not self.needs_loop:
+                xr = x.flip(0) if self.reverse else x
+                out = self.cell.native_forward(xr, state)
+                if out is not None:
+                    y, state = out
+                    return (y.flip(0) if self.reverse else y), state
+            return self._loop(x, state)
+
+    def _step_fn(self):
+        if not self.cell.compile:
+            return self.cell.step
+        if self._compiled_step is None:
+            self._compiled_step = torch.compile(self.cell.step, dynamic=False)
+        return self._compiled_step
+
+    def _loop(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        xp = self.cell.project_input(x)  # one GEMM for every step
+        step = self._step_fn()
+        hooks = self.state_hooks
+        T = x.shape[0]
+        outs: list[Tensor] = [None] * T  # type: ignore[list-item]
+        order = range(T - 1, -1, -1) if self.reverse else range(T)
+        for t in order:
+            h, new_state = step(xp[t], state)
+            for hook in hooks:
+                new_state = hook(state, new_state, self)
+                h = new_state[0]
+            state = new_state
+            outs[t] = h
+        return torch.stack(outs, 0), state
+
+
+def split_state(state: Optional[Tensor | tuple], n: int) -> list[Optional[State]]:
+    """Helper for stacks: a per-layer list of states from ``None`` or a list."""
+    if state is None:
+        return [None] * n
+    return list(state)

@@ -1,0 +1,102 @@
+"""Stacks of recurrent layers: multi-layer, optionally bidirectional (cf. torch/nn/modules/rnn.py).
+
+``RNNStack`` is what models use: it builds one cell per layer and direction from the ``cell``
+config (``_target_`` instantiation), runs them time-major, and concatenates directions.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .base import Cell, RecurrentLayer, State
+
+CellFactory = Callable[[int, int], Cell]
+
+
+def cell_factory(cell_cfg: Any) -> CellFactory:
+    """``(input_size, hidden_size) -> Cell`` from a cell config node (``_target_`` + options)."""
+    from hydra.utils import instantiate
+
+    def make(input_size: int, hidden_size: int) -> Cell:
+        return instantiate(cell_cfg, input_size=input_size, hidden_size=hidden_size)
+
+    return make
+
+
+class Bidirectional(nn.Module):
+    """A forward and a backward layer over the same input; outputs concatenated on features."""
+
+    def __init__(self, fw: RecurrentLayer, bw: RecurrentLayer) -> None:
+        super().__init__()
+        self.fw, self.bw = fw, bw
+
+    def forward(self, x: Tensor, state: Optional[tuple[State, State]] = None):
+        s_fw, s_bw = state if state is not None else (None, None)
+        y_fw, s_fw = self.fw(x, s_fw)
+        y_bw, s_bw = self.bw(x, s_bw)
+        return torch.cat([y_fw, y_bw], -1), (s_fw, s_bw)
+
+
+class RNNStack(nn.Module):
+    """``num_layers`` recurrent layers (each uni- or bidirectional), dropout between layers.
+
+    ``forward(x [T, B, I], states) -> (y [T, B, H * dirs], states)`` where ``states`` is a list
+    with one entry per layer (a cell state tuple, or a pair of them when bidirectional).
+    """
+
+    def __init__(self, make_cell: CellFactory, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        dirs = 2 if bidirectional else 1
+        self.output_size = hidden_size * dirs
+        layers = []
+        for i in range(num_layers):
+            n_in = input_size if i == 0 else self.output_size
+            if bidirectional:
+                layers.append(Bidirectional(RecurrentLayer(make_cell(n_in, hidden_size)),
+                                            RecurrentLayer(make_cell(n_in, hidden_size), reverse=True)))
+            else:
+                layers.append(RecurrentLayer(make_cell(n_in, hidden_size)))
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def recurrent_layers(self) -> list[RecurrentLayer]:
+        return [m for m in self.modules() if isinstance(m, RecurrentLayer)]
+
+    def cells(self) -> list[Cell]:
+        return [layer.cell for layer in self.recurrent_layers()]
+
+    def forward(self, x: Tensor, states: Optional[list] = None) -> tuple[Tensor, list]:
+        states = list(states) if states is not None else [None] * self.num_layers
+        new_states = []
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                x = self.dropout(x)
+            x, s = layer(x, states[i])
+            new_states.append(s)
+        return x, new_states
+
+    def extra_loss(self) -> Optional[Tensor]:
+        terms = [t for t in (c.extra_loss() for c in self.cells()) if t is not None]
+        return torch.stack(terms).sum() if terms else None
+
+    def stats(self) -> dict[str, float]:
+        out: dict[str, list[float]] = {}
+        for c in self.cells():
+            for k, v in c.stats().items():
+                out.setdefault(k, []).append(v)
+        return {k: sum(v) / len(v) for k, v in out.items()}
+
+
+def map_state(states: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """Apply ``fn`` to every tensor in a (nested) state structure (e.g. ``Tensor.detach``)."""
+    if isinstance(states, Tensor):
+        return fn(states)
+    if isinstance(states, (list, tuple)):
+        return type(states)(map_state(s, fn) for s in states)
+    return states

@@ -1,0 +1,248 @@
+"""Structured-config schemas (dataclasses) registered in Hydra's ConfigStore.
+
+Every group option in ``conf/<group>/<name>.yaml`` starts from one of these schemas
+(``defaults: [_schema_<name>, _self_]``), so a misspelled key or a wrong type fails when the
+config is composed, not halfway through a run. Key names follow SPEC section 10.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+# ----------------------------------------------------------------------------- top level
+@dataclass
+class DataConf:
+    root: str = "data"  #: where datasets live (MNIST/, FashionMNIST/, PTB/, tinyshakespeare/)
+    download: bool = False  #: fetch missing files from the canonical source
+
+
+@dataclass
+class TrainConf:
+    epochs: int = 10
+    max_steps: Optional[int] = None  #: stop after this many optimizer steps (smoke runs)
+    batch_size: int = 64
+    eval_batch_size: int = 1000
+    resume: Optional[str] = None  #: a run directory to continue from its checkpoints/last.pt
+    verify: bool = False  #: run ``rnnbench verify`` on the finished run
+    skip_finished: bool = False  #: leave a run whose results.json says ok untouched
+    checkpoint_every: int = 200  #: also write last.pt every N steps inside an epoch (0: epoch ends only)
+    log_every: int = 20  #: TensorBoard step-scalar interval
+    progress: bool = True  #: tqdm progress bars
+    eval_train: bool = False  #: also evaluate on (a sample of) the training split each epoch
+    max_eval_batches: Optional[int] = None  #: cap evaluation batches (smoke runs)
+    num_threads: Optional[int] = None  #: torch.set_num_threads (None: torch's default)
+    deterministic: bool = False  #: torch.use_deterministic_algorithms (slower on CUDA)
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = "auto"  #: auto | cpu | cuda
+    name: str = "run"
+    data: DataConf = field(default_factory=DataConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    dataset: Any = MISSING
+    model: Any = MISSING
+    cell: Any = MISSING
+    optimizer: Any = MISSING
+    regularizer: Any = field(default_factory=dict)
+    experiment: Any = None
+
+
+# ----------------------------------------------------------------------------- datasets
+@dataclass
+class DatasetConf:
+    _target_: str = MISSING
+    name: str = MISSING
+    limit: Optional[int] = None  #: use only the first N training examples
+
+
+@dataclass
+class AdditionConf(DatasetConf):
+    _target_: str = "rnnbench.tasks.addition.AdditionTask"
+    name: str = "addition"
+    n_train: int = 50000
+    n_valid: int = 5000
+    n_test: int = 5000
+    max_value: int = 999
+    reverse: bool = False  #: feed the question reversed (Keras addition example)
+    data_seed: Optional[int] = None  #: generator seed (None: the run's seed)
+
+
+@dataclass
+class ImageSeqConf(DatasetConf):
+    _target_: str = "rnnbench.tasks.mnist.ImageSequenceTask"
+    name: str = "mnist_row"
+    source: str = "mnist"  #: mnist | fashion
+    layout: str = "row"  #: row (28x28) | pixel (784x1)
+    permute: bool = False  #: one fixed pixel permutation (pmnist)
+    permutation_seed: int = 92916
+    n_valid: int = 5000  #: held out from the 60k training images for validation
+
+
+@dataclass
+class CharLMConf(DatasetConf):
+    _target_: str = "rnnbench.tasks.text.CharLMTask"
+    name: str = "ptb_char"
+    corpus: str = "ptb"  #: ptb | shakespeare
+    bptt: int = 100  #: truncated-BPTT length
+    eval_batch_size: int = 50
+
+
+# ----------------------------------------------------------------------------- models
+@dataclass
+class ModelConf:
+    _target_: str = MISSING
+    name: str = MISSING
+    hidden_size: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0  #: plain dropout between stacked layers
+
+
+@dataclass
+class ClassifierConf(ModelConf):
+    _target_: str = "rnnbench.models.classifier.Classifier"
+    name: str = "classifier"
+    bidirectional: bool = False
+
+
+@dataclass
+class Seq2SeqConf(ModelConf):
+    _target_: str = "rnnbench.models.seq2seq.Seq2Seq"
+    name: str = "seq2seq"
+
+
+@dataclass
+class AttentionSeq2SeqConf(ModelConf):
+    _target_: str = "rnnbench.models.attention.AttentionSeq2Seq"
+    name: str = "attention_seq2seq"
+    attention: str = "window"  #: window (TF AttentionCellWrapper) | additive (Bahdanau)
+    attn_length: int = 7
+    attn_size: Optional[int] = None
+
+
+@dataclass
+class LMConf(ModelConf):
+    _target_: str = "rnnbench.models.lm.LanguageModel"
+    name: str = "lm"
+    embedding_size: int = 128
+    tie_weights: bool = False
+
+
+# ----------------------------------------------------------------------------- cells
+@dataclass
+class CellConf:
+    _target_: str = MISSING
+    name: str = MISSING
+    fused: bool = True  #: use the native fused kernel when nothing needs the per-step loop
+    compile: bool = False  #: torch.compile the custom step (see docs/performance.md)
+
+
+@dataclass
+class LSTMCellConf(CellConf):
+    _target_: str = "rnnbench.cells.lstm.LSTMCell"
+    name: str = "lstm"
+    forget_bias: float = 0.0  #: added inside the forget-gate sigmoid (article 001)
+
+
+@dataclass
+class RNNCellConf(CellConf):
+    _target_: str = "rnnbench.cells.rnn.RNNCell"
+    name: str = "rnn"
+
+
+@dataclass
+class GRUCellConf(CellConf):
+    _target_: str = "rnnbench.cells.gru.GRUCell"
+    name: str = "gru"
+
+
+# ----------------------------------------------------------------------------- optimizers
+@dataclass
+class ClipConf:
+    kind: str = "global"  #: per_tensor (article 001's clip_by_norm on each gradient) | global
+    max_norm: float = 1.0
+
+
+@dataclass
+class ScheduleConf:
+    kind: str = "none"  #: none | step | cosine | plateau
+    step_size: int = 10  #: step: epochs between decays
+    gamma: float = 0.5  #: step / plateau: decay factor
+    patience: int = 2  #: plateau: epochs without improvement
+    min_lr: float = 0.0
+
+
+@dataclass
+class OptimizerConf:
+    _target_: str = MISSING
+    name: str = MISSING
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip: Optional[ClipConf] = None
+    schedule: ScheduleConf = field(default_factory=ScheduleConf)
+
+
+@dataclass
+class AdamConf(OptimizerConf):
+    _target_: str = "torch.optim.Adam"
+    name: str = "adam"
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamWConf(AdamConf):
+    _target_: str = "torch.optim.AdamW"
+    name: str = "adamw"
+    weight_decay: float = 0.01
+
+
+@dataclass
+class SGDConf(OptimizerConf):
+    _target_: str = "torch.optim.SGD"
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass
+class RMSpropConf(OptimizerConf):
+    _target_: str = "torch.optim.RMSprop"
+    name: str = "rmsprop"
+    alpha: float = 0.99
+    momentum: float = 0.0
+    eps: float = 1e-8
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {"addition": AdditionConf, "image_seq": ImageSeqConf, "char_lm": CharLMConf},
+    "model": {
+        "classifier": ClassifierConf,
+        "seq2seq": Seq2SeqConf,
+        "attention_seq2seq": AttentionSeq2SeqConf,
+        "lm": LMConf,
+    },
+    "cell": {"lstm": LSTMCellConf, "rnn": RNNCellConf, "gru": GRUCellConf},
+    "optimizer": {"adam": AdamConf, "adamw": AdamWConf, "sgd": SGDConf, "rmsprop": RMSpropConf},
+}
+
+
+def register_schema(group: str, name: str, node: type) -> None:
+    """Register one option schema as ``<group>/_schema_<name>`` (yaml files list it in defaults)."""
+    SCHEMAS.setdefault(group, {})[name] = node
+    ConfigStore.instance().store(group=group, name=f"_schema_{name}", node=node)
+
+
+def register_configs() -> None:
+    """Store the top-level schema and every group-option schema (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="_schema_config", node=Config)
+    for group, options in SCHEMAS.items():
+        for name, node in options.items():
+            cs.store(group=group, name=f"_schema_{name}", node=node)
