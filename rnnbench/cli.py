@@ -1,0 +1,166 @@
+"""``rnnbench`` command line: ``train`` (Hydra), ``table``, ``verify``, ``bench``.
+
+Errors the user can fix end the program with one line ``error: ...`` on stderr and a non-zero
+exit status; ``RNNBENCH_DEBUG=1`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import RnnbenchError
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+log = logging.getLogger("rnnbench")
+
+USAGE = """usage: rnnbench <command> [args]
+
+commands:
+  train [overrides]   train one run, or a sweep with -m (Hydra; `rnnbench train --help`)
+  table DIR...        comparison table (Markdown/CSV/LaTeX) and curves from sweep/run directories
+  verify RUN_DIR...   recompute a run's metrics with an independent NumPy forward pass
+  bench [options]     forward+backward throughput of every cell against fused nn.LSTM
+
+examples:
+  rnnbench train                                   # addition, seq2seq LSTM (the default)
+  rnnbench train dataset=mnist_row data.root=/path/to/data
+  rnnbench train -m cell=lstm,gru seed=0,1,2       # a sweep
+  rnnbench train experiment=wn_mnist scale=cpu     # an article's comparison
+"""
+
+# subcommand -> "module:function" taking argv and returning an exit status
+COMMANDS = {
+    "table": "rnnbench.reports.table:main",
+    "verify": "rnnbench.verify:main",
+    "bench": "rnnbench.bench:main",
+}
+HYDRA_FLAGS = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
+               "--shell-completion", "-sc", "--resolve", "--package", "-p", "--version",
+               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def debug() -> bool:
+    return os.environ.get("RNNBENCH_DEBUG", "") not in ("", "0")
+
+
+def fail(msg: str, code: int = 2) -> None:
+    """Print the one-line error and exit."""
+    first = " ".join(str(msg).strip().split("\n")[0].split())
+    print(f"error: {first}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _hydra_message(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    msg = lines[0] if lines else type(e).__name__
+    if "Could not find" in msg or "Could not load" in msg:
+        opts = [ln for ln in lines[1:] if not ln.startswith(("Config search path", "provider=", "Available"))
+                and not ln.startswith("_schema_")]
+        if opts:
+            msg += " (available: " + ", ".join(opts) + ")"
+    elif "Could not override" in msg and len(lines) > 1:
+        msg += " — unknown key; check the spelling (`rnnbench train --cfg job` prints the config)"
+    return msg
+
+
+def validate_overrides(overrides: list[str]) -> None:
+    """Compose the config once so a bad override fails with one line before Hydra starts a run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            compose("config", overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        if debug():
+            raise
+        fail(_hydra_message(e))
+
+
+def _train_task(cfg) -> float:
+    """Hydra's task function: one job of a run or a sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .train.run import objective, run_training
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        results = run_training(cfg, run_dir)
+    except RnnbenchError as e:
+        if debug():
+            raise
+        log.error("error: %s", e)
+        if multirun:  # a failed job must not stop the sweep; results.json says what happened
+            return math.nan
+        fail(str(e), 3 if type(e).__name__ == "DivergedError" else 2)
+    except Exception as e:  # a bug: keep the sweep going, report the job
+        if debug() or not multirun:
+            if debug():
+                raise
+            log.exception("internal error")
+            fail(f"internal error: {type(e).__name__}: {e} (RNNBENCH_DEBUG=1 shows the traceback)", 1)
+        log.exception("job failed")
+        return math.nan
+    from .tasks import build_task  # noqa: F401  (metric name comes from results)
+    metric = "bpc" if cfg.dataset.name.endswith("_char") else "acc"
+    value = objective(results, metric)
+    return -value if metric == "acc" else value  # sweepers minimize
+
+
+def train_command(args: list[str]) -> int:
+    import hydra
+
+    from .config import register_configs
+
+    register_configs()
+    if not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
+        validate_overrides(args)
+    sys.argv = [sys.argv[0] + " train", *args]
+    main_fn = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_train_task)
+    main_fn()
+    return 0
+
+
+def _load(spec: str) -> Callable[[list[str]], Optional[int]]:
+    mod, fn = spec.split(":")
+    try:
+        module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name == mod:
+            fail(f"this rnnbench build has no `{mod.split('.')[-1]}` command yet")
+        raise
+    return getattr(module, fn)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    try:
+        if cmd == "train":
+            return train_command(rest)
+        if cmd in COMMANDS:
+            return int(_load(COMMANDS[cmd])(rest) or 0)
+        fail(f"unknown command {cmd!r}; commands: train, table, verify, bench (see rnnbench --help)")
+    except RnnbenchError as e:
+        if debug():
+            raise
+        fail(str(e))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""One training run end to end: build everything from the config, train, test on the best
+checkpoint, and write ``results.json`` (SPEC §10) and ``curves.png`` into the run directory."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError, DivergedError, RnnbenchError
+from ..models import build_model
+from ..tasks import build_task
+from .checkpoint import load_checkpoint
+from .trainer import Trainer
+
+log = logging.getLogger("rnnbench")
+
+#: config sections that must match when resuming a run
+RESUME_MUST_MATCH = ("seed", "dataset", "model", "cell", "optimizer", "regularizer")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available; use device=cpu or device=auto")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def read_results(run_dir: Path) -> Optional[dict]:
+    p = Path(run_dir) / "results.json"
+    try:
+        return json.loads(p.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_results(run_dir: Path, results: dict) -> None:
+    tmp = run_dir / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, run_dir / "results.json")
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {"dataset": cfg.dataset.name, "model": cfg.model.name, "cell": cfg.cell.name,
+                            "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "seed": cfg.seed,
+                            "hidden_size": cfg.model.hidden_size, "num_layers": cfg.model.num_layers,
+                            "batch_size": cfg.train.batch_size, "epochs": cfg.train.epochs,
+                            "regularizer": ",".join(cfg.regularizer.keys()) or "none",
+                            "clip": "none" if cfg.optimizer.clip is None else
+                            f"{cfg.optimizer.clip.kind}:{cfg.optimizer.clip.max_norm}"}
+    return flat
+
+
+def _check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
+    saved_path = run_dir / ".hydra" / "config.yaml"
+    if not saved_path.exists():
+        return
+    saved = OmegaConf.load(saved_path)
+    for key in RESUME_MUST_MATCH:
+        a = OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig) else cfg[key]
+        b = saved.get(key)
+        b = OmegaConf.to_container(b, resolve=True) if isinstance(b, DictConfig) else b
+        if a != b:
+            raise ConfigError(f"train.resume: this run's {key} differs from the saved one in {saved_path}; "
+                              "resume with the same overrides as the original run")
+
+
+def run_training(cfg: DictConfig, run_dir: Path) -> dict:
+    """Train as configured, writing into ``run_dir``; return the results dict (also results.json).
+
+    Raises :class:`RnnbenchError` (after writing results.json with status failed/diverged).
+    """
+    run_dir = Path(run_dir)
+    resume_from: Optional[Path] = None
+    if cfg.train.resume:
+        resume_dir = run_dir if cfg.train.resume == "auto" else Path(cfg.train.resume)
+        ckpt = resume_dir / "checkpoints" / "last.pt"
+        if cfg.train.resume != "auto" and not ckpt.exists():
+            raise RnnbenchError(f"train.resume={cfg.train.resume}: no checkpoints/last.pt there; "
+                                "pass the directory of an interrupted run")
+        if ckpt.exists():
+            run_dir, resume_from = resume_dir, ckpt
+            _check_resume_config(cfg, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.train.skip_finished:
+        done = read_results(run_dir)
+        if done is not None and done.get("status") == "ok":
+            log.info("skipping finished run %s", run_dir)
+            return done
+    results: dict[str, Any] = {"status": "failed", "seed": cfg.seed, "cell": cfg.cell.name,
+                               "dataset": cfg.dataset.name, "model": cfg.model.name,
+                               "regularizer": list(cfg.regularizer.keys()), "valid": {}, "test": {},
+                               "hparams": _hparams(cfg), "run_dir": str(run_dir)}
+    t0 = time.perf_counter()
+    trainer: Optional[Trainer] = None
+    try:
+        if cfg.train.num_threads:
+            torch.set_num_threads(int(cfg.train.num_threads))
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True)
+        device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        task = build_task(cfg)
+        (run_dir / "task_state.json").write_text(json.dumps(task.state_dict()))
+        model = build_model(cfg.model, cfg.cell, task.spec)
+        regs: list = []
+        if cfg.regularizer:
+            from ..regularizers import apply_regularizers
+            regs = apply_regularizers(model, cfg.regularizer)
+        model.to(device)
+        results["params"] = sum(p.numel() for p in model.parameters())
+        log.info("run dir %s | %s on %s | %s %s x%d, %d parameters | %s", run_dir, cfg.model.name,
+                 cfg.dataset.name, cfg.cell.name, cfg.model.hidden_size, cfg.model.num_layers,
+                 results["params"], device)
+        trainer = Trainer(cfg, task, model, run_dir, device, regs)
+        if resume_from is not None:
+            trainer.resume(resume_from)
+        st = trainer.fit()
+        # test on the best-valid checkpoint
+        best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
+        model.load_state_dict(best["model"])
+        results["valid"] = best["metrics"]
+        results["test"] = trainer.evaluate("test")
+        for r in regs:
+            report = getattr(r, "final_report", None)
+            if report is not None:
+                results.update(report(model, task, trainer) or {})
+        results.update({
+            "status": "ok", "best_epoch": st.best_epoch, "epochs": st.epoch, "steps": st.step,
+            "epoch_times_s": st.epoch_times,
+            "s_per_epoch": (sum(st.epoch_times) / len(st.epoch_times)) if st.epoch_times else None,
+            "examples_per_s": st.examples / st.train_time if st.train_time > 0 else None,
+            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        })
+        if "compute_fraction" in results["valid"]:
+            results["compute_fraction"] = results["valid"]["compute_fraction"]
+        from ..train.logger import Board
+        board = Board(run_dir)
+        board.hparams(results["hparams"], {f"hparam/{s}_{k}": v for s in ("valid", "test")
+                                           for k, v in results[s].items()})
+        board.close()
+    except DivergedError as e:
+        results.update({"status": "diverged", "error": str(e)})
+        raise
+    except RnnbenchError as e:
+        results.update({"status": "failed", "error": str(e)})
+        raise
+    except KeyboardInterrupt:
+        results.update({"status": "failed", "error": "interrupted"})
+        raise
+    except Exception as e:
+        results.update({"status": "failed", "error": f"{type(e).__name__}: {e}"})
+        raise
+    finally:
+        results["wall_time_s"] = time.perf_counter() - t0
+        write_results(run_dir, results)
+        try:
+            from ..reports.curves import plot_run_curves
+            plot_run_curves(run_dir)
+        except Exception as e:  # a plot must never hide the run's real outcome
+            log.warning("could not draw curves.png: %s", e)
+    summary = " ".join(f"{k} {v:.4f}" for k, v in results["test"].items() if isinstance(v, float))
+    log.info("done in %.1f s | best epoch %d | test %s", results["wall_time_s"], results["best_epoch"], summary)
+    if cfg.train.verify:
+        from ..verify import verify_run
+        verify_run(run_dir)
+    return results
+
+
+def objective(results: dict, metric: str) -> float:
+    """The number a sweeper optimizes: the best valid metric (NaN if the run did not finish)."""
+    v = results.get("valid", {}).get(metric)
+    return float(v) if v is not None else math.nan

@@ -1,0 +1,221 @@
+"""The training loop: epochs of optimizer steps, validation each epoch, exact resume.
+
+Everything that decides what the run computes — model, optimizer and scheduler states, the
+torch RNG, the position in the epoch (batch order is a pure function of ``(seed, epoch)``),
+the carried LM state and the running train-loss sums — is in ``checkpoints/last.pt``, so a run
+killed at any point and resumed writes the same ``metrics.jsonl`` as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from ..cells.stack import RNNStack, map_state
+from ..errors import DivergedError
+from ..tasks.base import EvalSums, Task
+from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from .logger import Board, MetricsLog
+from .optim import build_optimizer, build_scheduler, clip_gradients, grad_norm
+
+log = logging.getLogger("rnnbench")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  #: epochs completed
+    step: int = 0  #: optimizer steps done
+    batch_in_epoch: int = 0  #: batches done in the current epoch
+    best_metric: Optional[float] = None
+    best_epoch: int = -1
+    train_loss_sum: float = 0.0
+    train_count: int = 0
+    epoch_time: float = 0.0  #: seconds spent in the current epoch so far
+    epoch_times: list = field(default_factory=list)
+    examples: int = 0
+    train_time: float = 0.0
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    return type(batch)(to_device(b, device) for b in batch)
+
+
+class Trainer:
+    def __init__(self, cfg: Any, task: Task, model: torch.nn.Module, run_dir: Path, device: torch.device,
+                 regularizers: Optional[list] = None) -> None:
+        self.cfg, self.task, self.model, self.run_dir, self.device = cfg, task, model, run_dir, device
+        self.tc = cfg.train
+        self.regs = regularizers or []
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = build_optimizer(self.params, cfg.optimizer)
+        self.sched = build_scheduler(self.opt, cfg.optimizer.schedule, self.tc.epochs)
+        self.stacks = [m for m in model.modules() if isinstance(m, RNNStack)]
+        self.progress_modules = [m for m in model.modules() if hasattr(m, "set_training_progress")]
+        self.state = TrainState()
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self.carry: Any = None
+        n = task.num_train_batches(self.tc.batch_size)
+        self.total_steps = n * self.tc.epochs if self.tc.max_steps is None else min(n * self.tc.epochs,
+                                                                                        self.tc.max_steps)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_last(self) -> None:
+        save_atomic({
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "state": asdict(self.state), "rng": rng_state(),
+            "carry": map_state(self.carry, lambda t: t.detach().cpu()) if self.carry is not None else None,
+        }, self.ckpt_dir / "last.pt")
+
+    def save_best(self, metrics: dict) -> None:
+        save_atomic({"model": self.model.state_dict(), "epoch": self.state.epoch, "metrics": metrics},
+                    self.ckpt_dir / "best.pt")
+
+    def resume(self, ckpt_path: Path) -> None:
+        ck = load_checkpoint(ckpt_path, map_location=self.device)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        if self.sched is not None and ck["scheduler"] is not None:
+            self.sched.load_state_dict(ck["scheduler"])
+        self.state = TrainState(**ck["state"])
+        set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v])
+                       for k, v in ck["rng"].items()})
+        self.carry = map_state(ck["carry"], lambda t: t.to(self.device)) if ck["carry"] is not None else None
+        self.metrics.truncate_after(self.state.step, self.state.epoch)
+        log.info("resumed from %s at epoch %d, step %d (batch %d of the epoch)", ckpt_path, self.state.epoch,
+                 self.state.step, self.state.batch_in_epoch)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        self.model.eval()
+        sums = EvalSums()
+        stats: dict[str, list[float]] = {}
+        state = None
+        batches = self.task.eval_batches(split, self.tc.eval_batch_size)
+        if self.tc.max_eval_batches:
+            batches = itertools.islice(batches, self.tc.max_eval_batches)
+        for batch in tqdm(batches, desc=f"eval {split}", leave=False, disable=not self.tc.progress,
+                          mininterval=1.0):
+            state = self.task.evaluate_batch(self.model, to_device(batch, self.device), sums, state)
+            for stack in self.stacks:
+                for k, v in stack.stats().items():
+                    stats.setdefault(k, []).append(v)
+        out = self.task.metrics(sums)
+        out.update({k: sum(v) / len(v) for k, v in stats.items()})
+        return out
+
+    # -- training -------------------------------------------------------------------------------
+    def _extra_loss(self) -> Optional[torch.Tensor]:
+        terms = [t for t in (s.extra_loss() for s in self.stacks) if t is not None]
+        return sum(terms) if terms else None
+
+    def _better(self, value: float) -> bool:
+        best = self.state.best_metric
+        if best is None or not math.isfinite(best):
+            return math.isfinite(value)
+        return value > best if self.task.metric_mode == "max" else value < best
+
+    def fit(self) -> TrainState:
+        tc, st = self.tc, self.state
+        board = Board(self.run_dir, purge_step=st.step if st.step else None)
+        n_batches = self.task.num_train_batches(tc.batch_size)
+        stop = tc.max_steps is not None and st.step >= tc.max_steps
+        try:
+            for epoch in range(st.epoch, tc.epochs):
+                if stop:
+                    break
+                self.model.train()
+                if st.batch_in_epoch == 0:
+                    self.carry = None
+                batches = self.task.train_batches(tc.batch_size, epoch, self.cfg.seed)
+                batches = itertools.islice(batches, st.batch_in_epoch, None)
+                bar = tqdm(total=n_batches, initial=st.batch_in_epoch, desc=f"epoch {epoch + 1}/{tc.epochs}",
+                           disable=not tc.progress, mininterval=1.0, dynamic_ncols=True)
+                t_last = time.perf_counter()
+                for batch in batches:
+                    batch = to_device(batch, self.device)
+                    for m in self.progress_modules:
+                        m.set_training_progress(st.step, self.total_steps)
+                    loss, carry = self.task.loss(self.model, batch, self.carry)
+                    self.carry = map_state(carry, torch.Tensor.detach) if carry is not None else None
+                    if not torch.isfinite(loss):
+                        raise DivergedError(f"loss became {loss.item()} at epoch {epoch + 1}, step {st.step + 1}; "
+                                            "lower optimizer.lr or set optimizer.clip")
+                    total = loss
+                    extra = self._extra_loss()
+                    if extra is not None:
+                        total = total + extra
+                    self.opt.zero_grad(set_to_none=True)
+                    total.backward()
+                    gnorm = grad_norm(self.params) if (st.step % tc.log_every == 0) else None
+                    clip_gradients(self.params, self.cfg.optimizer.clip)
+                    self.opt.step()
+                    for r in self.regs:
+                        r.after_step(self.model)
+                    n_ex = self.task.num_examples(batch)
+                    st.step += 1
+                    st.batch_in_epoch += 1
+                    st.train_loss_sum += loss.item() * n_ex
+                    st.train_count += n_ex
+                    st.examples += n_ex
+                    now = time.perf_counter()
+                    dt, t_last = now - t_last, now
+                    st.epoch_time += dt
+                    st.train_time += dt
+                    bar.update(1)
+                    if gnorm is not None:
+                        bar.set_postfix(loss=f"{loss.item():.4f}", ex_s=f"{n_ex / max(dt, 1e-9):.0f}", refresh=False)
+                        vals = {"loss": loss.item(), "lr": self.opt.param_groups[0]["lr"], "grad_norm": gnorm,
+                                "examples_per_s": n_ex / max(dt, 1e-9)}
+                        for s in self.stacks:
+                            vals.update(s.stats())
+                        board.scalars("train_step", vals, st.step)
+                    if tc.checkpoint_every and st.step % tc.checkpoint_every == 0:
+                        self.save_last()
+                    if tc.max_steps is not None and st.step >= tc.max_steps:
+                        stop = True
+                        break
+                bar.close()
+                self._end_epoch(epoch, board)
+        finally:
+            board.close()
+        return st
+
+    def _end_epoch(self, epoch: int, board: Board) -> None:
+        st = self.state
+        train = {"loss": st.train_loss_sum / max(st.train_count, 1)}
+        valid = self.evaluate("valid")
+        lr = self.opt.param_groups[0]["lr"]
+        self.metrics.write({"epoch": epoch + 1, "step": st.step, "split": "train", **train, "lr": lr})
+        self.metrics.write({"epoch": epoch + 1, "step": st.step, "split": "valid", **valid})
+        board.scalars("train", {**train, "lr": lr, "epoch_time_s": st.epoch_time}, epoch + 1)
+        board.scalars("valid", valid, epoch + 1)
+        metric = valid[self.task.metric]
+        log.info("epoch %d: train loss %.4f | valid %s | %.1f s", epoch + 1, train["loss"],
+                 " ".join(f"{k} {v:.4f}" for k, v in valid.items()), st.epoch_time)
+        if self.sched is not None:
+            if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.sched.step(valid["loss"])
+            else:
+                self.sched.step()
+        st.epoch = epoch + 1
+        st.epoch_times.append(st.epoch_time)
+        st.epoch_time = 0.0
+        st.batch_in_epoch = 0
+        st.train_loss_sum, st.train_count = 0.0, 0
+        if self._better(metric):
+            st.best_metric, st.best_epoch = metric, epoch + 1
+            self.save_best(valid)
+        self.carry = None
+        self.save_last()
