@@ -121,8 +121,9 @@ class AttentionSeq2SeqConf(ModelConf):
     _target_: str = "rnnbench.models.attention.AttentionSeq2Seq"
     name: str = "attention_seq2seq"
     attention: str = "window"  #: window (TF AttentionCellWrapper) | additive (Bahdanau)
-    attn_length: int = 7
-    attn_size: Optional[int] = None
+    attn_length: int = 7  #: window: how many past wrapper outputs are attended (article: 7)
+    attn_size: Optional[int] = None  #: window read-out / output size (None: hidden_size, as TF)
+    attn_vec_size: Optional[int] = None  #: width of the additive score's tanh layer (None: attn_size)
 
 
 @dataclass
@@ -183,7 +184,7 @@ class OptimizerConf:
     name: str = MISSING
     lr: float = 1e-3
     weight_decay: float = 0.0
-    clip: Optional[ClipConf] = None
+    clip: Optional[Any] = None  #: null | {kind: per_tensor|global, max_norm: x} (checked by train.optim)
     schedule: ScheduleConf = field(default_factory=ScheduleConf)
 
 
@@ -220,6 +221,69 @@ class RMSpropConf(OptimizerConf):
     eps: float = 1e-8
 
 
+# ----------------------------------------------------------------------------- regularizers
+# Each conf/regularizer/<name>.yaml is ``# @package _group_._name_``, so regularizer=[a,b]
+# composes ``regularizer: {a: {...}, b: {...}}`` (rnnbench.regularizers.apply_regularizers).
+@dataclass
+class RegularizerConf:
+    _target_: str = MISSING
+
+
+@dataclass
+class WeightNormConf(RegularizerConf):
+    _target_: str = "rnnbench.regularizers.weight_norm.WeightNorm"
+    matrices: list = field(default_factory=lambda: ["input", "recurrent"])  #: input | recurrent
+    init: str = "keep"  #: keep | article (v ~ truncN(0, init_std), g = init_g, b = 0)
+    init_std: float = 0.05
+    init_g: float = 0.1
+    zero_bias: bool = True  #: with init=article: b = 0
+
+
+@dataclass
+class WeightDropConf(RegularizerConf):
+    _target_: str = "rnnbench.regularizers.weight_drop.WeightDrop"
+    p: float = 0.5  #: DropConnect probability on recurrent weights
+    use_vd: bool = False  #: keep one mask until after_step resamples it (article 002)
+    matrices: list = field(default_factory=lambda: ["recurrent"])
+
+
+@dataclass
+class VariationalDropoutConf(RegularizerConf):
+    _target_: str = "rnnbench.regularizers.variational_dropout.VariationalDropout"
+    input: float = 0.0  #: locked dropout on the first layer's input
+    hidden: float = 0.0  #: between stacked layers
+    output: float = 0.0  #: on the stack's output
+    embedding: float = 0.0  #: drop whole embedding rows (LM)
+    embedding_if_present: bool = False  #: skip embedding dropout on models without nn.Embedding
+
+
+@dataclass
+class ZoneoutConf(RegularizerConf):
+    _target_: str = "rnnbench.regularizers.zoneout.Zoneout"
+    z_h: float = 0.05
+    z_c: float = 0.5
+    locked: bool = False  #: one mask per sequence instead of per step
+
+
+@dataclass
+class AWDConf(RegularizerConf):
+    _target_: str = "rnnbench.regularizers.awd.AWD"
+    wdrop: float = 0.5
+    dropouti: float = 0.65
+    dropouth: float = 0.3
+    dropout: float = 0.4
+    dropoute: float = 0.1
+    use_vd: bool = False
+
+
+@dataclass
+class QATConf(RegularizerConf):
+    _target_: str = "rnnbench.regularizers.qat.QAT"
+    quant_delay: int = 0  #: optimizer steps of float training before fake quantisation
+    observer_decay: float = 0.99  #: EMA decay of the activation range observers
+    linear: bool = True  #: also quantise nn.Linear heads
+
+
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"addition": AdditionConf, "image_seq": ImageSeqConf, "char_lm": CharLMConf},
     "model": {
@@ -230,6 +294,9 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "cell": {"lstm": LSTMCellConf, "rnn": RNNCellConf, "gru": GRUCellConf},
     "optimizer": {"adam": AdamConf, "adamw": AdamWConf, "sgd": SGDConf, "rmsprop": RMSpropConf},
+    "regularizer": {"weight_norm": WeightNormConf, "weight_drop": WeightDropConf,
+                    "variational_dropout": VariationalDropoutConf, "zoneout": ZoneoutConf, "awd": AWDConf,
+                    "qat": QATConf},
 }
 
 

@@ -1,0 +1,92 @@
+"""Regularizers (config group ``regularizer``, composable; SPEC §4).
+
+``regularizer=[weight_norm,zoneout]`` composes ``cfg.regularizer = {weight_norm: {...},
+zoneout: {...}}``; the trainer calls, right after building the model and before creating the
+optimizer::
+
+    regs = apply_regularizers(model, cfg.regularizer)
+    ...
+    for r in regs: r.after_step(model)        # after every optimizer step
+
+and, for QAT's quant delay, ``m.set_training_progress(step, total_steps)`` on every module
+that defines it. ``int_only_report(model, task)`` (from :mod:`.qat`) is the end-of-run check of
+the integer-only inference path.
+
+==================== ===================================================================
+weight_norm          w = g·v/‖v‖ per output unit (article 001)
+weight_drop          DropConnect on recurrent matrices, one mask per sequence (AWD, art. 002)
+variational_dropout  locked dropout on inputs / between layers / outputs (+ embedding rows)
+zoneout              stochastic keep of h (and c), expectation at eval (Krueger et al. 2016)
+awd                  weight_drop + variational_dropout + embedding dropout, AWD defaults
+qat                  fake-quant int8 training + integer-only inference check (article 002)
+==================== ===================================================================
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+from torch import nn
+
+from ..errors import ConfigError
+from .awd import AWD
+from .base import Regularizer
+from .variational_dropout import VariationalDropout
+from .weight_drop import WeightDrop
+from .weight_norm import WeightNorm
+from .zoneout import Zoneout
+
+REGISTRY: dict[str, type] = {
+    "weight_norm": WeightNorm,
+    "weight_drop": WeightDrop,
+    "variational_dropout": VariationalDropout,
+    "zoneout": Zoneout,
+    "awd": AWD,
+}
+
+
+def _registry() -> dict[str, type]:
+    from .qat import QAT  # late: qat pulls more code
+
+    return {**REGISTRY, "qat": QAT}
+
+
+def build_regularizer(name: str, options: Any) -> Regularizer:
+    """One regularizer from its config node (``_target_`` + options, or plain options)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    opts = OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else dict(options or {})
+    target = opts.pop("_target_", None)
+    opts.pop("name", None)
+    if target is not None:
+        from hydra.utils import get_class
+
+        cls = get_class(target)
+    else:
+        reg = _registry()
+        if name not in reg:
+            raise ConfigError(f"unknown regularizer {name!r}; choose from {', '.join(sorted(reg))}")
+        cls = reg[name]
+    try:
+        return cls(**opts)
+    except TypeError as e:  # unknown option
+        raise ConfigError(f"regularizer {name}: {e}") from None
+
+
+def apply_regularizers(model: nn.Module, cfg: Optional[Mapping[str, Any]]) -> list[Regularizer]:
+    """Build every regularizer in ``cfg`` (name -> options) and apply it to ``model``.
+
+    Applied in a fixed order whatever the listing order (weight_norm first: its g/v split must
+    be the first parametrization of a weight; then weight_drop/awd, variational dropout,
+    zoneout, qat last). Returns the applied objects (for ``after_step``).
+    """
+    if not cfg:
+        return []
+    regs = [build_regularizer(str(name), opts) for name, opts in cfg.items()]
+    regs.sort(key=lambda r: getattr(r, "order", 0))
+    for r in regs:
+        r.apply(model)
+    return regs
+
+
+__all__ = ["apply_regularizers", "build_regularizer", "Regularizer", "WeightNorm", "WeightDrop",
+           "VariationalDropout", "Zoneout", "AWD", "REGISTRY"]

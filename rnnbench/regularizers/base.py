@@ -1,0 +1,95 @@
+"""Shared machinery of the regularizers: the base class and which tensors each one touches.
+
+Every regularizer is a small object built from its config node (``_target_`` + options):
+
+* ``apply(model)`` attaches it to a built model with standard torch mechanisms only
+  (``torch.nn.utils.parametrize``, forward (pre-)hooks, ``RecurrentLayer.state_hooks``);
+  it raises :class:`~rnnbench.errors.ConfigError` (one line) when it cannot apply;
+* ``after_step(model)`` runs after every optimizer step (``use_vd`` mask resampling).
+
+Which parameters count as *input* and *recurrent* matrices of a cell
+(:func:`cell_matrices`): a cell may declare them with the class attribute
+``regularizer_weights = {"input": (...names...), "recurrent": (...names...)}``; otherwise
+the naming convention of ``torch.nn.LSTM`` is used, source first: a 2-D parameter directly on
+the cell named ``weight_h*`` (``weight_hh``, ``weight_hm``...) reads the previous hidden state
+and is *recurrent*; one named ``weight_i*`` / ``weight_x*`` reads the input and is *input*.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..cells.base import Cell, RecurrentLayer
+from ..errors import ConfigError
+
+RECURRENT_NAME = re.compile(r"^weight_h\w*$")
+INPUT_NAME = re.compile(r"^weight_[ix]\w*$")
+
+
+class Regularizer:
+    """Base class: subclasses implement :meth:`apply`; :meth:`after_step` is optional."""
+
+    name: str = "regularizer"
+
+    def apply(self, model: nn.Module) -> None:
+        raise NotImplementedError
+
+    def after_step(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Called by the trainer after every optimizer step."""
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({opts})"
+
+
+def cells_of(model: nn.Module) -> list[Cell]:
+    return [m for m in model.modules() if isinstance(m, Cell)]
+
+
+def layers_of(model: nn.Module) -> list[RecurrentLayer]:
+    return [m for m in model.modules() if isinstance(m, RecurrentLayer)]
+
+
+def require_cells(model: nn.Module, who: str) -> list[Cell]:
+    cells = cells_of(model)
+    if not cells:
+        raise ConfigError(f"regularizer {who} needs a model with recurrent cells (found none in "
+                          f"{type(model).__name__})")
+    return cells
+
+
+def _own_matrices(cell: Cell) -> dict[str, Any]:
+    """2-D parameters directly on ``cell`` (parametrized ones by their public name)."""
+    out = {}
+    for name, p in cell.named_parameters(recurse=False):
+        if p.dim() == 2:
+            out[name] = p
+    if parametrize.is_parametrized(cell):
+        for name in cell.parametrizations.keys():  # type: ignore[union-attr]
+            if getattr(cell, name).dim() == 2:
+                out[name] = True
+    return out
+
+
+def cell_matrices(cell: Cell, kind: str) -> list[str]:
+    """Names of the ``kind`` ('input' | 'recurrent') matrices of ``cell`` (see module doc)."""
+    declared = getattr(cell, "regularizer_weights", None)
+    if declared is not None:
+        return list(declared.get(kind, ()))
+    pattern = RECURRENT_NAME if kind == "recurrent" else INPUT_NAME
+    return sorted(n for n in _own_matrices(cell) if pattern.match(n))
+
+
+def cell_name(cell: Cell) -> str:
+    return getattr(cell, "cell_name", type(cell).__name__)
+
+
+def matrices_or_fail(cell: Cell, kinds: Iterable[str], who: str) -> list[str]:
+    names = [n for k in kinds for n in cell_matrices(cell, k)]
+    if not names:
+        raise ConfigError(f"regularizer {who} cannot apply to cell {cell_name(cell)}: it has no "
+                          f"{'/'.join(kinds)} weight matrix (weight_h*/weight_i* or regularizer_weights)")
+    return names

@@ -1,0 +1,425 @@
+"""Quantization-aware training and an integer-only inference path (Jacob et al. 2018,
+"Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
+Inference"; article 002's ``is_quant`` + ``tf.contrib.quantize.create_training_graph``).
+
+Number formats (symmetric, zero-point 0; the layout of TFLite's integer LSTM):
+
+==================  ===========================================  =========================
+tensor              format                                       scale
+==================  ===========================================  =========================
+weights             int8, per output row                         s_w[r] = max|W_r| / 127
+layer input x       int8, per tensor                             s_x = EMA(max|x|) / 127
+gate pre-activation int16, clamped to the LUT domain [-8, 8)     S_G = 2^-10
+σ / tanh outputs    int16 LUT over the 16384 pre-activations     S_A = 2^-15
+cell state c        int16                                        S_C = 2^-11
+hidden state h      int8                                         S_H = 2^-7
+logits (head)       int32                                        S_O = 2^-8
+==================  ===========================================  =========================
+
+A matmul accumulates int8·int8 products in int32 (``acc = W_q · x_q``); it is rescaled to the
+gate scale by a fixed-point multiplier ``M = s_w s_x / S_G ≈ m0 · 2^-n`` with a 24-bit integer
+``m0`` and round-half-up shift: ``g = (acc · m0 + 2^(n-1)) >> n``. The LSTM step is then
+
+    gates = clamp(g_ih + g_hh + b_q)                  b_q = round(b / S_G)
+    i, f, o = LUT_σ[gates],  u = LUT_tanh[gates]
+    c = clamp(rshift(f·c, 15) + rshift(i·u, 19))      (S_A·S_C -> S_C, S_A·S_A -> S_C)
+    h = clamp(rshift(o · LUT_tanh[rshift(c, 1)], 23)) (S_A·S_A -> S_H)
+
+The fake-quantised model (training and :func:`int_only_report`'s reference) computes exactly
+these integers, held in float64 (every value < 2^53, so exact), with straight-through
+gradients (round: identity; LUT: σ'/tanh'; clamp: zero outside). :func:`int_forward` computes
+them with int64 tensors only (no float op after quantising the input), so the two agree up to
+nothing but bugs. Before ``quant_delay`` optimizer steps (``set_training_progress``) the model
+trains in float (the cells' own fused kernels); the input observers run from the start.
+
+torch's own ``torch.ao.quantization`` FakeQuantize modules are not used: their observers
+pick asymmetric scales and round half-to-even, so an integer path could only approximate them,
+and ``torch.ao.quantization`` is deprecated in favour of torchao (not a dependency here).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..cells.base import Cell, RecurrentLayer, State
+from ..cells.lstm import LSTMCell
+from ..cells.rnn import RNNCell
+from ..errors import ConfigError
+from .base import Regularizer, cell_name
+
+QMAX8 = 127
+QMAX16 = 32767
+G_BITS = 10  #: S_G = 2^-10
+LUT_LO, LUT_HI = -(8 << G_BITS), (8 << G_BITS) - 1  #: pre-activation domain [-8, 8)
+A_BITS = 15  #: S_A = 2^-15
+C_BITS = 11  #: S_C = 2^-11
+H_BITS = 7  #: S_H = 2^-7
+O_BITS = 8  #: S_O = 2^-8
+MULT_BITS = 24  #: fixed-point multiplier mantissa (m0 in [2^23, 2^24))
+F64 = torch.float64
+
+
+# ----------------------------------------------------------------------------- primitives
+class _Exact(torch.autograd.Function):
+    """Forward: the exact value ``q``; backward: the gradient of the surrogate ``x`` (STE)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, q: Tensor) -> Tensor:  # type: ignore[override]
+        return q.clone()
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        return g, None
+
+
+def ste(x: Tensor, q: Tensor) -> Tensor:
+    return _Exact.apply(x, q.detach())
+
+
+def round_half_up(x: Tensor) -> Tensor:
+    """``floor(x + 1/2)`` with a straight-through gradient."""
+    return ste(x, torch.floor(x.detach() + 0.5))
+
+
+def qclamp(x: Tensor, lo: int, hi: int) -> Tensor:
+    return torch.clamp(x, lo, hi)
+
+
+def rshift_round(x: Tensor, n: int) -> Tensor:
+    """``floor(x / 2^n + 1/2)`` — the integer path's ``(x + 2^(n-1)) >> n``."""
+    return round_half_up(x * (2.0 ** -n))
+
+
+def weight_scale(w: Tensor) -> Tensor:
+    """Per-row symmetric scale ``max|W_r| / 127`` (float64, detached; 1 for an all-zero row)."""
+    a = w.detach().to(F64).abs().amax(dim=1)
+    return torch.where(a > 0, a / QMAX8, torch.ones_like(a))
+
+
+def quantize_weight(w: Tensor) -> tuple[Tensor, Tensor]:
+    """``(W_q, s_w)``: integer-valued float64 ``clamp(round(W / s_w))`` (STE) and the row scales."""
+    s = weight_scale(w)
+    return qclamp(round_half_up(w.to(F64) / s[:, None]), -QMAX8, QMAX8), s
+
+
+def quantize_multiplier(m: Tensor) -> tuple[Tensor, Tensor]:
+    """``m ≈ m0 · 2^-n`` with integer ``m0 ∈ [2^23, 2^24)`` (or 0); returns int64 ``(m0, n)``."""
+    m = m.to(F64)
+    e = torch.floor(torch.log2(torch.where(m > 0, m, torch.ones_like(m))))
+    n = (MULT_BITS - 1 - e).to(torch.int64)
+    m0 = torch.floor(m * torch.pow(2.0, n.to(F64)) + 0.5).to(torch.int64)
+    if (n < 1).any():
+        raise ValueError("qat: rescale multiplier >= 2^22 (a scale is degenerate)")
+    return torch.where(m > 0, m0, torch.zeros_like(m0)), torch.where(m > 0, n, torch.ones_like(n))
+
+
+def fixed_multiplier(m: Tensor) -> Tensor:
+    """The float64 value ``m0 · 2^-n`` of :func:`quantize_multiplier` (exact)."""
+    m0, n = quantize_multiplier(m)
+    return m0.to(F64) * torch.pow(2.0, -n.to(F64))
+
+
+def quantize_input(x: Tensor, s: Tensor) -> Tensor:
+    """int8 ``clamp(round(x · M))`` with ``M`` = the fixed-point 1/s (so an input on another
+    int grid, e.g. h at S_H, requantises exactly as the integer path's multiply-shift)."""
+    return qclamp(round_half_up(x.to(F64) * fixed_multiplier(1.0 / s)), -QMAX8, QMAX8)
+
+
+def _lut(fn, k: Tensor) -> Tensor:
+    return torch.clamp(torch.floor(fn(k.to(F64) * 2.0 ** -G_BITS) * 2.0 ** A_BITS + 0.5), -QMAX16, QMAX16)
+
+
+_KEYS = torch.arange(LUT_LO, LUT_HI + 1, dtype=torch.int64)
+SIGMOID_LUT = _lut(torch.sigmoid, _KEYS).to(torch.int64)  #: int16 values, index = pre-activation − LUT_LO
+TANH_LUT = _lut(torch.tanh, _KEYS).to(torch.int64)
+
+
+def lut_act(gates: Tensor, which: str) -> Tensor:
+    """σ or tanh of int16 pre-activations (scale S_G, in the LUT domain) -> int16 (scale S_A).
+
+    Forward: the LUT value (exactly what the integer path reads); backward: σ'/tanh'."""
+    fn, table = (torch.sigmoid, SIGMOID_LUT) if which == "sigmoid" else (torch.tanh, TANH_LUT)
+    idx = gates.detach().to(torch.int64) - LUT_LO
+    q = table.to(gates.device)[idx].to(gates.dtype)
+    return ste(fn(gates * 2.0 ** -G_BITS) * 2.0 ** A_BITS, q)
+
+
+class ActObserver(nn.Module):
+    """EMA of ``max|x|`` over training batches: ``a <- a + (1 − decay)(max|x| − a)``; scale a/127."""
+
+    def __init__(self, decay: float = 0.99) -> None:
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("amax", torch.zeros((), dtype=F64))
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    def observe(self, x: Tensor) -> None:
+        if not self.training:
+            return
+        m = x.detach().abs().amax().to(F64)
+        if not bool(self.initialized):
+            self.amax.copy_(m)
+            self.initialized.fill_(True)
+        else:
+            self.amax.add_((1 - self.decay) * (m - self.amax))
+
+    def scale(self) -> Tensor:
+        a = self.amax
+        return torch.where(a > 0, a / QMAX8, torch.ones_like(a))
+
+
+# ----------------------------------------------------------------------------- QAT modules
+class _Progress:
+    quant_delay: int = 0
+    quant_enabled: bool = True
+
+    def set_training_progress(self, step: int, total_steps: int) -> None:
+        """Fake quantisation starts once ``step >= quant_delay`` (called by the trainer)."""
+        self.quant_enabled = step >= self.quant_delay
+
+
+class QATCell(_Progress, Cell):
+    """Wraps a float :class:`LSTMCell` or :class:`RNNCell` (``float_cell``, whose parameters and
+    parametrizations it uses); runs the fake-quantised integer step of the module doc once
+    quantisation is enabled, the float cell (fused kernel included) before."""
+
+    def __init__(self, cell: Cell, quant_delay: int = 0, observer_decay: float = 0.99) -> None:
+        if not isinstance(cell, (LSTMCell, RNNCell)):
+            raise ConfigError(f"regularizer qat cannot apply to cell {cell_name(cell)}: integer LSTM/RNN "
+                              "steps exist for cells lstm and rnn only")
+        super().__init__(cell.input_size, cell.hidden_size, fused=cell.fused, name=cell_name(cell))
+        self.float_cell = cell
+        self.num_states = cell.num_states
+        self.is_lstm = isinstance(cell, LSTMCell)
+        self.quant_delay = int(quant_delay)
+        self.quant_enabled = self.quant_delay <= 0
+        self.x_obs = ActObserver(observer_decay)
+
+    @property  # type: ignore[override]
+    def fused(self) -> bool:
+        return bool(self.__dict__.get("_fused", True)) and not self.quant_enabled
+
+    @fused.setter
+    def fused(self, v: bool) -> None:
+        self.__dict__["_fused"] = bool(v)
+
+    # biases at the gate scale (LSTM folds forget_bias into b_ih, as the float cell)
+    def _bias(self) -> Tensor:
+        c = self.float_cell
+        b = c._bias_ih() + c.bias_hh if self.is_lstm else c.bias_ih + c.bias_hh
+        return round_half_up(b.to(F64) * 2.0 ** G_BITS)
+
+    def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        self.x_obs.observe(x)
+        return None if self.quant_enabled else self.float_cell.native_forward(x, state)
+
+    def project_input(self, x: Tensor) -> Tensor:
+        self.x_obs.observe(x)
+        if not self.quant_enabled:
+            return self.float_cell.project_input(x)
+        s_x = self.x_obs.scale()
+        xq = quantize_input(x, s_x)
+        wq, s_w = quantize_weight(self.float_cell.weight_ih)
+        acc = xq @ wq.t()  # int32 accumulation (exact in float64)
+        return round_half_up(acc * fixed_multiplier(s_w * s_x * 2.0 ** G_BITS)) + self._bias()
+
+    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        if not self.quant_enabled:
+            return self.float_cell.step(xp, state)
+        dtype = state[0].dtype
+        hq = qclamp(round_half_up(state[0].to(F64) * 2.0 ** H_BITS), -QMAX8, QMAX8)
+        wq, s_w = quantize_weight(self.float_cell.weight_hh)
+        acc = hq @ wq.t()
+        gates = qclamp(xp + round_half_up(acc * fixed_multiplier(s_w * 2.0 ** (G_BITS - H_BITS))), LUT_LO, LUT_HI)
+        if self.is_lstm:
+            cq = qclamp(round_half_up(state[1].to(F64) * 2.0 ** C_BITS), -QMAX16, QMAX16)
+            gi, gf, gg, go = gates.chunk(4, 1)
+            i, f, o = lut_act(gi, "sigmoid"), lut_act(gf, "sigmoid"), lut_act(go, "sigmoid")
+            u = lut_act(gg, "tanh")
+            cq = qclamp(rshift_round(f * cq, A_BITS) + rshift_round(i * u, 2 * A_BITS - C_BITS), -QMAX16, QMAX16)
+            tc = lut_act(qclamp(rshift_round(cq, C_BITS - G_BITS), LUT_LO, LUT_HI), "tanh")
+            hq = qclamp(rshift_round(o * tc, 2 * A_BITS - H_BITS), -QMAX8, QMAX8)
+            h = (hq * 2.0 ** -H_BITS).to(dtype)
+            return h, (h, (cq * 2.0 ** -C_BITS).to(dtype))
+        t = lut_act(gates, "tanh")
+        hq = qclamp(rshift_round(t, A_BITS - H_BITS), -QMAX8, QMAX8)
+        h = (hq * 2.0 ** -H_BITS).to(dtype)
+        return h, (h,)
+
+    def extra_loss(self) -> Optional[Tensor]:
+        return self.float_cell.extra_loss()
+
+    def stats(self) -> dict[str, float]:
+        return self.float_cell.stats()
+
+
+class QATLinear(_Progress, nn.Module):
+    """``nn.Linear`` with int8 per-row weights, an int8 input (EMA observer), an int32
+    accumulator and int32 output at S_O = 2^-8:
+    ``y = round(acc · s_w s_in / S_O) · S_O``, ``acc = W_q x_q + round(b / (s_w s_in))``.
+    Keeps the float module's ``weight``/``bias`` Parameters (names and tying unchanged)."""
+
+    def __init__(self, lin: nn.Linear, quant_delay: int = 0, observer_decay: float = 0.99) -> None:
+        super().__init__()
+        self.in_features, self.out_features = lin.in_features, lin.out_features
+        self.weight = lin.weight
+        self.bias = lin.bias
+        self.quant_delay = int(quant_delay)
+        self.quant_enabled = self.quant_delay <= 0
+        self.x_obs = ActObserver(observer_decay)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.x_obs.observe(x)
+        if not self.quant_enabled:
+            return nn.functional.linear(x, self.weight, self.bias)
+        s_in = self.x_obs.scale()
+        xq = quantize_input(x, s_in)
+        wq, s_w = quantize_weight(self.weight)
+        acc = xq @ wq.t()
+        if self.bias is not None:
+            acc = acc + round_half_up(self.bias.to(F64) / (s_w * s_in))
+        yq = round_half_up(acc * fixed_multiplier(s_w * s_in * 2.0 ** O_BITS))
+        return (yq * 2.0 ** -O_BITS).to(x.dtype)
+
+
+class QAT(Regularizer):
+    """Swaps every LSTM/RNN cell for a :class:`QATCell` and every ``nn.Linear`` for a
+    :class:`QATLinear` (as ``torch.ao.quantization.prepare_qat`` swaps modules)."""
+
+    name = "qat"
+    order = 40
+
+    def __init__(self, quant_delay: int = 0, observer_decay: float = 0.99, linear: bool = True) -> None:
+        if quant_delay < 0:
+            raise ConfigError(f"regularizer.qat.quant_delay must be >= 0, got {quant_delay}")
+        self.quant_delay = int(quant_delay)
+        self.observer_decay = float(observer_decay)
+        self.linear = bool(linear)
+
+    def apply(self, model: nn.Module) -> None:
+        layers = [m for m in model.modules() if isinstance(m, RecurrentLayer)]
+        if not layers:
+            raise ConfigError("regularizer qat needs a model with recurrent layers (found none)")
+        for layer in layers:
+            layer.cell = QATCell(layer.cell, self.quant_delay, self.observer_decay)
+        if self.linear:
+            for parent in list(model.modules()):
+                for n, child in list(parent.named_children()):
+                    if type(child) is nn.Linear:
+                        setattr(parent, n, QATLinear(child, self.quant_delay, self.observer_decay))
+
+
+# ----------------------------------------------------------------------------- integer-only path
+def _fixed(m: Tensor) -> tuple[Tensor, Tensor]:
+    return quantize_multiplier(m)
+
+
+def _mul_shift(acc: Tensor, m0: Tensor, n: Tensor) -> Tensor:
+    """Integer ``(acc · m0 + 2^(n-1)) >> n`` (int64; |acc| < 2^29 keeps it exact)."""
+    return (acc * m0 + (1 << (n - 1))) >> n
+
+
+def _shift(x: Tensor, n: int) -> Tensor:
+    return (x + (1 << (n - 1))) >> n
+
+
+def _check_int32(t: Tensor, what: str) -> Tensor:
+    if t.abs().max().item() >= 2 ** 29:
+        raise OverflowError(f"int path: {what} accumulator exceeds 2^29")
+    return t
+
+
+def export_int(model: nn.Module) -> dict[str, Any]:
+    """Integer parameters of a QAT classifier: per layer int8 weights, int32 biases, (m0, n)."""
+    stack = getattr(model, "rnn", None)
+    head = getattr(model, "head", None)
+    if stack is None or not isinstance(head, QATLinear) or getattr(stack, "bidirectional", False):
+        raise ConfigError("int_only: needs a unidirectional classifier (model.rnn, model.head) built with "
+                          "regularizer=[qat]")
+    layers = []
+    with torch.no_grad():
+        for layer in stack.layers:
+            cell = layer.cell
+            if not isinstance(cell, QATCell) or layer.state_hooks or layer.reverse:
+                raise ConfigError("int_only: every layer must be a plain QAT lstm/rnn layer")
+            s_x = cell.x_obs.scale()
+            wi, si = quantize_weight(cell.float_cell.weight_ih)
+            wh, sh = quantize_weight(cell.float_cell.weight_hh)
+            layers.append(dict(lstm=cell.is_lstm, s_x=s_x,
+                               w_ih=wi.to(torch.int64), w_hh=wh.to(torch.int64),
+                               b=cell._bias().to(torch.int64),
+                               m_ih=_fixed(si * s_x * 2.0 ** G_BITS),
+                               m_hh=_fixed(sh * 2.0 ** (G_BITS - H_BITS))))
+        s_in = head.x_obs.scale()
+        wq, s_w = quantize_weight(head.weight)
+        b = (round_half_up(head.bias.to(F64) / (s_w * s_in)).to(torch.int64) if head.bias is not None
+             else torch.zeros(wq.shape[0], dtype=torch.int64))
+        out = dict(w=wq.to(torch.int64), b=b, m_out=_fixed(s_w * s_in * 2.0 ** O_BITS),
+                   m_in=_fixed(torch.tensor(2.0 ** -H_BITS, dtype=F64) / s_in))
+    return {"layers": layers, "head": out}
+
+
+def int_forward(params: dict[str, Any], x: Tensor) -> Tensor:
+    """Integer-only inference ``x [B, T, I] float -> logits int [B, C]`` (scale S_O).
+
+    The only float op quantises the input: ``x_q = clamp(round(x · M))``, M ≈ 1/s_x; everything after
+    is int64 arithmetic on int8/int16/int32 values: matmuls, fixed-point rescales, shifts, LUTs."""
+    sig, tnh = SIGMOID_LUT, TANH_LUT
+    L0 = params["layers"][0]
+    seq = quantize_input(x.transpose(0, 1), L0["s_x"]).to(torch.int64)
+    h = None
+    for k, L in enumerate(params["layers"]):
+        if k > 0:  # requantise h (S_H) to this layer's input scale
+            m0, n = _fixed(torch.tensor(2.0 ** -H_BITS, dtype=F64) / L["s_x"])
+            seq = torch.clamp(_mul_shift(seq, m0, n), -QMAX8, QMAX8)
+        T, B, _ = seq.shape
+        H = L["w_hh"].shape[1]
+        xp = _mul_shift(_check_int32(seq @ L["w_ih"].t(), "input"), *L["m_ih"]) + L["b"]
+        h = torch.zeros(B, H, dtype=torch.int64)
+        c = torch.zeros(B, H, dtype=torch.int64)
+        outs = []
+        for t in range(T):
+            acc = _check_int32(h @ L["w_hh"].t(), "recurrent")
+            gates = torch.clamp(xp[t] + _mul_shift(acc, *L["m_hh"]), LUT_LO, LUT_HI) - LUT_LO
+            if L["lstm"]:
+                gi, gf, gg, go = gates.chunk(4, 1)
+                i, f, o, u = sig[gi], sig[gf], sig[go], tnh[gg]
+                c = torch.clamp(_shift(f * c, A_BITS) + _shift(i * u, 2 * A_BITS - C_BITS), -QMAX16, QMAX16)
+                tc = tnh[torch.clamp(_shift(c, C_BITS - G_BITS), LUT_LO, LUT_HI) - LUT_LO]
+                h = torch.clamp(_shift(o * tc, 2 * A_BITS - H_BITS), -QMAX8, QMAX8)
+            else:
+                h = torch.clamp(_shift(tnh[gates], A_BITS - H_BITS), -QMAX8, QMAX8)
+            outs.append(h)
+        seq = torch.stack(outs, 0)
+    hd = params["head"]
+    xin = torch.clamp(_mul_shift(h, *hd["m_in"]), -QMAX8, QMAX8)
+    acc = _check_int32(xin @ hd["w"].t() + hd["b"], "head")
+    return _mul_shift(acc, *hd["m_out"])
+
+
+@torch.no_grad()
+def int_only_report(model: nn.Module, task: Any, split: str = "test", batch_size: int = 1000,
+                    max_batches: Optional[int] = None) -> dict[str, float]:
+    """Integer-only predictions vs the fake-quantised model on ``task.eval_batches(split)``.
+
+    Returns ``int_agreement`` (fraction of examples where both argmaxes agree), ``int_acc``
+    and ``fq_acc`` (accuracies of the integer path and of the fake-quant model), ``n``."""
+    was_training = model.training
+    model.eval()
+    params = export_int(model)
+    agree = int_ok = fq_ok = n = 0
+    for b, (x, y) in enumerate(task.eval_batches(split, batch_size)):
+        if max_batches is not None and b >= max_batches:
+            break
+        p_fq = model(x).argmax(-1)
+        p_int = int_forward(params, x).argmax(-1)
+        agree += (p_fq == p_int).sum().item()
+        int_ok += (p_int == y).sum().item()
+        fq_ok += (p_fq == y).sum().item()
+        n += y.numel()
+    model.train(was_training)
+    return {"int_agreement": agree / max(n, 1), "int_acc": int_ok / max(n, 1), "fq_acc": fq_ok / max(n, 1),
+            "n": float(n)}

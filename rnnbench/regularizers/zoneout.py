@@ -1,0 +1,98 @@
+"""Zoneout (Krueger et al. 2016, "Zoneout: Regularizing RNNs by Randomly Preserving Hidden
+Activations"; article 004).
+
+Training, for each unit independently:
+
+    h_t = d_h ⊙ h_{t-1} + (1 − d_h) ⊙ ĥ_t,   d_h ~ Bernoulli(z_h)
+    c_t = d_c ⊙ c_{t-1} + (1 − d_c) ⊙ ĉ_t,   d_c ~ Bernoulli(z_c)
+
+(ĥ_t, ĉ_t: the cell's new state). Evaluation uses the expectation:
+
+    h_t = z_h · h_{t-1} + (1 − z_h) · ĥ_t,   c_t = z_c · c_{t-1} + (1 − z_c) · ĉ_t
+
+A new mask at each step as in the paper (``locked=false``), or one mask per sequence reused
+at every step (``locked=true``). Attached as a ``RecurrentLayer.state_hooks`` entry, so the
+layer runs its per-step loop. State slot 0 is h (z_h); slot 1 of a two-state cell is c (z_c);
+single-state cells (rnn, gru) get z_h only and ``z_c`` is ignored for them. Cells with more
+than two state tensors are refused (their extra slots have no defined zoneout).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..cells.base import RecurrentLayer, State
+from ..errors import ConfigError
+from .base import Regularizer, cell_name, layers_of
+
+log = logging.getLogger(__name__)
+
+
+def zoneout_mix(prev: Tensor, new: Tensor, z: float, training: bool, mask: Optional[Tensor] = None) -> Tensor:
+    """One slot: ``d ⊙ prev + (1 − d) ⊙ new`` (training, d ~ Bernoulli(z)) or ``z·prev + (1 − z)·new``."""
+    if z == 0.0:
+        return new
+    if not training:
+        return torch.lerp(new, prev, z)  # new + z (prev − new)
+    d = mask if mask is not None else torch.empty_like(new).bernoulli_(z)
+    return torch.where(d.bool(), prev, new)
+
+
+class ZoneoutHook:
+    """``state_hooks`` entry ``f(prev_state, new_state, layer) -> state``."""
+
+    def __init__(self, zs: tuple[float, ...], locked: bool) -> None:
+        self.zs = zs
+        self.locked = locked
+        self._masks: dict[int, Tensor] = {}
+        self._seq: Optional[int] = None
+
+    def new_sequence(self) -> None:
+        self._masks = {}
+
+    def __call__(self, prev: State, new: State, layer: RecurrentLayer) -> State:
+        training = layer.training
+        out = []
+        for i, (p, n) in enumerate(zip(prev, new)):
+            z = self.zs[i] if i < len(self.zs) else 0.0
+            mask = None
+            if training and z > 0 and self.locked:
+                mask = self._masks.get(i)
+                if mask is None or mask.shape != n.shape:
+                    mask = self._masks[i] = torch.empty_like(n).bernoulli_(z)
+            out.append(zoneout_mix(p, n, z, training, mask))
+        return tuple(out)
+
+
+class Zoneout(Regularizer):
+    name = "zoneout"
+    order = 30
+
+    def __init__(self, z_h: float = 0.05, z_c: float = 0.5, locked: bool = False) -> None:
+        for k, v in (("z_h", z_h), ("z_c", z_c)):
+            if not 0.0 <= float(v) < 1.0:
+                raise ConfigError(f"regularizer.zoneout.{k} must be in [0, 1), got {v}")
+        self.z_h = float(z_h)
+        self.z_c = float(z_c)
+        self.locked = bool(locked)
+        self.hooks: list[ZoneoutHook] = []
+
+    def apply(self, model: nn.Module) -> None:
+        layers = layers_of(model)
+        if not layers:
+            raise ConfigError(f"regularizer {self.name} needs a model with recurrent layers (found none)")
+        for layer in layers:
+            n = layer.cell.num_states
+            if n > 2:
+                raise ConfigError(f"regularizer zoneout cannot apply to cell {cell_name(layer.cell)}: it has "
+                                  f"{n} state tensors (zoneout is defined for (h,) and (h, c))")
+            if n == 1 and self.z_c:
+                log.info("zoneout: cell %s has no c state; z_c ignored", cell_name(layer.cell))
+            hook = ZoneoutHook((self.z_h, self.z_c)[:n], self.locked)
+            layer.state_hooks.append(hook)
+            # a fresh locked mask per sequence: reset it before every layer call
+            layer.register_forward_pre_hook(lambda mod, args, h=hook: h.new_sequence())
+            self.hooks.append(hook)
