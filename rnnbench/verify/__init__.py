@@ -1,0 +1,298 @@
+"""``rnnbench verify RUN_DIR...`` — article 003's check, for every run: recompute a finished run's
+metrics with an independent NumPy forward pass and compare them with the framework's.
+
+For each run directory (or every run found under a sweep directory) it
+
+1. reads ``.hydra/config.yaml`` and ``checkpoints/best.pt`` (``torch.load(weights_only=True)``);
+2. rebuilds the valid and test data (``rnnbench.tasks.build_task``; ``--data-root`` overrides
+   ``data.root``), the same batches the trainer evaluated (``train.eval_batch_size``,
+   ``train.max_eval_batches``);
+3. **framework**: rebuilds the torch model (+ regularizers), loads the weights and runs the
+   task's own evaluation; **stored**: the numbers the run reported (``results.json``);
+4. **numpy**: :mod:`rnnbench.verify.numpy_ref` — float64 NumPy only, no torch — with article
+   003's metrics (softmax, ``clip(p, 1e-10, 1)`` log-loss, argmax accuracy);
+5. prints the three side by side and fails (:class:`VerifyError`, a one-line message with the
+   differing numbers) unless loss/bpc agree to ``rtol`` (1e-4 relative) and accuracies are
+   equal up to predictions that are near-ties (top-2 scores within 1e-4).
+
+Comparing with the *stored* numbers is what catches a changed checkpoint or config; comparing
+with the *framework* recomputation separates that from a forward-pass disagreement.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from ..errors import RnnbenchError
+from .numpy_ref import (MODELS, Context, Params, Sums, VerifyUnsupported, add_batch, check_regularizers,
+                        fold_parametrizations)
+
+RTOL = 1e-4
+RELATIVE_KEYS = ("loss", "bpc")
+COUNT_KEYS = ("acc", "seq_acc")
+
+
+class VerifyError(RnnbenchError):
+    """The NumPy recomputation disagrees with the run (or cannot be done)."""
+
+
+@dataclass
+class SplitReport:
+    split: str
+    numpy: dict[str, float]
+    framework: dict[str, float]
+    stored: dict[str, float]
+    sums: Sums
+    mismatches: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    run_dir: Path
+    splits: list[SplitReport]
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.mismatches for s in self.splits)
+
+    def table(self) -> str:
+        lines = [f"verify {self.run_dir}",
+                 f"  {'split':<6} {'metric':<8} {'stored':>12} {'framework':>12} {'numpy':>12}  check"]
+        for s in self.splits:
+            for k, v in s.numpy.items():
+                st = s.stored.get(k)
+                fw = s.framework.get(k)
+                bad = any(m.startswith(f"{s.split} {k} ") for m in s.mismatches)
+                lines.append(f"  {s.split:<6} {k:<8} {_fmt(st):>12} {_fmt(fw):>12} {_fmt(v):>12}  "
+                             f"{'MISMATCH' if bad else 'ok'}")
+        lines.append("  => " + ("OK: NumPy recomputation agrees" if self.ok else
+                                "FAILED: " + "; ".join(m for s in self.splits for m in s.mismatches)))
+        return "\n".join(lines)
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.6f}"
+
+
+# ----------------------------------------------------------------------------- loading
+def load_run_config(run_dir: Path, data_root: Optional[str] = None) -> Any:
+    from omegaconf import OmegaConf
+
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise VerifyError(f"{run_dir} is not a run directory (no .hydra/config.yaml)")
+    cfg = OmegaConf.load(path)
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    return cfg
+
+
+def _to_numpy(state_dict: dict) -> dict:
+    """Saved tensors -> float64 NumPy arrays (torch is used only to *load*)."""
+    return {k: v.detach().cpu().double().numpy() for k, v in state_dict.items()}
+
+
+def _regularizers(cfg: Any) -> dict[str, dict]:
+    from omegaconf import OmegaConf
+
+    regs = cfg.get("regularizer") or {}
+    return {k: (OmegaConf.to_container(v, resolve=True) or {}) for k, v in regs.items()}
+
+
+def _qat_enabled(regs: dict, results: Optional[dict]) -> bool:
+    """QAT fake-quantises once ``step >= quant_delay``; the last training step decides the mode
+    the run evaluated with (``results.json`` ``steps``)."""
+    if "qat" not in regs:
+        return False
+    delay = int(regs["qat"].get("quant_delay", 0) or 0)
+    steps = int((results or {}).get("steps") or 0)
+    return delay <= 0 or steps - 1 >= delay
+
+
+def _batches(task: Any, split: str, cfg: Any):
+    b = task.eval_batches(split, int(cfg.train.eval_batch_size))
+    if cfg.train.get("max_eval_batches"):
+        b = itertools.islice(b, int(cfg.train.max_eval_batches))
+    return b
+
+
+def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[str], qat_enabled: bool
+                      ) -> dict[str, dict[str, float]]:
+    """The framework's own numbers: rebuild the torch model, load the weights, ``Task`` evaluation."""
+    import torch
+
+    from ..models import build_model
+    from ..tasks.base import EvalSums
+
+    model = build_model(cfg.model, cfg.cell, task.spec)
+    if cfg.get("regularizer"):
+        from ..regularizers import apply_regularizers
+        apply_regularizers(model, cfg.regularizer)
+    model.load_state_dict(state_dict)
+    model.eval()
+    for m in model.modules():  # QAT: the mode the run ended in (quant_delay passed or not)
+        if hasattr(m, "quant_enabled"):
+            m.quant_enabled = qat_enabled
+    out = {}
+    with torch.no_grad():
+        for split in splits:
+            sums, state = EvalSums(), None
+            for batch in _batches(task, split, cfg):
+                state = task.evaluate_batch(model, batch, sums, state)
+            out[split] = task.metrics(sums)
+    return out
+
+
+def numpy_metrics(cfg: Any, task: Any, arrays: dict, splits: Sequence[str], qat_enabled: bool,
+                  trace: Optional[list] = None) -> dict[str, Sums]:
+    """The NumPy side: article 003's recomputation on the same batches."""
+    from omegaconf import OmegaConf
+
+    regs = _regularizers(cfg)
+    check_regularizers(regs)
+    name = str(cfg.model.name)
+    if name not in MODELS:
+        raise VerifyUnsupported(f"verify has no NumPy implementation for model {name}")
+    params = Params(fold_parametrizations(arrays, regs))
+    ctx = Context(params, OmegaConf.to_container(cfg.cell, resolve=True), regs, qat_enabled,
+                  out_len=int(task.spec.out_len))
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    forward = MODELS[name]
+    kind = task.spec.kind
+    out: dict[str, Sums] = {}
+    for split in splits:
+        sums, state = Sums(), None
+        for x, y in _batches(task, split, cfg):
+            scores, state = forward(ctx, model_cfg, x.numpy(), state)
+            add_batch(sums, kind, scores, y.numpy())
+        out[split] = sums
+    unused = params.unused()
+    if unused:
+        raise VerifyUnsupported(f"verify has no NumPy use for saved parameters {', '.join(unused[:6])}"
+                                f"{' ...' if len(unused) > 6 else ''} (model {name}, cell {cfg.cell.name})")
+    return out
+
+
+def compare(split: str, ref_name: str, ref: dict[str, float], mine: dict[str, float], sums: Sums,
+            kind: str, rtol: float) -> list[str]:
+    """Mismatch messages for ``mine`` (NumPy) against ``ref`` (framework or stored)."""
+    bad = []
+    for k, v in mine.items():
+        r = ref.get(k)
+        if r is None:
+            continue
+        if k in RELATIVE_KEYS:
+            if not (abs(v - r) <= rtol * max(abs(r), 1e-12)) or math.isnan(r) != math.isnan(v):
+                bad.append(f"{split} {k} {ref_name} {r:.8g} vs numpy {v:.8g} (rel diff {abs(v - r) / max(abs(r), 1e-12):.2e})")
+        elif k in COUNT_KEYS:
+            n = sums.count if k == "acc" else sums.seq_count
+            allow = sums.tie_allowance if k == "acc" else sums.seq_tie_allowance
+            diff = round(abs(v - r) * n)
+            if diff > allow:
+                bad.append(f"{split} {k} {ref_name} {r:.6f} vs numpy {v:.6f} ({diff} of {n} predictions differ, "
+                           f"{allow} near-ties)")
+    return bad
+
+
+def verify_run(run_dir: str | Path, data_root: Optional[str] = None, splits: Sequence[str] = ("valid", "test"),
+               rtol: float = RTOL, echo: Optional[Callable[[str], None]] = print, cfg: Any = None) -> VerifyReport:
+    """Verify one run directory; print the side-by-side table; raise :class:`VerifyError` on a mismatch.
+
+    ``cfg`` replaces ``.hydra/config.yaml`` (for runs written without the Hydra CLI).
+    """
+    import torch
+
+    from ..tasks import build_task
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir, data_root) if cfg is None else cfg
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    ckpt = run_dir / "checkpoints" / "best.pt"
+    if not ckpt.is_file():
+        raise VerifyError(f"{run_dir}: no checkpoints/best.pt to verify")
+    best = torch.load(ckpt, map_location="cpu", weights_only=True)
+    results_path = run_dir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else None
+    task = build_task(cfg)
+    saved_task = run_dir / "task_state.json"
+    if saved_task.is_file():
+        want = json.loads(saved_task.read_text())
+        if want != json.loads(json.dumps(task.state_dict())):
+            raise VerifyError(f"{run_dir}: the rebuilt dataset's state (e.g. pmnist permutation) differs from "
+                              "task_state.json")
+    regs = _regularizers(cfg)
+    qat_on = _qat_enabled(regs, results)
+    state_dict = best["model"]
+    try:
+        fw = framework_metrics(cfg, task, state_dict, splits, qat_on)
+        np_sums = numpy_metrics(cfg, task, _to_numpy(state_dict), splits, qat_on)
+    except VerifyUnsupported as e:
+        raise VerifyError(f"{run_dir}: {e}") from None
+    reports = []
+    kind = task.spec.kind
+    for split in splits:
+        sums = np_sums[split]
+        mine = sums.metrics(kind)
+        stored = dict((results or {}).get(split) or {})
+        if split == "valid" and not stored:
+            stored = dict(best.get("metrics") or {})
+        rep = SplitReport(split, mine, fw[split], stored, sums)
+        rep.mismatches += compare(split, "framework", fw[split], mine, sums, kind, rtol)
+        rep.mismatches += compare(split, "stored", stored, mine, sums, kind, rtol)
+        reports.append(rep)
+    report = VerifyReport(run_dir, reports)
+    if echo is not None:
+        echo(report.table())
+    if not report.ok:
+        msgs = [m for s in reports for m in s.mismatches]
+        raise VerifyError(f"verify {run_dir}: NumPy recomputation disagrees: " + "; ".join(msgs))
+    return report
+
+
+def find_runs(path: Path) -> list[Path]:
+    """``path`` itself if it is a run directory, else every run directory below it (a sweep)."""
+    if (path / ".hydra" / "config.yaml").is_file():
+        return [path]
+    return sorted((p.parent.parent for p in path.rglob(".hydra/config.yaml")),
+                  key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="rnnbench verify",
+                                 description="Recompute runs' accuracy and log-loss with an independent NumPy "
+                                             "forward pass (article 003) and compare with the framework.")
+    ap.add_argument("paths", nargs="+", help="run directories or sweep directories (every run below)")
+    ap.add_argument("--data-root", default=None, help="override the runs' data.root")
+    ap.add_argument("--rtol", type=float, default=RTOL, help="relative tolerance on loss/bpc (default 1e-4)")
+    ap.add_argument("--splits", default="valid,test", help="comma-separated splits (default valid,test)")
+    args = ap.parse_args(argv)
+    splits = [s for s in args.splits.split(",") if s]
+    runs: list[Path] = []
+    for p in args.paths:
+        path = Path(p)
+        if not path.exists():
+            raise VerifyError(f"no such run or sweep directory: {path}")
+        found = find_runs(path)
+        if not found:
+            raise VerifyError(f"{path}: no run directories (with .hydra/config.yaml) found")
+        runs += found
+    failures = []
+    for run in runs:
+        try:
+            verify_run(run, args.data_root, splits, args.rtol)
+        except RnnbenchError as e:
+            if len(runs) == 1:
+                raise
+            print(f"  => error: {e}")
+            failures.append(f"{run.name}: {str(e).splitlines()[0]}")
+    if failures:
+        raise VerifyError(f"verify failed for {len(failures)} of {len(runs)} runs: " + " | ".join(failures))
+    if len(runs) > 1:
+        print(f"verify: all {len(runs)} runs agree")
+    return 0
