@@ -352,14 +352,17 @@ def export_int(model: nn.Module) -> dict[str, Any]:
                                w_ih=wi.to(torch.int64), w_hh=wh.to(torch.int64),
                                b=cell._bias().to(torch.int64),
                                m_ih=_fixed(si * s_x * 2.0 ** G_BITS),
-                               m_hh=_fixed(sh * 2.0 ** (G_BITS - H_BITS))))
+                               m_hh=_fixed(sh * 2.0 ** (G_BITS - H_BITS)),
+                               m_req=_fixed(torch.tensor(2.0 ** -H_BITS, dtype=F64) / s_x)))
         s_in = head.x_obs.scale()
         wq, s_w = quantize_weight(head.weight)
         b = (round_half_up(head.bias.to(F64) / (s_w * s_in)).to(torch.int64) if head.bias is not None
              else torch.zeros(wq.shape[0], dtype=torch.int64))
         out = dict(w=wq.to(torch.int64), b=b, m_out=_fixed(s_w * s_in * 2.0 ** O_BITS),
                    m_in=_fixed(torch.tensor(2.0 ** -H_BITS, dtype=F64) / s_in))
-    return {"layers": layers, "head": out}
+    cpu = lambda v: v.cpu() if isinstance(v, Tensor) else tuple(cpu(t) for t in v) if isinstance(v, tuple) else v
+    layers = [{k: cpu(v) for k, v in L.items()} for L in layers]
+    return {"layers": layers, "head": {k: cpu(v) for k, v in out.items()}}
 
 
 def int_forward(params: dict[str, Any], x: Tensor) -> Tensor:
@@ -373,8 +376,7 @@ def int_forward(params: dict[str, Any], x: Tensor) -> Tensor:
     h = None
     for k, L in enumerate(params["layers"]):
         if k > 0:  # requantise h (S_H) to this layer's input scale
-            m0, n = _fixed(torch.tensor(2.0 ** -H_BITS, dtype=F64) / L["s_x"])
-            seq = torch.clamp(_mul_shift(seq, m0, n), -QMAX8, QMAX8)
+            seq = torch.clamp(_mul_shift(seq, *L["m_req"]), -QMAX8, QMAX8)
         T, B, _ = seq.shape
         H = L["w_hh"].shape[1]
         xp = _mul_shift(_check_int32(seq @ L["w_ih"].t(), "input"), *L["m_ih"]) + L["b"]
@@ -409,13 +411,15 @@ def int_only_report(model: nn.Module, task: Any, split: str = "test", batch_size
     and ``fq_acc`` (accuracies of the integer path and of the fake-quant model), ``n``."""
     was_training = model.training
     model.eval()
-    params = export_int(model)
+    params = export_int(model)  # on the CPU: integer matmuls are a CPU op in torch
+    device = next(model.parameters()).device
     agree = int_ok = fq_ok = n = 0
     for b, (x, y) in enumerate(task.eval_batches(split, batch_size)):
         if max_batches is not None and b >= max_batches:
             break
-        p_fq = model(x).argmax(-1)
-        p_int = int_forward(params, x).argmax(-1)
+        p_fq = model(x.to(device)).argmax(-1).cpu()
+        p_int = int_forward(params, x.cpu()).argmax(-1)
+        y = y.cpu()
         agree += (p_fq == p_int).sum().item()
         int_ok += (p_int == y).sum().item()
         fq_ok += (p_fq == y).sum().item()

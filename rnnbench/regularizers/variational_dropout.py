@@ -31,7 +31,8 @@ from .base import Regularizer
 def locked_mask(x: Tensor, p: float) -> Tensor:
     """A ``[1, B, F]`` mask of Bernoulli(1 − p) / (1 − p) for a time-major ``x [T, B, F]``."""
     keep = 1.0 - p
-    return x.new_empty((1,) + tuple(x.shape[1:])).bernoulli_(keep).div_(keep)
+    u = torch.rand((1,) + tuple(x.shape[1:]), device=x.device, dtype=x.dtype)
+    return (u >= p).to(x.dtype).mul_(1.0 / keep)
 
 
 class LockedDropout(nn.Module):

@@ -38,8 +38,10 @@ class DropConnectMask(nn.Module):
         self.register_buffer("mask", torch.empty(0), persistent=False)
 
     def sample(self, like: Tensor) -> Tensor:
+        """M / (1 − p) with M_ij = [u_ij ≥ p], u ~ U[0, 1) (i.e. Bernoulli(1 − p); rand + compare
+        is ~3x faster than ``bernoulli_`` on CPU, which matters on the fused path)."""
         keep = 1.0 - self.p
-        return torch.empty_like(like).bernoulli_(keep).div_(keep)
+        return (torch.rand_like(like) >= self.p).to(like.dtype).mul_(1.0 / keep)
 
     def resample(self) -> None:
         """Draw a new kept mask (use_vd); the next training forward draws it if none yet."""

@@ -37,8 +37,8 @@ def zoneout_mix(prev: Tensor, new: Tensor, z: float, training: bool, mask: Optio
         return new
     if not training:
         return torch.lerp(new, prev, z)  # new + z (prev − new)
-    d = mask if mask is not None else torch.empty_like(new).bernoulli_(z)
-    return torch.where(d.bool(), prev, new)
+    d = mask if mask is not None else torch.rand_like(new) < z  # d ~ Bernoulli(z)
+    return torch.where(d, prev, new)
 
 
 class ZoneoutHook:
@@ -62,7 +62,7 @@ class ZoneoutHook:
             if training and z > 0 and self.locked:
                 mask = self._masks.get(i)
                 if mask is None or mask.shape != n.shape:
-                    mask = self._masks[i] = torch.empty_like(n).bernoulli_(z)
+                    mask = self._masks[i] = torch.rand_like(n) < z
             out.append(zoneout_mix(p, n, z, training, mask))
         return tuple(out)
 

@@ -1,0 +1,204 @@
+"""weight_drop (AWD-LSTM, article 002): DropConnect on W_hh, one mask per sequence."""
+from __future__ import annotations
+
+import time
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from rnnbench.cells import RecurrentLayer
+from rnnbench.cells.lstm import LSTMCell
+from rnnbench.regularizers import apply_regularizers
+
+from regutil import classifier, five_sigma
+
+P = 0.4
+NATIVE = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}  # torch._VF kernels (the ops behind nn.LSTM/GRU/RNN)
+
+
+class CaptureRNNOps(TorchFunctionMode):
+    """Records the weight list each native RNN kernel call receives (observed, not assumed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", None) in NATIVE.values():
+            self.calls.append((func.__name__, [w.detach().clone() for w in args[2]]))
+        return func(*args, **(kwargs or {}))
+
+
+def _spy_steps(cell):
+    """Wrap the cell's step to record the recurrent matrix it sees at every step."""
+    seen = []
+    orig = cell.step
+
+    def step(xp, state):
+        seen.append(cell.weight_hh.detach().clone())
+        return orig(xp, state)
+
+    cell.step = step
+    return seen
+
+
+def _raw_hh(cell):
+    return cell.parametrizations["weight_hh"].original.detach()
+
+
+def _is_dropconnect_of(w_eff, w, p):
+    return torch.all((w_eff == 0) | torch.isclose(w_eff, w / (1 - p), rtol=1e-6, atol=0))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_loop_path_same_matrix_every_step_new_between_sequences(cell):
+    torch.manual_seed(0)
+    m = classifier(cell, hidden=16, fused=False)
+    apply_regularizers(m, {"weight_drop": {"p": P}})
+    c = m.rnn.cells()[0]
+    seen = _spy_steps(c)
+    x = torch.randn(2, 7, 5)
+    m(x)
+    first = seen[:]
+    assert len(first) == 7
+    assert all(torch.equal(w, first[0]) for w in first)
+    assert _is_dropconnect_of(first[0], _raw_hh(c), P) and (first[0] == 0).any()
+    seen.clear()
+    m(x)
+    assert all(torch.equal(w, seen[0]) for w in seen)
+    assert not torch.equal(seen[0], first[0])  # a new mask for the next sequence
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_fused_path_runs_native_kernel_once_with_one_dropped_matrix(cell):
+    torch.manual_seed(1)
+    m = classifier(cell, hidden=16)
+    apply_regularizers(m, {"weight_drop": {"p": P}})
+    c = m.rnn.cells()[0]
+    steps = _spy_steps(c)
+    x = torch.randn(3, 7, 5)
+    with CaptureRNNOps() as cap:
+        y = m(x)
+    assert steps == []  # no per-step Python loop
+    assert [f for f, _ in cap.calls] == [NATIVE[cell]]  # one native call for the sequence
+    w_hh = cap.calls[0][1][1]
+    assert _is_dropconnect_of(w_hh, _raw_hh(c), P) and (w_hh == 0).any()
+    # the kernel used that matrix at every step: a loop with it fixed reproduces the output
+    ref = classifier(cell, hidden=16, fused=False)
+    rc = ref.rnn.cells()[0]
+    with torch.no_grad():
+        for name in ("weight_ih", "bias_ih", "bias_hh"):
+            getattr(rc, name).copy_(getattr(c, name))
+        rc.weight_hh.copy_(w_hh)
+        ref.head.load_state_dict(m.head.state_dict())
+    torch.testing.assert_close(y, ref(x))
+    with CaptureRNNOps() as cap2:
+        m(x)
+    assert not torch.equal(cap2.calls[0][1][1], w_hh)
+
+
+def test_use_vd_keeps_mask_until_resampled_after_step():
+    torch.manual_seed(2)
+    m = classifier("lstm", hidden=16)
+    regs = apply_regularizers(m, {"weight_drop": {"p": P, "use_vd": True}})
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x = torch.randn(3, 7, 5)
+    masks = []
+    for _ in range(2):
+        with CaptureRNNOps() as cap:
+            m(x).sum().backward()
+            m(x)
+        w0, w1 = cap.calls[0][1][1], cap.calls[1][1][1]
+        assert torch.equal(w0 == 0, w1 == 0)  # same mask across sequences before the step
+        masks.append(w0 == 0)
+        opt.step()
+        opt.zero_grad()
+        for r in regs:
+            r.after_step(m)
+    assert not torch.equal(masks[0], masks[1])  # resampled after the optimizer step
+
+
+def test_mask_keep_rate_and_scale():
+    """Kept fraction of N Bernoulli(1−p) draws: |mean − (1−p)| < 5σ; kept entries scaled 1/(1−p)."""
+    torch.manual_seed(3)
+    m = classifier("lstm", hidden=64)
+    apply_regularizers(m, {"weight_drop": {"p": P}})
+    c = m.rnn.cells()[0]
+    n, kept = 0, 0
+    for _ in range(5):
+        with torch.nn.utils.parametrize.cached():
+            w = c.weight_hh.detach()
+        assert _is_dropconnect_of(w, _raw_hh(c), P)
+        kept += (w != 0).sum().item()
+        n += w.numel()
+    assert abs(kept / n - (1 - P)) < five_sigma(1 - P, n)
+
+
+def test_eval_is_deterministic_and_undropped():
+    torch.manual_seed(4)
+    m = classifier("lstm", hidden=16)
+    apply_regularizers(m, {"weight_drop": {"p": P}})
+    c = m.rnn.cells()[0]
+    m.eval()
+    x = torch.randn(3, 7, 5)
+    assert torch.equal(m(x), m(x))
+    assert torch.equal(c.weight_hh, _raw_hh(c))
+    m.train()
+    assert not torch.equal(m(x), m(x))
+
+
+def test_no_warnings_on_fused_training():
+    torch.manual_seed(5)
+    m = classifier("lstm", hidden=16, layers=2)
+    apply_regularizers(m, {"weight_drop": {"p": P}})
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m(torch.randn(3, 7, 5)).sum().backward()
+    assert [str(x.message) for x in w] == []
+
+
+def _time(fn, reps):
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def fused_cost_ratio(T=50, B=32, H=256, reps=15) -> float:
+    """min time of forward+backward, weight-dropped fused RecurrentLayer / plain nn.LSTM."""
+    torch.manual_seed(6)
+    ref = nn.LSTM(H, H)
+    layer = RecurrentLayer(LSTMCell(H, H))
+    from rnnbench.regularizers.weight_drop import WeightDrop
+
+    wrapper = nn.Sequential(layer)
+    WeightDrop(p=0.5).apply(wrapper)
+    x = torch.randn(T, B, H)
+    state = (torch.zeros(B, H), torch.zeros(B, H))
+
+    def run_ref():
+        y, _ = ref(x, (state[0][None], state[1][None]))
+        y.sum().backward()
+
+    def run_wd():
+        y, _ = layer(x, state)
+        y.sum().backward()
+
+    for f in (run_ref, run_wd):
+        f()
+    t_ref, t_wd = [], []
+    for _ in range(3):  # interleave to share the machine's noise
+        t_ref.append(_time(run_ref, reps // 3))
+        t_wd.append(_time(run_wd, reps // 3))
+    return min(t_wd) / min(t_ref)
+
+
+def test_fused_weight_drop_costs_at_most_115_percent_of_nn_lstm():
+    ratio = fused_cost_ratio()
+    print(f"fused weight-drop / nn.LSTM forward+backward time: {ratio:.3f}")
+    assert ratio <= 1.15
