@@ -15,3 +15,19 @@ class ConfigError(RnnbenchError):
 
 class DivergedError(RnnbenchError):
     """Training produced a NaN/inf loss."""
+
+
+def instantiate(cfg, *args, **kwargs):
+    """``hydra.utils.instantiate`` that lets our own errors through unwrapped (one-line messages)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as _instantiate
+
+    try:
+        return _instantiate(cfg, *args, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, RnnbenchError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise

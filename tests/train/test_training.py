@@ -1,0 +1,123 @@
+"""Training runs: outputs per SPEC §10, determinism, exact resume after SIGKILL, atomic checkpoints."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, SMOKE, run_in_process
+
+from rnnbench.train import checkpoint as ckpt_mod
+from rnnbench.train.checkpoint import load_checkpoint, save_atomic
+
+TINY_ADD = ["dataset.n_train=2000", "dataset.n_valid=200", "dataset.n_test=200", "model.hidden_size=16",
+            "train.batch_size=50", "train.progress=false", "train.num_threads=1"]
+
+
+def test_run_writes_everything(tmp_path):
+    res = run_in_process(SMOKE + ["train.batch_size=32"], tmp_path)
+    for f in ("metrics.jsonl", "results.json", "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (tmp_path / f).is_file(), f
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "ok" and res["status"] == "ok"
+    for key in ("valid", "test", "params", "wall_time_s", "seed", "cell", "dataset"):
+        assert key in saved
+    assert set(saved["test"]) >= {"loss", "acc", "seq_acc"}
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"train", "valid"}
+    assert all({"epoch", "step", "split", "loss"} <= set(r) for r in rows)
+    assert saved["steps"] == 3
+
+
+def test_tensorboard_has_scalars_and_hparams(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_in_process(SMOKE + ["train.log_every=1"], tmp_path)
+    tags: set[str] = set()
+    plugins: set[str] = set()
+    for ev in tmp_path.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+        if "hparams" in acc.Tags().get("tensors", []) or "hparams" in acc._plugin_to_tag_to_content:
+            plugins |= set(acc.PluginTagToContent("hparams"))
+    assert {"train_step/loss", "train_step/lr", "train_step/grad_norm", "train_step/examples_per_s",
+            "valid/loss", "valid/acc"} <= tags
+    assert plugins, "no hparams summary written"
+
+
+def test_same_seed_same_metrics(tmp_path):
+    a = run_in_process(TINY_ADD + ["train.epochs=2"], tmp_path / "a")
+    b = run_in_process(TINY_ADD + ["train.epochs=2"], tmp_path / "b")
+    assert (tmp_path / "a/metrics.jsonl").read_text() == (tmp_path / "b/metrics.jsonl").read_text()
+    assert a["test"] == b["test"]
+    c = run_in_process(TINY_ADD + ["train.epochs=2", "seed=1"], tmp_path / "c")
+    assert c["test"] != a["test"]
+
+
+def _cli(args, cwd, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "rnnbench", "train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+    args = TINY_ADD + ["train.epochs=3", "train.checkpoint_every=7"]
+    ref = _cli(args + [f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    run = tmp_path / "killed"
+    p = _cli(args + [f"hydra.run.dir={run}"], tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.time() + 200
+    while not last.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # let it run on past the checkpoint, mid-epoch
+    assert p.poll() is None, "run finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    state = load_checkpoint(last)["state"]
+    assert 0 < state["step"] < 3 * 40, state
+    r = _cli(args + [f"hydra.run.dir={tmp_path / 'resume_log'}", f"train.resume={run}"], tmp_path)
+    assert r.wait(timeout=300) == 0, r.stderr.read()
+    assert (run / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
+    a = json.loads((run / "results.json").read_text())
+    b = json.loads((tmp_path / "ref" / "results.json").read_text())
+    assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["steps"] == b["steps"]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    run = tmp_path / "r"
+    p = _cli(SMOKE + [f"hydra.run.dir={run}"], tmp_path)
+    assert p.wait(timeout=120) == 0
+    q = _cli(SMOKE + ["cell=gru", f"hydra.run.dir={tmp_path / 'x'}", f"train.resume={run}"], tmp_path)
+    assert q.wait(timeout=120) != 0
+    assert "error: train.resume: this run's cell differs" in q.stderr.read()
+
+
+def test_atomic_checkpoint_survives_a_crash_during_save(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_atomic({"x": torch.arange(3)}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_atomic({"x": torch.arange(5)}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["x"], torch.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_max_steps_and_limit(tmp_path):
+    res = run_in_process(TINY_ADD + ["train.max_steps=4", "dataset.limit=100"], tmp_path)
+    assert res["steps"] == 4
