@@ -157,7 +157,8 @@ class ActObserver(nn.Module):
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
 
     def observe(self, x: Tensor) -> None:
-        if not self.training:
+        """Update in training; in eval only the first batch calibrates a never-trained observer."""
+        if not self.training and bool(self.initialized):
             return
         m = x.detach().abs().amax().to(F64)
         if not bool(self.initialized):
@@ -348,7 +349,7 @@ def export_int(model: nn.Module) -> dict[str, Any]:
             s_x = cell.x_obs.scale()
             wi, si = quantize_weight(cell.float_cell.weight_ih)
             wh, sh = quantize_weight(cell.float_cell.weight_hh)
-            layers.append(dict(lstm=cell.is_lstm, s_x=s_x,
+            layers.append(dict(lstm=cell.is_lstm, s_x=s_x, x_mult=fixed_multiplier(1.0 / s_x),
                                w_ih=wi.to(torch.int64), w_hh=wh.to(torch.int64),
                                b=cell._bias().to(torch.int64),
                                m_ih=_fixed(si * s_x * 2.0 ** G_BITS),
@@ -372,7 +373,8 @@ def int_forward(params: dict[str, Any], x: Tensor) -> Tensor:
     is int64 arithmetic on int8/int16/int32 values: matmuls, fixed-point rescales, shifts, LUTs."""
     sig, tnh = SIGMOID_LUT, TANH_LUT
     L0 = params["layers"][0]
-    seq = quantize_input(x.transpose(0, 1), L0["s_x"]).to(torch.int64)
+    x = x.transpose(0, 1).to(F64) * L0["x_mult"]  # the same op as quantize_input (fixed-point 1/s_x)
+    seq = torch.clamp(torch.floor(x + 0.5), -QMAX8, QMAX8).to(torch.int64)
     h = None
     for k, L in enumerate(params["layers"]):
         if k > 0:  # requantise h (S_H) to this layer's input scale
