@@ -1,6 +1,7 @@
 """Helpers for the regularizer tests (imported as ``regutil``): tiny models built from the real cell configs."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,16 @@ def compose_cfg(overrides: list[str]):
         return compose("config", overrides=list(overrides))
 
 
+@functools.lru_cache(maxsize=None)
+def _cell_cfg(name: str):
+    return compose_cfg([f"cell={name}"]).cell
+
+
 def cell_cfg(name: str, **over):
+    """The composed ``conf/cell/<name>.yaml`` node (a copy), with overrides."""
     from omegaconf import OmegaConf
 
-    cfg = compose_cfg([f"cell={name}"]).cell
+    cfg = OmegaConf.create(OmegaConf.to_container(_cell_cfg(name)))
     for k, v in over.items():
         OmegaConf.update(cfg, k, v)
     return cfg
