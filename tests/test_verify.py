@@ -1,0 +1,209 @@
+"""``rnnbench verify`` (article 003): every model × every cell trains a few steps and the
+independent NumPy recomputation agrees; the check fails on a changed weight, a changed
+attention window, a NumPy-side error, and for anything it has no NumPy implementation of."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import CONF, REPO, SMOKE, data_root, run_in_process
+
+from rnnbench.verify import VerifyError, numpy_ref, verify_run
+
+FAST = SMOKE + ["train.num_threads=1", "train.eval_batch_size=100", "device=cpu"]
+CELLS = sorted(p.stem for p in (CONF / "cell").glob("*.yaml"))  # every cell the config offers
+ADDITION_MODELS = {
+    "seq2seq": ["model=seq2seq"],
+    "attention_window": ["model=attention_seq2seq", "model.attention=window"],
+    "attention_additive": ["model=attention_seq2seq", "model.attention=additive"],
+}
+
+
+def _train(tmp_path: Path, overrides: list[str], data=None) -> Path:
+    run_in_process(FAST + overrides, tmp_path, data)
+    return tmp_path
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("model", sorted(ADDITION_MODELS))
+def test_addition_models_verify(tmp_path, model, cell):
+    run = _train(tmp_path, [f"cell={cell}"] + ADDITION_MODELS[model])
+    report = verify_run(run, echo=None)
+    assert report.ok
+    for s in report.splits:  # both sides really computed and compared, on the same predictions
+        assert s.sums.count == 100 * 4
+        assert set(s.numpy) == {"loss", "acc", "seq_acc"}
+        assert abs(s.numpy["loss"] - s.framework["loss"]) <= 1e-4 * s.framework["loss"]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_bidir_mnist_verifies(tmp_path, data_dir, cell):
+    run = _train(tmp_path, ["dataset=mnist_row", "model=bidir_classifier", f"cell={cell}"], data_dir)
+    report = verify_run(run, echo=None)
+    assert report.ok and report.splits[0].sums.count == 100
+
+
+@pytest.mark.parametrize("regs", ["[weight_norm]", "[weight_drop]", "[zoneout]", "[awd]", "[qat]",
+                                  "[weight_norm,zoneout]", "[variational_dropout]"])
+def test_regularizers_at_eval_verify(tmp_path, regs):
+    cell = "rnn" if "qat" in regs else "lstm"
+    run = _train(tmp_path, [f"cell={cell}", f"regularizer={regs}", "train.max_steps=5"])
+    assert verify_run(run, echo=None).ok
+
+
+def test_train_verify_true_runs_verify(tmp_path, capsys):
+    _train(tmp_path, ["cell=rnn", "model=attention_seq2seq", "train.verify=true"])
+    assert "OK: NumPy recomputation agrees" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- it can fail
+@pytest.fixture(scope="module")
+def window_run(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("win"), ["cell=rnn", "model=attention_seq2seq",
+                                                    "model.attention=window", "train.max_steps=60",
+                                                    "dataset.limit=2000", "train.batch_size=32"])
+
+
+def _copy(run: Path, dest: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, dest)
+    return dest
+
+
+def test_flipped_window_length_fails_from_cli(window_run, tmp_path):
+    run = _copy(window_run, tmp_path / "run")
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    assert cfg.model.attn_length == 7
+    cfg.model.attn_length = 1  # parameters fit any window length: only the numbers can tell
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    p = subprocess.run([sys.executable, "-m", "rnnbench", "verify", str(run)], capture_output=True, text=True,
+                       cwd=REPO, timeout=120)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "loss stored" in err[0], p.stderr
+    assert "MISMATCH" in p.stdout
+
+
+def test_unchanged_run_passes_from_cli(window_run):
+    p = subprocess.run([sys.executable, "-m", "rnnbench", "verify", str(window_run)], capture_output=True,
+                       text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "OK: NumPy recomputation agrees" in p.stdout and "framework" in p.stdout
+
+
+def _perturb(run: Path, key: str, delta: float) -> None:
+    ck = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ck["model"][key].view(-1)[0] += delta
+    torch.save(ck, run / "checkpoints" / "best.pt")
+
+
+def test_perturbed_weight_fails(window_run, tmp_path):
+    """One saved weight +1e-3 moves the loss by ~1e-6..1e-5 relative here — under the default 1e-4
+    tolerance — so the check runs at rtol 1e-6, which the unchanged run passes (float32 vs float64
+    is ~1e-7), and must name the stored-vs-NumPy loss mismatch."""
+    run = _copy(window_run, tmp_path / "run")
+    assert verify_run(run, echo=None, rtol=1e-6).ok
+    _perturb(run, "encoder.layer.cell.weight_hh", 1e-3)
+    with pytest.raises(VerifyError, match=r"loss stored [\d.]+ vs numpy [\d.]+"):
+        verify_run(run, echo=None, rtol=1e-6)
+
+
+def test_perturbed_weight_fails_at_default_tolerance(window_run, tmp_path):
+    run = _copy(window_run, tmp_path / "run")
+    _perturb(run, "head.weight", 0.5)
+    with pytest.raises(VerifyError, match="valid loss stored"):
+        verify_run(run, echo=None)
+
+
+def test_numpy_side_error_fails_against_framework(window_run, monkeypatch):
+    """A NumPy RNN step that drops ``b_hh`` must be caught by the framework comparison."""
+    class Broken(numpy_ref.NpRNN):
+        def step(self, x, state):
+            p = self.p
+            p["bias_hh"]
+            h = numpy_ref.np.tanh(x @ p["weight_ih"].T + p["bias_ih"] + state[0] @ p["weight_hh"].T)
+            return h, (h,)
+
+    monkeypatch.setitem(numpy_ref.CELLS, "rnn", Broken)
+    with pytest.raises(VerifyError, match="loss framework"):
+        verify_run(window_run, echo=None)
+
+
+def test_unsupported_cell_fails_loudly(window_run, monkeypatch):
+    monkeypatch.delitem(numpy_ref.CELLS, "rnn")
+    with pytest.raises(VerifyError, match="verify has no NumPy implementation for cell rnn"):
+        verify_run(window_run, echo=None)
+
+
+def test_unsupported_regularizer_fails_loudly(window_run):
+    from rnnbench.tasks import build_task
+    from rnnbench.verify import numpy_metrics
+
+    cfg = OmegaConf.load(window_run / ".hydra" / "config.yaml")
+    ck = torch.load(window_run / "checkpoints" / "best.pt", weights_only=True)
+    arrays = {k: v.double().numpy() for k, v in ck["model"].items()}
+    cfg.regularizer = {"mystery": {}}
+    with pytest.raises(numpy_ref.VerifyUnsupported, match="no NumPy implementation for regularizer mystery"):
+        numpy_metrics(cfg, build_task(cfg), arrays, ["valid"], False)
+
+
+def test_unused_saved_parameter_fails(window_run, tmp_path):
+    run = _copy(window_run, tmp_path / "run")
+    ck = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    arrays = {k: v.double().numpy() for k, v in ck["model"].items()}
+    arrays["encoder.extra_gate.weight"] = arrays["head.weight"]
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    from rnnbench.tasks import build_task
+    from rnnbench.verify import numpy_metrics
+
+    with pytest.raises(numpy_ref.VerifyUnsupported, match="encoder.extra_gate.weight"):
+        numpy_metrics(cfg, build_task(cfg), arrays, ["valid"], False)
+
+
+def test_sweep_dir_verifies_every_run(window_run, tmp_path, capsys):
+    from rnnbench.verify import main
+
+    _copy(window_run, tmp_path / "sweep" / "0")
+    bad = _copy(window_run, tmp_path / "sweep" / "1")
+    assert main([str(tmp_path / "sweep")]) == 0
+    assert "all 2 runs agree" in capsys.readouterr().out
+    res = json.loads((bad / "results.json").read_text())
+    res["test"]["acc"] += 0.05  # a reported number the weights do not give
+    (bad / "results.json").write_text(json.dumps(res))
+    with pytest.raises(VerifyError, match=r"1 of 2 runs.*test acc stored"):
+        main([str(tmp_path / "sweep")])
+
+
+def test_numpy_reference_does_not_import_torch():
+    code = ("import sys, importlib.util, pathlib; p = pathlib.Path('rnnbench/verify/numpy_ref.py');"
+            "spec = importlib.util.spec_from_file_location('numpy_ref', p); m = importlib.util.module_from_spec(spec);"
+            "sys.modules['numpy_ref'] = m;"
+            "spec.loader.exec_module(m); assert 'torch' not in sys.modules, 'torch imported'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+def test_article_metrics_by_hand():
+    """Article 003's formulas on a hand-worked batch: scores ln(p) give p back exactly."""
+    import numpy as np
+
+    p = np.array([[0.7, 0.2, 0.1], [0.25, 0.5, 0.25], [1e-12, 1 - 1e-12, 0.0 + 1e-300]])
+    s = numpy_ref.Sums()
+    numpy_ref.add_batch(s, "classification", np.log(p), np.array([0, 2, 0]))
+    m = s.metrics("classification")
+    assert m["acc"] == pytest.approx(1 / 3)
+    # -[ln .7 + ln .25 + ln(clip(1e-12) = 1e-10)] / 3
+    assert m["loss"] == pytest.approx(-(np.log(0.7) + np.log(0.25) + np.log(1e-10)) / 3, rel=1e-9)
+
+
+def test_data_root_is_found_for_mnist():
+    if data_root() is None:
+        pytest.skip("MNIST not found in ../shared/data (or $RNNBENCH_DATA): bidir tests skip")
+    assert (data_root() / "MNIST").is_dir()
