@@ -162,6 +162,62 @@ class GRUCellConf(CellConf):
     name: str = "gru"
 
 
+@dataclass
+class VCCellConf(CellConf):
+    """Options shared by the Variable Computation cells (article 000, Jernite et al. 2017)."""
+    lam: float = 1.0  #: sharpness λ of the mask σ(λ(m·D − i)) (start value when scheduled)
+    lam_schedule: str = "constant"  #: constant | linear | exp — λ from ``lam`` to ``lam_final`` over training
+    lam_final: Optional[float] = None  #: λ at the end of training (None: ``lam``)
+    eps: float = 0.1  #: Thres_ε: mask values within ε of 0 / 1 snap to 0 / 1
+    threshold: str = "soft"  #: soft (paper: gradients reach m_t) | hard (article's code)
+    target_m: float = 0.5  #: m̄, the target mean of m_t for the computation penalty
+    penalty: float = 0.0  #: weight of penalty·mean_b((mean_t m_t − m̄)²) added to the loss
+    index_offset: int = 0  #: i runs over o..D−1+o: 0 as the article's code, 1 as the paper's formula
+    mask_input: bool = True  #: also mask the input dims (separate mask with D = n_in)
+
+
+@dataclass
+class VCLSTMCellConf(VCCellConf):
+    _target_: str = "rnnbench.cells.vc.VCLSTMCell"
+    name: str = "vclstm"
+    forget_bias: float = 0.0  #: added inside the forget-gate sigmoid
+
+
+@dataclass
+class VCRNNCellConf(VCCellConf):
+    _target_: str = "rnnbench.cells.vc.VCRNNCell"
+    name: str = "vcrnn"
+
+
+@dataclass
+class VCGRUCellConf(VCCellConf):
+    _target_: str = "rnnbench.cells.vc.VCGRUCell"
+    name: str = "vcgru"
+
+
+@dataclass
+class MLSTMCellConf(CellConf):
+    _target_: str = "rnnbench.cells.multiplicative.MLSTMCell"
+    name: str = "mlstm"
+    forget_bias: float = 0.0  #: added to the forget-gate bias at initialisation
+
+
+@dataclass
+class MRNNCellConf(CellConf):
+    _target_: str = "rnnbench.cells.multiplicative.MRNNCell"
+    name: str = "mrnn"
+
+
+@dataclass
+class DeltaRNNCellConf(CellConf):
+    _target_: str = "rnnbench.cells.delta_rnn.DeltaRNNCell"
+    name: str = "delta_rnn"
+    outer_activation: str = "tanh"  #: Φ: tanh | identity | relu (the authors' TF code uses relu)
+    alpha_init: float = 2.0  #: α init (the authors' value)
+    beta1_init: float = 1.0
+    beta2_init: float = 1.0
+
+
 # ----------------------------------------------------------------------------- optimizers
 @dataclass
 class ClipConf:
@@ -292,7 +348,9 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "attention_seq2seq": AttentionSeq2SeqConf,
         "lm": LMConf,
     },
-    "cell": {"lstm": LSTMCellConf, "rnn": RNNCellConf, "gru": GRUCellConf},
+    "cell": {"lstm": LSTMCellConf, "rnn": RNNCellConf, "gru": GRUCellConf, "vclstm": VCLSTMCellConf,
+             "vcrnn": VCRNNCellConf, "vcgru": VCGRUCellConf, "mlstm": MLSTMCellConf, "mrnn": MRNNCellConf,
+             "delta_rnn": DeltaRNNCellConf},
     "optimizer": {"adam": AdamConf, "adamw": AdamWConf, "sgd": SGDConf, "rmsprop": RMSpropConf},
     "regularizer": {"weight_norm": WeightNormConf, "weight_drop": WeightDropConf,
                     "variational_dropout": VariationalDropoutConf, "zoneout": ZoneoutConf, "awd": AWDConf,

@@ -56,6 +56,11 @@ class Cell(nn.Module):
         """Run the whole sequence on a fused native kernel, or return None if not possible."""
         return None
 
+    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        """A hand-written whole-sequence custom path (used when no per-step hook needs the
+        loop; e.g. the LSTM's manual BPTT), or None to use the generic :meth:`step` loop."""
+        return None
+
     def extra_loss(self) -> Optional[Tensor]:
         """An auxiliary loss term accumulated during the last forward (e.g. VC's penalty)."""
         return None
@@ -63,6 +68,12 @@ class Cell(nn.Module):
     def stats(self) -> dict[str, float]:
         """Per-forward statistics to log (e.g. VC's computation fraction)."""
         return {}
+
+    def begin_sequence(self, batch: int) -> None:
+        """Called by :class:`RecurrentLayer` before it runs the step loop over a sequence."""
+
+    def end_sequence(self) -> None:
+        """Called by :class:`RecurrentLayer` after the step loop (e.g. to fold per-step stats)."""
 
     # -- one-step call, for tests and users ---------------------------------------------------
     def forward(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
@@ -84,6 +95,7 @@ class RecurrentLayer(nn.Module):
 
     @property
     def needs_loop(self) -> bool:
+        """True when something needs the per-step path (a hook, or ``cell.fused=false``)."""
         return bool(self.state_hooks) or not self.cell.fused
 
     def forward(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
@@ -92,9 +104,11 @@ class RecurrentLayer(nn.Module):
         for hook in self.input_hooks:
             x = hook(x, self)
         with parametrize.cached():
-            if not self.needs_loop:
+            if not self.state_hooks:
                 xr = x.flip(0) if self.reverse else x
-                out = self.cell.native_forward(xr, state)
+                out = self.cell.native_forward(xr, state) if self.cell.fused else None
+                if out is None:
+                    out = self.cell.sequence_forward(xr, state)
                 if out is not None:
                     y, state = out
                     return (y.flip(0) if self.reverse else y), state
@@ -108,20 +122,46 @@ class RecurrentLayer(nn.Module):
         return self._compiled_step
 
     def _loop(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        xp = self.cell.project_input(x)  # one GEMM for every step
+        """The per-step path: one input GEMM for all steps, then ``cell.step`` per step.
+
+        ``xp.unbind(0)`` (not ``xp[t]``) matters: autograd then gathers the per-step input
+        gradients with one stack instead of accumulating a full ``[T, B, P]`` zero tensor per
+        step (O(T^2) memory traffic, minutes at T=784). Outputs are collected in a list and
+        stacked once (writing into a preallocated buffer would chain a CopySlices node per step
+        under autograd, again O(T^2) in the backward); without autograd they go into one
+        preallocated buffer.
+        """
+        cell = self.cell
+        xp = cell.project_input(x)  # one GEMM for every step
         step = self._step_fn()
         hooks = self.state_hooks
         T = x.shape[0]
-        outs: list[Tensor] = [None] * T  # type: ignore[list-item]
+        xs = xp.unbind(0)
         order = range(T - 1, -1, -1) if self.reverse else range(T)
-        for t in order:
-            h, new_state = step(xp[t], state)
-            for hook in hooks:
-                new_state = hook(state, new_state, self)
-                h = new_state[0]
-            state = new_state
-            outs[t] = h
-        return torch.stack(outs, 0), state
+        cell.begin_sequence(x.shape[1])
+        try:
+            if torch.is_grad_enabled():
+                outs: list[Tensor] = [None] * T  # type: ignore[list-item]
+                for t in order:
+                    h, new_state = step(xs[t], state)
+                    for hook in hooks:
+                        new_state = hook(state, new_state, self)
+                        h = new_state[0]
+                    state = new_state
+                    outs[t] = h
+                y = torch.stack(outs, 0) if T else x.new_zeros(0, x.shape[1], cell.hidden_size)
+            else:
+                y = x.new_empty(T, x.shape[1], cell.hidden_size)
+                for t in order:
+                    h, new_state = step(xs[t], state)
+                    for hook in hooks:
+                        new_state = hook(state, new_state, self)
+                        h = new_state[0]
+                    state = new_state
+                    y[t] = h
+        finally:
+            cell.end_sequence()
+        return y, state
 
 
 def split_state(state: Optional[Tensor | tuple], n: int) -> list[Optional[State]]:

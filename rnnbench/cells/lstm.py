@@ -6,26 +6,107 @@
 
 Parameters have ``nn.LSTM``'s layout (gate order i, f, g, o), so weights copy across. The
 optional ``forget_bias`` (article 001, TF's ``LSTMCell(forget_bias=...)``) is a constant added
-inside the forget sigmoid. With ``fused=True`` and no per-step hook the whole sequence runs on
-the native kernel (``torch._VF.lstm``, the op behind ``nn.LSTM``), fed the cell's (possibly
-parametrized) weights — so weight norm / weight drop keep the fused path.
+inside the forget sigmoid.
+
+Three execution paths, all numerically the same function:
+
+* ``fused=True`` and no per-step hook: the whole sequence on the native kernel
+  (``torch._VF.lstm``, the op behind ``nn.LSTM``), fed the cell's (possibly parametrized)
+  weights — so weight norm / weight drop keep the fused path;
+* ``fused=False`` and no per-step hook: :class:`LSTMSequenceFn`, a hand-written forward/BPTT
+  (no autograd recording inside the loop, buffers allocated once, gates reordered to
+  i, f, o, g so one sigmoid covers three gates, ``dW_hh`` as one GEMM over all steps);
+* any per-step hook (zoneout): :meth:`LSTMCell.step`, one ``addmm`` per step under autograd.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from .base import Cell, State
+
+
+def _ifog_perm(H: int, device: torch.device) -> Tensor:
+    """Row permutation from nn.LSTM's gate order (i, f, g, o) to (i, f, o, g)."""
+    return torch.cat([torch.arange(0, 2 * H, device=device), torch.arange(3 * H, 4 * H, device=device),
+                      torch.arange(2 * H, 3 * H, device=device)])
+
+
+class LSTMSequenceFn(torch.autograd.Function):
+    """Whole-sequence LSTM with a hand-written BPTT, gate order (i, f, o, g).
+
+    Inputs: ``xp [T, B, 4H]`` (input projection plus all biases), ``h0, c0 [B, H]``,
+    ``w_hh [4H, H]``. Output ``(y [T, B, H], h_T, c_T)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor):  # type: ignore[override]
+        T, B, G = xp.shape
+        H = G // 4
+        wt = w_hh.t()
+        gates = torch.empty_like(xp)  # activated gates, i f o g
+        hs = xp.new_empty(T + 1, B, H)  # h_0 .. h_T
+        cs = xp.new_empty(T + 1, B, H)
+        tc = xp.new_empty(T, B, H)  # tanh(c_t)
+        hs[0] = h0
+        cs[0] = c0
+        for t in range(T):
+            g = gates[t]
+            torch.addmm(xp[t], hs[t], wt, out=g)
+            g[:, :3 * H].sigmoid_()
+            g[:, 3 * H:].tanh_()
+            torch.mul(g[:, H:2 * H], cs[t], out=cs[t + 1])
+            cs[t + 1].addcmul_(g[:, :H], g[:, 3 * H:])
+            torch.tanh(cs[t + 1], out=tc[t])
+            torch.mul(g[:, 2 * H:3 * H], tc[t], out=hs[t + 1])
+        ctx.save_for_backward(gates, hs, cs, tc, w_hh)
+        y = hs[1:]
+        return y, hs[T].clone(), cs[T].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor]):  # type: ignore[override]
+        gates, hs, cs, tc, w_hh = ctx.saved_tensors
+        T, B, G = gates.shape
+        H = G // 4
+        i, f, o, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+        # everything that does not depend on the backward recursion, vectorized over time
+        sig = gates[..., :3 * H]
+        dsig = sig * (1 - sig)  # σ' for i, f, o
+        p_i = g * dsig[..., :H]  # dL/d(pre_i) = dc * g * σ'(i)
+        p_f = cs[:-1] * dsig[..., H:2 * H]  # dL/d(pre_f) = dc * c_{t-1} * σ'(f)
+        p_o = tc * dsig[..., 2 * H:]  # dL/d(pre_o) = dh * tanh(c) * σ'(o)
+        p_g = i * (1 - g * g)  # dL/d(pre_g) = dc * i * tanh'(g)
+        q = o * (1 - tc * tc)  # dc += dh * o * tanh'(c)
+        del dsig
+        dgates = torch.empty_like(gates)
+        dh = dhT.clone() if dhT is not None else gates.new_zeros(B, H)
+        dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)
+        if dy is None:
+            dy = gates.new_zeros(T, B, H)
+        for t in range(T - 1, -1, -1):
+            dh.add_(dy[t])
+            dc.addcmul_(dh, q[t])
+            dg = dgates[t]
+            torch.mul(dh, p_o[t], out=dg[:, 2 * H:3 * H])
+            torch.mul(dc, p_i[t], out=dg[:, :H])
+            torch.mul(dc, p_f[t], out=dg[:, H:2 * H])
+            torch.mul(dc, p_g[t], out=dg[:, 3 * H:])
+            dc.mul_(f[t])
+            dh = torch.mm(dg, w_hh)
+        dw = torch.mm(dgates.reshape(T * B, G).t(), hs[:-1].reshape(T * B, H))
+        return dgates, dh, dc, dw
 
 
 class LSTMCell(Cell):
     num_states = 2
     gates = 4
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw) -> None:
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
         H = hidden_size
         self.forget_bias = float(forget_bias)
@@ -59,6 +140,16 @@ class LSTMCell(Cell):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
+
+    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        """The custom whole-sequence path (``fused=False``, no hooks): :class:`LSTMSequenceFn`."""
+        if self.compile:
+            return None
+        perm = _ifog_perm(self.hidden_size, x.device)
+        xp = torch.nn.functional.linear(x, self.weight_ih[perm], (self._bias_ih() + self.bias_hh)[perm])
+        h0, c0 = state
+        y, h, c = LSTMSequenceFn.apply(xp, h0, c0, self.weight_hh[perm])
+        return y, (h, c)
 
     def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
         h0, c0 = state

@@ -1,0 +1,242 @@
+"""Variable Computation RNNs: VC-LSTM (article 000), VC-RNN and VC-GRU (Jernite et al. 2017,
+"Variable Computation in Recurrent Neural Networks", arXiv 1611.06188).
+
+At every step a scalar scheduler decides how much of the state to update::
+
+    m_t = σ(w_m · [x_t, h_{t-1}] + b_m)                                    (scalar per example)
+    (e_t)_i = Thres_ε(σ(λ (m_t D − i)))        i = o, …, D − 1 + o         (hidden dims, D = H)
+    (e^x_t)_j = Thres_ε(σ(λ (m_t I − j)))      j = o, …, I − 1 + o         (input dims)
+    x̄ = e^x ⊙ x_t,  h̄ = e ⊙ h_{t-1},  c̄ = e ⊙ c_{t-1}
+    h̃_t, c̃_t = base cell (LSTM / Elman RNN / GRU) on x̄, h̄ (, c̄)
+    h_t = e ⊙ h̃_t + (1 − e) ⊙ h_{t-1}    (same for c; computed as ``lerp``, exact at e ∈ {0, 1})
+
+so only the leading ≈ ⌈m_t D⌉ dims change (a soft edge of a few dims when the threshold is
+soft) and the rest are carried over exactly. The index offset ``o`` is 0 as in the article's
+code (``range(n_units)``) — then m_t = 1 reaches every dim — or 1 as in the paper's formula.
+
+Two thresholds:
+
+* ``threshold="hard"`` — the article's code: e = 1[σ(λ(mD − i)) > 1 − ε] (``relu(sign(·))``);
+  no gradient reaches the scheduler through the mask (only through the penalty).
+* ``threshold="soft"`` — the paper's Thres_ε: values below ε snap to 0, above 1 − ε to 1,
+  values in between pass unchanged, so the edge dims carry a gradient to m_t.
+
+Paper extras: the sharpness λ can follow a schedule over training (``lam_schedule`` linear or
+exp from ``lam`` to ``lam_final``; the trainer calls :meth:`set_training_progress`), and a
+computation penalty ``penalty · mean_b((mean_t m_t − m̄)²)`` pulls the average m_t toward the
+target m̄ (``target_m``); it is returned by :meth:`extra_loss` and added to the loss.
+:meth:`stats` reports ``mean_m`` and ``compute_fraction`` (the fraction of hidden units updated,
+e > 0, per step — the computation the cell actually spends).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .base import Cell, State
+
+
+class VCCell(Cell):
+    """Shared scheduler, masks, λ schedule, penalty and statistics of the VC cells."""
+
+    gates = 1
+    num_states = 1
+
+    def __init__(self, input_size: int, hidden_size: int, lam: float = 1.0, eps: float = 0.1,
+                 threshold: str = "soft", lam_schedule: str = "constant", lam_final: Optional[float] = None,
+                 target_m: float = 0.5, penalty: float = 0.0, index_offset: int = 0, mask_input: bool = True,
+                 **kw: Any) -> None:
+        super().__init__(input_size, hidden_size, **kw)
+        if threshold not in ("soft", "hard"):
+            raise ValueError(f"threshold must be soft or hard, not {threshold!r}")
+        if lam_schedule not in ("constant", "linear", "exp"):
+            raise ValueError(f"lam_schedule must be constant, linear or exp, not {lam_schedule!r}")
+        if not 0.0 < eps < 0.5:
+            raise ValueError("eps must lie in (0, 0.5)")
+        self.lam0 = float(lam)
+        self.lam = float(lam)
+        self.lam_final = float(lam_final) if lam_final is not None else float(lam)
+        self.lam_schedule = lam_schedule
+        self.eps = float(eps)
+        self.threshold = threshold
+        self.target_m = float(target_m)
+        self.penalty = float(penalty)
+        self.index_offset = int(index_offset)
+        self.mask_input = bool(mask_input)
+        H, I, G = hidden_size, input_size, self.gates
+        # scheduler m_t = σ(w_mx·x + w_mh·h + b_m), the article's w_m_x, w_m_h, b_m
+        self.w_mx = nn.Parameter(torch.empty(I, 1))
+        self.w_mh = nn.Parameter(torch.empty(H, 1))
+        self.b_m = nn.Parameter(torch.zeros(1))
+        # base-cell weights in the torch.nn layout (so weight norm / drop find the same names)
+        self.weight_ih = nn.Parameter(torch.empty(G * H, I))
+        self.weight_hh = nn.Parameter(torch.empty(G * H, H))
+        self.bias_ih = nn.Parameter(torch.empty(G * H))
+        self.bias_hh = nn.Parameter(torch.empty(G * H))
+        self.register_buffer("idx_h", torch.arange(H, dtype=torch.float32) + self.index_offset, persistent=False)
+        self.register_buffer("idx_x", torch.arange(I, dtype=torch.float32) + self.index_offset, persistent=False)
+        self._ms: list[Tensor] = []  # m_t of the running forward, [B, 1] each
+        self._pen_terms: list[Tensor] = []  # [T, B] blocks of m_t awaiting extra_loss()
+        self._sum_m = 0.0
+        self._sum_frac = 0.0
+        self._n = 0
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.w_mx, self.w_mh):
+            nn.init.uniform_(p, -k, k)
+        nn.init.zeros_(self.b_m)
+
+    # -- λ schedule --------------------------------------------------------------------------
+    def set_training_progress(self, step: int, total_steps: int) -> None:
+        """Move λ along its schedule: ``p = step / total_steps`` from ``lam`` to ``lam_final``."""
+        p = min(max(step / max(total_steps, 1), 0.0), 1.0)
+        if self.lam_schedule == "linear":
+            self.lam = self.lam0 + (self.lam_final - self.lam0) * p
+        elif self.lam_schedule == "exp":
+            self.lam = self.lam0 * (self.lam_final / self.lam0) ** p
+        else:
+            self.lam = self.lam0
+
+    # -- masks -------------------------------------------------------------------------------
+    def mask(self, m: Tensor, idx: Tensor) -> Tensor:
+        """``e_i = Thres_ε(σ(λ(m·D − i)))`` for ``m [B, 1]`` → ``[B, D]`` (hard or soft)."""
+        D = idx.shape[0]
+        s = torch.sigmoid((m * D - idx.to(m.dtype)) * self.lam)
+        if self.threshold == "hard":
+            return (s > 1.0 - self.eps).to(m.dtype)
+        return torch.where(s > 1.0 - self.eps, 1.0, torch.where(s < self.eps, 0.0, s))
+
+    def schedule(self, xp: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Split ``xp = [x, w_mx·x + b_m]``; return ``x, m [B, 1], e_h [B, H]`` and record m."""
+        x = xp[:, :-1]
+        m = torch.sigmoid(torch.addmm(xp[:, -1:], h, self.w_mh))
+        self._ms.append(m)
+        return x, m, self.mask(m, self.idx_h)
+
+    def masked_input(self, x: Tensor, m: Tensor) -> Tensor:
+        return x * self.mask(m, self.idx_x) if self.mask_input else x
+
+    def project_input(self, x: Tensor) -> Tensor:
+        # the input-only part of the scheduler, for all steps at once; x itself is needed per
+        # step because its mask depends on m_t (and so on h_{t-1})
+        return torch.cat([x, torch.addmm(self.b_m, x.reshape(-1, x.shape[-1]), self.w_mx)
+                          .reshape(*x.shape[:-1], 1)], -1)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def begin_sequence(self, batch: int) -> None:
+        self._ms = []
+
+    def end_sequence(self) -> None:
+        if not self._ms:
+            return
+        M = torch.cat(self._ms, 1)  # [B, T]
+        self._ms = []
+        with torch.no_grad():
+            md = M.detach().reshape(-1, 1)
+            e = self.mask(md, self.idx_h)
+            self._sum_m += float(md.sum())
+            self._sum_frac += float((e > 0).to(md.dtype).mean(1).sum())
+            self._n += md.shape[0]
+        if self.penalty > 0 and self.training and M.requires_grad:
+            self._pen_terms.append(M)
+
+    def forward(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        self.begin_sequence(x.shape[0])
+        try:
+            return super().forward(x, state)
+        finally:
+            self.end_sequence()
+
+    def extra_loss(self) -> Optional[Tensor]:
+        """``penalty · mean_b((mean_t m_t − m̄)²)`` over the forwards since the last call."""
+        if not self._pen_terms:
+            return None
+        terms, self._pen_terms = self._pen_terms, []
+        if len({t.shape[0] for t in terms}) == 1:
+            M = torch.cat(terms, 1)
+            return self.penalty * ((M.mean(1) - self.target_m) ** 2).mean()
+        return self.penalty * torch.stack([((t.mean(1) - self.target_m) ** 2).mean() for t in terms]).mean()
+
+    def stats(self) -> dict[str, float]:
+        """``mean_m`` and ``compute_fraction`` averaged over all steps since the last call."""
+        if self._n == 0:
+            return {}
+        out = {"mean_m": self._sum_m / self._n, "compute_fraction": self._sum_frac / self._n}
+        self._sum_m, self._sum_frac, self._n = 0.0, 0.0, 0
+        return out
+
+
+class VCLSTMCell(VCCell):
+    """VC-LSTM (article 000): an ``nn.LSTM``-layout LSTM (gates i, f, g, o) on x̄, h̄, c̄::
+
+        i, f, g, o = split(W_ih x̄ + b_ih + W_hh h̄ + b_hh)
+        c̃ = σ(f + forget_bias) ⊙ c̄ + σ(i) ⊙ tanh(g);   h̃ = σ(o) ⊙ tanh(c̃)
+        c_t = e ⊙ c̃ + (1 − e) ⊙ c_{t-1};   h_t = e ⊙ h̃ + (1 − e) ⊙ h_{t-1}
+    """
+
+    gates = 4
+    num_states = 2
+
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
+        super().__init__(input_size, hidden_size, **kw)
+        self.forget_bias = float(forget_bias)
+
+    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
+        x, m, e = self.schedule(xp, h)
+        xb = self.masked_input(x, m)
+        gates = torch.addmm(self.bias_ih + self.bias_hh, xb, self.weight_ih.t())
+        gates = torch.addmm(gates, h * e, self.weight_hh.t())
+        i, f, g, o = gates.chunk(4, 1)
+        if self.forget_bias:
+            f = f + self.forget_bias
+        ct = torch.sigmoid(f) * (c * e) + torch.sigmoid(i) * torch.tanh(g)
+        ht = torch.sigmoid(o) * torch.tanh(ct)
+        c = torch.lerp(c, ct, e)
+        h = torch.lerp(h, ht, e)
+        return h, (h, c)
+
+
+class VCRNNCell(VCCell):
+    """VC-RNN (Jernite et al. 2017): h̃ = tanh(W_ih x̄ + b_ih + W_hh h̄ + b_hh); h_t = e ⊙ h̃ + (1 − e) ⊙ h_{t-1}."""
+
+    gates = 1
+
+    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        h = state[0]
+        x, m, e = self.schedule(xp, h)
+        pre = torch.addmm(self.bias_ih + self.bias_hh, self.masked_input(x, m), self.weight_ih.t())
+        ht = torch.tanh(torch.addmm(pre, h * e, self.weight_hh.t()))
+        h = torch.lerp(h, ht, e)
+        return h, (h,)
+
+
+class VCGRUCell(VCCell):
+    """VC-GRU (Jernite et al. 2017): an ``nn.GRU``-layout GRU (gates r, z, n) on x̄, h̄::
+
+        r = σ(W_ir x̄ + b_ir + W_hr h̄ + b_hr);  z = σ(W_iz x̄ + b_iz + W_hz h̄ + b_hz)
+        n = tanh(W_in x̄ + b_in + r ⊙ (W_hn h̄ + b_hn));  h̃ = (1 − z) ⊙ n + z ⊙ h̄
+        h_t = e ⊙ h̃ + (1 − e) ⊙ h_{t-1}
+    """
+
+    gates = 3
+
+    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        h = state[0]
+        x, m, e = self.schedule(xp, h)
+        hb = h * e
+        gx = torch.addmm(self.bias_ih, self.masked_input(x, m), self.weight_ih.t())
+        gh = torch.addmm(self.bias_hh, hb, self.weight_hh.t())
+        xr, xz, xn = gx.chunk(3, 1)
+        hr, hz, hn = gh.chunk(3, 1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        ht = n + z * (hb - n)
+        h = torch.lerp(h, ht, e)
+        return h, (h,)
