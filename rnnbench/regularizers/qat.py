@@ -174,12 +174,29 @@ class ActObserver(nn.Module):
 
 # ----------------------------------------------------------------------------- QAT modules
 class _Progress:
+    """Quant-delay switch. The state is also a buffer (``qat_enabled``), so a checkpoint loaded
+    into a freshly built model evaluates in the mode it was saved in."""
+
     quant_delay: int = 0
-    quant_enabled: bool = True
+    _enabled: bool = True
+
+    def _init_progress(self, quant_delay: int) -> None:
+        self.quant_delay = int(quant_delay)
+        self._enabled = self.quant_delay <= 0
+        self.register_buffer("qat_enabled", torch.tensor(self._enabled))  # type: ignore[attr-defined]
+        self.register_load_state_dict_post_hook(  # type: ignore[attr-defined]
+            lambda mod, keys: setattr(mod, "_enabled", bool(mod.qat_enabled)))
+
+    @property
+    def quant_enabled(self) -> bool:
+        return self._enabled
 
     def set_training_progress(self, step: int, total_steps: int) -> None:
         """Fake quantisation starts once ``step >= quant_delay`` (called by the trainer)."""
-        self.quant_enabled = step >= self.quant_delay
+        on = step >= self.quant_delay
+        if on != self._enabled:
+            self._enabled = on
+            self.qat_enabled.fill_(on)  # type: ignore[attr-defined]
 
 
 class QATCell(_Progress, Cell):
@@ -195,9 +212,9 @@ class QATCell(_Progress, Cell):
         self.float_cell = cell
         self.num_states = cell.num_states
         self.is_lstm = isinstance(cell, LSTMCell)
-        self.quant_delay = int(quant_delay)
-        self.quant_enabled = self.quant_delay <= 0
+        self._init_progress(quant_delay)
         self.x_obs = ActObserver(observer_decay)
+        self._hh: Optional[tuple[Tensor, Tensor]] = None  # (W_hh_q, multiplier) of this sequence
 
     @property  # type: ignore[override]
     def fused(self) -> bool:
@@ -225,16 +242,20 @@ class QATCell(_Progress, Cell):
         xq = quantize_input(x, s_x)
         wq, s_w = quantize_weight(self.float_cell.weight_ih)
         acc = xq @ wq.t()  # int32 accumulation (exact in float64)
+        self._hh = self._quantized_hh()  # once per sequence, like a cached parametrization
         return round_half_up(acc * fixed_multiplier(s_w * s_x * 2.0 ** G_BITS)) + self._bias()
+
+    def _quantized_hh(self) -> tuple[Tensor, Tensor]:
+        wq, s_w = quantize_weight(self.float_cell.weight_hh)
+        return wq, fixed_multiplier(s_w * 2.0 ** (G_BITS - H_BITS))
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         if not self.quant_enabled:
             return self.float_cell.step(xp, state)
         dtype = state[0].dtype
         hq = qclamp(round_half_up(state[0].to(F64) * 2.0 ** H_BITS), -QMAX8, QMAX8)
-        wq, s_w = quantize_weight(self.float_cell.weight_hh)
-        acc = hq @ wq.t()
-        gates = qclamp(xp + round_half_up(acc * fixed_multiplier(s_w * 2.0 ** (G_BITS - H_BITS))), LUT_LO, LUT_HI)
+        wq, mult = self._hh if self._hh is not None else self._quantized_hh()
+        gates = qclamp(xp + round_half_up((hq @ wq.t()) * mult), LUT_LO, LUT_HI)
         if self.is_lstm:
             cq = qclamp(round_half_up(state[1].to(F64) * 2.0 ** C_BITS), -QMAX16, QMAX16)
             gi, gf, gg, go = gates.chunk(4, 1)
@@ -268,8 +289,7 @@ class QATLinear(_Progress, nn.Module):
         self.in_features, self.out_features = lin.in_features, lin.out_features
         self.weight = lin.weight
         self.bias = lin.bias
-        self.quant_delay = int(quant_delay)
-        self.quant_enabled = self.quant_delay <= 0
+        self._init_progress(quant_delay)
         self.x_obs = ActObserver(observer_decay)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -95,7 +95,7 @@ def test_fake_quant_lstm_approximates_float_lstm():
 def test_quant_delay_trains_float_first():
     m = _qat_classifier("lstm", delay=3)
     ref = classifier("lstm", hidden=16, layers=2, inp=28, classes=10)
-    sd = {k.replace(".float_cell", ""): v for k, v in m.state_dict().items() if "x_obs" not in k}
+    sd = {k.replace(".float_cell", ""): v for k, v in m.state_dict().items() if "x_obs" not in k and "qat_enabled" not in k}
     ref.load_state_dict(sd)
     x = torch.rand(4, 28, 28)
     for mod in m.modules():
@@ -169,3 +169,15 @@ def test_qat_refuses_cells_without_an_integer_step():
 def test_export_needs_a_qat_classifier():
     with pytest.raises(ConfigError):
         export_int(classifier("lstm"))
+
+
+def test_quant_mode_travels_with_the_checkpoint():
+    m = _qat_classifier("lstm", delay=2)
+    for mod in m.modules():
+        if hasattr(mod, "set_training_progress"):
+            mod.set_training_progress(5, 10)
+    fresh = classifier("lstm", hidden=16, layers=2, inp=28, classes=10)
+    apply_regularizers(fresh, {"qat": {"quant_delay": 2}})
+    assert not fresh.rnn.cells()[0].quant_enabled
+    fresh.load_state_dict(m.state_dict())
+    assert all(c.quant_enabled for c in fresh.rnn.cells()) and fresh.head.quant_enabled
