@@ -38,7 +38,7 @@ def test_addition_models_verify(tmp_path, model, cell):
     assert report.ok
     for s in report.splits:  # both sides really computed and compared, on the same predictions
         assert s.sums.count == 100 * 4
-        assert set(s.numpy) == {"loss", "acc", "seq_acc"}
+        assert set(s.numpy) == {"loss", "loss_clip", "acc", "seq_acc"}
         assert abs(s.numpy["loss"] - s.framework["loss"]) <= 1e-4 * s.framework["loss"]
 
 
@@ -199,8 +199,9 @@ def test_article_metrics_by_hand():
     numpy_ref.add_batch(s, "classification", np.log(p), np.array([0, 2, 0]))
     m = s.metrics("classification")
     assert m["acc"] == pytest.approx(1 / 3)
-    # -[ln .7 + ln .25 + ln(clip(1e-12) = 1e-10)] / 3
-    assert m["loss"] == pytest.approx(-(np.log(0.7) + np.log(0.25) + np.log(1e-10)) / 3, rel=1e-9)
+    # article: -[ln .7 + ln .25 + ln(clip(1e-12) = 1e-10)] / 3; compared loss: unclipped ln 1e-12
+    assert m["loss_clip"] == pytest.approx(-(np.log(0.7) + np.log(0.25) + np.log(1e-10)) / 3, rel=1e-9)
+    assert m["loss"] == pytest.approx(-(np.log(0.7) + np.log(0.25) + np.log(1e-12)) / 3, rel=1e-9)
 
 
 def test_data_root_is_found_for_mnist():

@@ -10,7 +10,8 @@ For each run directory (or every run found under a sweep directory) it
 3. **framework**: rebuilds the torch model (+ regularizers), loads the weights and runs the
    task's own evaluation; **stored**: the numbers the run reported (``results.json``);
 4. **numpy**: :mod:`rnnbench.verify.numpy_ref` — float64 NumPy only, no torch — with article
-   003's metrics (softmax, ``clip(p, 1e-10, 1)`` log-loss, argmax accuracy);
+   003's metrics (softmax, ``clip(p, 1e-10, 1)`` log-loss shown as ``loss_clip``, argmax accuracy;
+   the compared ``loss`` is the unclipped log-loss, the framework's definition);
 5. prints the three side by side and fails (:class:`VerifyError`, a one-line message with the
    differing numbers) unless loss/bpc agree to ``rtol`` (1e-4 relative) and accuracies are
    equal up to predictions that are near-ties (top-2 scores within 1e-4).
@@ -62,14 +63,14 @@ class VerifyReport:
 
     def table(self) -> str:
         lines = [f"verify {self.run_dir}",
-                 f"  {'split':<6} {'metric':<8} {'stored':>12} {'framework':>12} {'numpy':>12}  check"]
+                 f"  {'split':<6} {'metric':<9} {'stored':>12} {'framework':>12} {'numpy':>12}  check"]
         for s in self.splits:
             for k, v in s.numpy.items():
                 st = s.stored.get(k)
                 fw = s.framework.get(k)
                 bad = any(m.startswith(f"{s.split} {k} ") for m in s.mismatches)
-                lines.append(f"  {s.split:<6} {k:<8} {_fmt(st):>12} {_fmt(fw):>12} {_fmt(v):>12}  "
-                             f"{'MISMATCH' if bad else 'ok'}")
+                check = "MISMATCH" if bad else ("ok" if (st is not None or fw is not None) else "article, clip 1e-10")
+                lines.append(f"  {s.split:<6} {k:<9} {_fmt(st):>12} {_fmt(fw):>12} {_fmt(v):>12}  {check}")
         lines.append("  => " + ("OK: NumPy recomputation agrees" if self.ok else
                                 "FAILED: " + "; ".join(m for s in self.splits for m in s.mismatches)))
         return "\n".join(lines)

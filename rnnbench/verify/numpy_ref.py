@@ -14,9 +14,11 @@ A cell, model or regularizer without an entry raises :class:`VerifyUnsupported`
 ("verify has no NumPy implementation for cell X"), and every saved tensor must be consumed by the
 forward pass (:meth:`Params.unused`), so a new parameter cannot be ignored unnoticed.
 
-Metrics follow article 003 exactly: ``p = softmax(score)``, ``acc = mean(argmax p == label)``,
-``loss = −mean(Σ log(clip(p, 1e-10, 1)) · Y)`` (the max is subtracted inside the softmax for
-overflow safety — the same value).
+Metrics follow article 003: ``p = softmax(score)``, ``acc = mean(argmax p == label)``,
+``loss_clip = −mean(Σ log(clip(p, 1e-10, 1)) · Y)`` (the max is subtracted inside the softmax for
+overflow safety — the same value). The compared ``loss`` is the same without the clip
+(log-softmax): the framework's cross-entropy does not clip, and a trained model puts p < 1e-10
+on some true labels, which the clip caps at 23.03 nats.
 """
 from __future__ import annotations
 
@@ -516,7 +518,8 @@ MODELS: dict[str, Callable[..., tuple[Array, Any]]] = {
 @dataclass
 class Sums:
     """Running sums of article 003's metrics (and the near-tie allowance)."""
-    loss: float = 0.0
+    loss: float = 0.0  #: Σ −log p(label), unclipped (the framework's cross-entropy; compared)
+    loss_clip: float = 0.0  #: Σ −log clip(p, 1e-10, 1) (article 003's formula; shown)
     correct: int = 0
     count: int = 0
     seq_correct: int = 0
@@ -525,7 +528,8 @@ class Sums:
     seq_tie_allowance: int = 0  #: answers that may differ (seq2seq) because of a near-tie
 
     def metrics(self, kind: str) -> dict[str, float]:
-        m = {"loss": self.loss / max(self.count, 1), "acc": self.correct / max(self.count, 1)}
+        n = max(self.count, 1)
+        m = {"loss": self.loss / n, "loss_clip": self.loss_clip / n, "acc": self.correct / n}
         if kind == "seq2seq":
             m["seq_acc"] = self.seq_correct / max(self.seq_count, 1)
         if kind == "lm":
@@ -534,7 +538,10 @@ class Sums:
 
 
 def add_batch(sums: Sums, kind: str, scores: Array, labels: Array, tie_tol: float = 1e-4) -> None:
-    """``p = softmax(score)``; ``acc`` over argmax; ``loss = −Σ log(clip(p, 1e-10, 1)) · Y``.
+    """``p = softmax(score)``; ``acc`` over argmax; article 003's ``loss_clip = −Σ log(clip(p, 1e-10, 1)) · Y``
+    and the unclipped ``loss = −Σ log p · Y`` (log-softmax), which is what the framework's
+    cross-entropy is: the two differ once a model puts p < 1e-10 on a true label (a trained model
+    does), so ``loss`` is the one compared and ``loss_clip`` is shown beside it.
 
     Near-ties (top-2 scores closer than ``tie_tol``) may flip argmax between float32 and
     float64; in greedy seq2seq a flip at answer step t can change every later step, so it
@@ -542,7 +549,10 @@ def add_batch(sums: Sums, kind: str, scores: Array, labels: Array, tie_tol: floa
     probs = softmax(scores, -1)
     V = scores.shape[-1]
     Y = np.eye(V)[labels.astype(np.int64)]
-    sums.loss += float(-np.sum(np.log(np.clip(probs, 1e-10, 1.0)) * Y))
+    sums.loss_clip += float(-np.sum(np.log(np.clip(probs, 1e-10, 1.0)) * Y))
+    m = scores.max(-1, keepdims=True)
+    log_p = scores - (m + np.log(np.exp(scores - m).sum(-1, keepdims=True)))
+    sums.loss += float(-np.sum(log_p * Y))
     ok = np.argmax(probs, -1) == labels
     sums.correct += int(ok.sum())
     sums.count += int(ok.size)
