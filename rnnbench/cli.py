@@ -93,6 +93,14 @@ def _train_task(cfg) -> float:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
+    if multirun and cfg.train.num_threads is None:
+        import torch
+
+        from .sweep import threads_per_job
+
+        n = threads_per_job(hc)
+        if n:
+            torch.set_num_threads(n)
     try:
         results = run_training(cfg, run_dir)
     except RnnbenchError as e:
@@ -110,10 +118,9 @@ def _train_task(cfg) -> float:
             fail(f"internal error: {type(e).__name__}: {e} (RNNBENCH_DEBUG=1 shows the traceback)", 1)
         log.exception("job failed")
         return math.nan
-    from .tasks import build_task  # noqa: F401  (metric name comes from results)
-    metric = "bpc" if cfg.dataset.name.endswith("_char") else "acc"
+    metric = results.get("metric", "acc")
     value = objective(results, metric)
-    return -value if metric == "acc" else value  # sweepers minimize
+    return value if results.get("metric_mode") == "min" else -value  # sweepers minimize
 
 
 def train_command(args: list[str]) -> int:
@@ -126,7 +133,12 @@ def train_command(args: list[str]) -> int:
         validate_overrides(args)
     sys.argv = [sys.argv[0] + " train", *args]
     main_fn = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_train_task)
-    main_fn()
+    try:
+        main_fn()
+    except ValueError as e:  # Hydra's own argument checks (e.g. --cfg together with -m)
+        if debug():
+            raise
+        fail(str(e))
     return 0
 
 

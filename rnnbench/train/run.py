@@ -93,10 +93,11 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """
     run_dir = Path(run_dir)
     resume_from: Optional[Path] = None
-    if cfg.train.resume:
-        resume_dir = run_dir if cfg.train.resume == "auto" else Path(cfg.train.resume)
+    resume = cfg.train.resume or ("auto" if cfg.train.skip_finished else None)
+    if resume:
+        resume_dir = run_dir if resume == "auto" else Path(resume)
         ckpt = resume_dir / "checkpoints" / "last.pt"
-        if cfg.train.resume != "auto" and not ckpt.exists():
+        if resume != "auto" and not ckpt.exists():
             raise RnnbenchError(f"train.resume={cfg.train.resume}: no checkpoints/last.pt there; "
                                 "pass the directory of an interrupted run")
         if ckpt.exists():
@@ -129,7 +130,8 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             from ..regularizers import apply_regularizers
             regs = apply_regularizers(model, cfg.regularizer)
         model.to(device)
-        results["params"] = sum(p.numel() for p in model.parameters())
+        results["params"] = count_params(model)
+        results["metric"], results["metric_mode"] = task.metric, task.metric_mode
         log.info("run dir %s | %s on %s | %s %s x%d, %d parameters | %s", run_dir, cfg.model.name,
                  cfg.dataset.name, cfg.cell.name, cfg.model.hidden_size, cfg.model.num_layers,
                  results["params"], device)

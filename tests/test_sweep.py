@@ -1,0 +1,109 @@
+"""Multirun sweeps on Hydra's launchers: joblib in parallel, failures isolated, relaunch resumes,
+submitit_local, and the sweep.json index."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SMOKE
+
+TINY = ["dataset.n_train=2000", "dataset.n_valid=200", "dataset.n_test=200", "model.hidden_size=16",
+        "train.batch_size=50", "train.progress=false", "train.num_threads=1", "train.epochs=2",
+        "train.checkpoint_every=7"]
+
+
+def sweep(args, cwd, wait=True, timeout=300):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "rnnbench", "train", "-m", *args], cwd=cwd, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if wait:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+    return p
+
+
+def index(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / "sweep.json").read_text())
+
+
+def test_joblib_four_jobs_two_workers(tmp_path):
+    rc, out = sweep(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *SMOKE,
+                     f"hydra.sweep.dir={tmp_path}"], tmp_path)
+    assert rc == 0, out
+    for i in range(4):
+        res = json.loads((tmp_path / str(i) / "results.json").read_text())
+        assert res["status"] == "ok" and res["seed"] == i
+        assert (tmp_path / str(i) / "checkpoints" / "best.pt").is_file()
+        assert res["threads"] == max(1, (os.cpu_count() or 1) // 2)  # jobs x threads <= cores
+    assert index(tmp_path)["counts"] == {"ok": 4}
+
+
+def test_failing_jobs_do_not_stop_the_sweep(tmp_path):
+    rc, out = sweep(["optimizer.lr=1e-3,inf", "seed=0,1", *SMOKE, f"hydra.sweep.dir={tmp_path}"], tmp_path)
+    assert rc == 0, out
+    jobs = index(tmp_path)["jobs"]
+    by_lr = {}
+    for j in jobs:
+        lr = next(o for o in j["overrides"] if o.startswith("optimizer.lr="))
+        by_lr.setdefault(lr, []).append(j["status"])
+    assert by_lr == {"optimizer.lr=0.001": ["ok", "ok"], "optimizer.lr=inf": ["failed", "failed"]}
+    failed = [j for j in jobs if j["status"] == "failed"]
+    assert all("optimizer.lr must be a positive finite number" in j["error"] for j in failed)
+
+
+def test_killed_sweep_relaunched_equals_uninterrupted(tmp_path):
+    args = ["seed=0,1,2", *TINY]
+    rc, out = sweep(args + [f"hydra.sweep.dir={tmp_path / 'ref'}"], tmp_path)
+    assert rc == 0, out
+    run = tmp_path / "run"
+    p = sweep(args + [f"hydra.sweep.dir={run}"], tmp_path, wait=False)
+    target = run / "1" / "checkpoints" / "last.pt"
+    deadline = time.time() + 240
+    while not target.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.02)
+    assert p.poll() is None, "sweep ended before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (run / "2" / "results.json").exists()
+    done_before = (run / "0" / "results.json").stat().st_mtime
+    rc, out = sweep(args + [f"hydra.sweep.dir={run}", "train.skip_finished=true"], tmp_path)
+    assert rc == 0, out
+    assert (run / "0" / "results.json").stat().st_mtime == done_before  # finished job skipped
+    for i in range(3):
+        assert (run / str(i) / "metrics.jsonl").read_text() == (tmp_path / "ref" / str(i) / "metrics.jsonl").read_text()
+        a = json.loads((run / str(i) / "results.json").read_text())
+        b = json.loads((tmp_path / "ref" / str(i) / "results.json").read_text())
+        assert (a["status"], a["valid"], a["test"]) == ("ok", b["valid"], b["test"])
+    assert index(run)["counts"] == {"ok": 3}
+
+
+def test_submitit_local_two_jobs(tmp_path):
+    rc, out = sweep(["hydra/launcher=submitit_local", "seed=0,1", *SMOKE, f"hydra.sweep.dir={tmp_path}"], tmp_path)
+    assert rc == 0, out
+    assert index(tmp_path)["counts"] == {"ok": 2}
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "rnnbench", "train", "hydra/launcher=slurm", "--cfg", "hydra"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "SlurmLauncher" in p.stdout and "timeout_min: 240" in p.stdout
+
+
+def test_optuna_search_objective_is_best_valid_metric(tmp_path):
+    import yaml
+
+    rc, out = sweep(["experiment=optuna_lstm_addition", "hydra.sweeper.n_trials=2", *SMOKE,
+                     f"hydra.sweep.dir={tmp_path}"], tmp_path)
+    assert rc == 0, out
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())["best_value"]
+    accs = [json.loads((tmp_path / str(i) / "results.json").read_text())["valid"]["acc"] for i in range(2)]
+    assert best == pytest.approx(-max(accs))
+    assert index(tmp_path)["counts"] == {"ok": 2}
