@@ -12,14 +12,21 @@ and, for QAT's quant delay, ``m.set_training_progress(step, total_steps)`` on ev
 that defines it. ``int_only_report(model, task)`` (from :mod:`.qat`) is the end-of-run check of
 the integer-only inference path.
 
-==================== ===================================================================
-weight_norm          w = g·v/‖v‖ per output unit (article 001)
-weight_drop          DropConnect on recurrent matrices, one mask per sequence (AWD, art. 002)
-variational_dropout  locked dropout on inputs / between layers / outputs (+ embedding rows)
-zoneout              stochastic keep of h (and c), expectation at eval (Krueger et al. 2016)
-awd                  weight_drop + variational_dropout + embedding dropout, AWD defaults
-qat                  fake-quant int8 training + integer-only inference check (article 002)
-==================== ===================================================================
+===================  ============================================  =================================
+name                 what                                          touches
+===================  ============================================  =================================
+weight_norm          w = g·v/‖v‖ per output unit (article 001)     input + recurrent matrices (1)
+weight_drop          DropConnect, one mask per sequence (AWD)      recurrent matrices (1)
+variational_dropout  locked dropout: inputs, between layers,       every RNNStack; nn.Embedding rows
+                     outputs; embedding rows
+zoneout              keep h (and c) units, expectation at eval     every RecurrentLayer (state_hooks)
+awd                  weight_drop + variational_dropout + emb.      as those two (embedding if any)
+qat                  fake int8 + integer-only inference check      lstm/rnn cells, nn.Linear modules
+===================  ============================================  =================================
+
+(1) a cell's ``regularizer_weights`` declaration, else its 2-D parameters named ``weight_h*``
+(recurrent) / ``weight_i*``, ``weight_x*`` (input); see :mod:`.base`. A regularizer that finds
+nothing to act on raises :class:`~rnnbench.errors.ConfigError` with one line.
 """
 from __future__ import annotations
 
