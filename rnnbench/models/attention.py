@@ -159,12 +159,24 @@ class AttentionSeq2Seq(nn.Module):
         if self.record_trace:
             self.trace.append({k: v.detach().clone() for k, v in kw.items()})
 
+    def _stepped_cells(self) -> list:
+        if self.kind == "window":
+            return [self.encoder.layer.cell, self.decoder.layer.cell]
+        return [self.decoder.cell]
+
     def forward(self, x: Tensor, y_onehot: Optional[Tensor] = None) -> Tensor:
         self.trace = []
-        with parametrize.cached():
-            if self.kind == "window":
-                return self._forward_window(x, y_onehot)
-            return self._forward_additive(x, y_onehot)
+        cells = self._stepped_cells()
+        for c in cells:  # the cells' per-sequence bookkeeping (e.g. VC statistics), as RecurrentLayer does
+            c.begin_sequence(x.shape[0])
+        try:
+            with parametrize.cached():
+                if self.kind == "window":
+                    return self._forward_window(x, y_onehot)
+                return self._forward_additive(x, y_onehot)
+        finally:
+            for c in cells:
+                c.end_sequence()
 
     def _next_input(self, i: int, logits: Tensor, y_onehot: Optional[Tensor], dtype: torch.dtype) -> Tensor:
         if y_onehot is not None:

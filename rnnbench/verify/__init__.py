@@ -106,13 +106,36 @@ def _regularizers(cfg: Any) -> dict[str, dict]:
 
 
 def _qat_enabled(regs: dict, results: Optional[dict]) -> bool:
-    """QAT fake-quantises once ``step >= quant_delay``; the last training step decides the mode
-    the run evaluated with (``results.json`` ``steps``)."""
+    """QAT fake-quantises once ``step >= quant_delay``; for checkpoints without the ``qat_enabled``
+    buffers, the last training step decides the mode the run evaluated with (``results.json`` ``steps``)."""
     if "qat" not in regs:
         return False
     delay = int(regs["qat"].get("quant_delay", 0) or 0)
     steps = int((results or {}).get("steps") or 0)
     return delay <= 0 or steps - 1 >= delay
+
+
+def _progress(cfg: Any, task: Any, run_dir: Path, results: Optional[dict], best_epoch: Optional[int]
+              ) -> dict[str, tuple[Optional[int], int]]:
+    """Per split, ``(step, total_steps)`` as the trainer last passed them to ``set_training_progress``
+    before that split was evaluated (VC λ schedules): valid at the end of the best epoch
+    (``metrics.jsonl``), test after training (``results.json`` ``steps``)."""
+    n = task.num_train_batches(int(cfg.train.batch_size)) * int(cfg.train.epochs)
+    total = n if cfg.train.get("max_steps") is None else min(n, int(cfg.train.max_steps))
+    steps = (results or {}).get("steps")
+    out: dict[str, tuple[Optional[int], int]] = {"test": (int(steps) - 1 if steps else None, total)}
+    valid_step = None
+    mpath = run_dir / "metrics.jsonl"
+    if best_epoch is not None and mpath.is_file():
+        for line in mpath.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("split") == "valid" and row.get("epoch") == best_epoch:
+                valid_step = int(row["step"]) - 1
+    out["valid"] = (valid_step, total) if valid_step is not None else out["test"]
+    return out
 
 
 def _batches(task: Any, split: str, cfg: Any):
@@ -122,8 +145,8 @@ def _batches(task: Any, split: str, cfg: Any):
     return b
 
 
-def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[str], qat_enabled: bool
-                      ) -> dict[str, dict[str, float]]:
+def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[str], qat_enabled: bool,
+                      progress: tuple[Optional[int], int] = (None, 1)) -> dict[str, dict[str, float]]:
     """The framework's own numbers: rebuild the torch model, load the weights, ``Task`` evaluation."""
     import torch
 
@@ -136,9 +159,12 @@ def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[st
         apply_regularizers(model, cfg.regularizer)
     model.load_state_dict(state_dict)
     model.eval()
-    for m in model.modules():  # QAT: the mode the run ended in (quant_delay passed or not)
-        if hasattr(m, "quant_enabled"):
-            m.quant_enabled = qat_enabled
+    # QAT: the mode the run ended in travels with the checkpoint (``qat_enabled`` buffers);
+    # VC λ schedules: the value at the last training step
+    if progress[0] is not None:
+        for m in model.modules():
+            if hasattr(m, "lam_schedule") and hasattr(m, "set_training_progress"):
+                m.set_training_progress(progress[0], progress[1])
     out = {}
     with torch.no_grad():
         for split in splits:
@@ -150,7 +176,7 @@ def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[st
 
 
 def numpy_metrics(cfg: Any, task: Any, arrays: dict, splits: Sequence[str], qat_enabled: bool,
-                  trace: Optional[list] = None) -> dict[str, Sums]:
+                  progress: Optional[float] = None) -> dict[str, Sums]:
     """The NumPy side: article 003's recomputation on the same batches."""
     from omegaconf import OmegaConf
 
@@ -161,7 +187,7 @@ def numpy_metrics(cfg: Any, task: Any, arrays: dict, splits: Sequence[str], qat_
         raise VerifyUnsupported(f"verify has no NumPy implementation for model {name}")
     params = Params(fold_parametrizations(arrays, regs))
     ctx = Context(params, OmegaConf.to_container(cfg.cell, resolve=True), regs, qat_enabled,
-                  out_len=int(task.spec.out_len))
+                  out_len=int(task.spec.out_len), progress=progress)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     forward = MODELS[name]
     kind = task.spec.kind
@@ -230,9 +256,16 @@ def verify_run(run_dir: str | Path, data_root: Optional[str] = None, splits: Seq
     regs = _regularizers(cfg)
     qat_on = _qat_enabled(regs, results)
     state_dict = best["model"]
+    progress = _progress(cfg, task, run_dir, results, best.get("epoch"))
+    arrays = _to_numpy(state_dict)
+    fw: dict[str, dict[str, float]] = {}
+    np_sums: dict[str, Sums] = {}
     try:
-        fw = framework_metrics(cfg, task, state_dict, splits, qat_on)
-        np_sums = numpy_metrics(cfg, task, _to_numpy(state_dict), splits, qat_on)
+        for split in splits:
+            step, total = progress.get(split, progress["test"])
+            fw.update(framework_metrics(cfg, task, state_dict, [split], qat_on, (step, total)))
+            np_sums.update(numpy_metrics(cfg, task, arrays, [split], qat_on,
+                                         None if step is None else min(max(step / max(total, 1), 0.0), 1.0)))
     except VerifyUnsupported as e:
         raise VerifyError(f"{run_dir}: {e}") from None
     reports = []

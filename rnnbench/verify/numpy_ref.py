@@ -137,10 +137,13 @@ class NpCell:
 
     num_states = 1
 
-    def __init__(self, p: Params, cfg: Mapping[str, Any]) -> None:
+    hidden_from = "weight_hh"  #: a [*, H] parameter that gives the hidden size
+
+    def __init__(self, p: Params, cfg: Mapping[str, Any], progress: Optional[float] = None) -> None:
         self.p = p
         self.cfg = cfg
-        self.hidden_size = int(p["weight_hh"].shape[1])
+        self.progress = progress  #: training progress step/total at the end of training (λ schedules)
+        self.hidden_size = int(p[self.hidden_from].shape[1])
 
     def init_state(self, batch: int) -> NpState:
         return tuple(np.zeros((batch, self.hidden_size)) for _ in range(self.num_states))
@@ -190,11 +193,146 @@ class NpGRU(NpCell):
         return h, (h,)
 
 
+class NpVC(NpCell):
+    """Variable Computation cells (article 000; Jernite et al. 2017, arXiv 1611.06188)::
+
+        m = σ(x·w_mx + h·w_mh + b_m)                           (one scalar per example)
+        e_i = Thres_ε(σ(λ(m·D − i)))   i = o..D−1+o            (hard: 1[σ > 1−ε]; soft: snap within ε)
+        x̄ = e^x ⊙ x (mask over the I input dims, if mask_input),  h̄ = e ⊙ h,  c̄ = e ⊙ c
+        h̃ (, c̃) = base cell on x̄, h̄ (, c̄);   h = e ⊙ h̃ + (1 − e) ⊙ h  (same for c)
+
+    λ at evaluation: ``lam`` (constant), or the schedule's value at the end of training."""
+
+    def lam(self) -> float:
+        cfg = self.cfg
+        lam0 = float(cfg.get("lam", 1.0))
+        final = cfg.get("lam_final")
+        final = lam0 if final is None else float(final)
+        kind = str(cfg.get("lam_schedule", "constant"))
+        if kind == "constant":
+            return lam0
+        if self.progress is None:
+            raise VerifyUnsupported(f"cell {cfg.get('name')}: lam_schedule={kind} needs the run's training progress")
+        p = min(max(self.progress, 0.0), 1.0)
+        return lam0 + (final - lam0) * p if kind == "linear" else lam0 * (final / lam0) ** p
+
+    def mask(self, m: Array, D: int) -> Array:
+        eps = float(self.cfg.get("eps", 0.1))
+        idx = np.arange(D) + int(self.cfg.get("index_offset", 0))
+        s = sigmoid(self.lam() * (m * D - idx))
+        if str(self.cfg.get("threshold", "soft")) == "hard":
+            return (s > 1.0 - eps).astype(np.float64)
+        return np.where(s > 1.0 - eps, 1.0, np.where(s < eps, 0.0, s))
+
+    def gates(self, x: Array, h: Array) -> tuple[Array, Array, Array]:
+        """(x̄, h̄, e)."""
+        p = self.p
+        m = sigmoid(x @ p["w_mx"] + h @ p["w_mh"] + p["b_m"])  # [B, 1]
+        e = self.mask(m, self.hidden_size)
+        if bool(self.cfg.get("mask_input", True)):
+            x = x * self.mask(m, x.shape[1])
+        return x, h * e, e
+
+
+class NpVCRNN(NpVC):
+    def step(self, x, state):
+        p, h = self.p, state[0]
+        xb, hb, e = self.gates(x, h)
+        ht = np.tanh(xb @ p["weight_ih"].T + p["bias_ih"] + hb @ p["weight_hh"].T + p["bias_hh"])
+        h = e * ht + (1 - e) * h
+        return h, (h,)
+
+
+class NpVCLSTM(NpVC):
+    num_states = 2
+
+    def step(self, x, state):
+        p, (h, c) = self.p, state
+        xb, hb, e = self.gates(x, h)
+        i, f, g, o = np.split(xb @ p["weight_ih"].T + p["bias_ih"] + hb @ p["weight_hh"].T + p["bias_hh"], 4, 1)
+        ct = sigmoid(f + float(self.cfg.get("forget_bias", 0.0) or 0.0)) * (e * c) + sigmoid(i) * np.tanh(g)
+        ht = sigmoid(o) * np.tanh(ct)
+        c = e * ct + (1 - e) * c
+        h = e * ht + (1 - e) * h
+        return h, (h, c)
+
+
+class NpVCGRU(NpVC):
+    def step(self, x, state):
+        p, h = self.p, state[0]
+        xb, hb, e = self.gates(x, h)
+        xr, xz, xn = np.split(xb @ p["weight_ih"].T + p["bias_ih"], 3, 1)
+        hr, hz, hn = np.split(hb @ p["weight_hh"].T + p["bias_hh"], 3, 1)
+        r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+        n = np.tanh(xn + r * hn)
+        ht = (1 - z) * n + z * hb
+        h = e * ht + (1 - e) * h
+        return h, (h,)
+
+
+class NpMRNN(NpCell):
+    """mRNN (Sutskever et al. 2011; article 004): ``m = (W_mx x) ⊙ (W_mh h)``,
+    ``h = tanh(W_hm m + W_hx x + b)``; ``weight_ix = [W_mx; W_hx]``."""
+
+    hidden_from = "weight_mh"
+
+    def step(self, x, state):
+        p, H = self.p, self.hidden_size
+        wx = x @ p["weight_ix"].T
+        m = wx[:, :H] * (state[0] @ p["weight_mh"].T)
+        h = np.tanh(m @ p["weight_hm"].T + wx[:, H:] + p["bias"])
+        return h, (h,)
+
+
+class NpMLSTM(NpCell):
+    """mLSTM (Krause et al. 2016; article 004): ``m = (W_mx x) ⊙ (W_mh h)``; ``ĥ = W_hm m + W_hx x + b_h``;
+    ``i, f, o = σ(W_*x x + W_*m m + b_*)``; ``c = f c + i ĥ``; ``h = tanh(c ⊙ o)``.
+    ``weight_ix = [W_mx; W_hx; W_ix; W_fx; W_ox]``, ``weight_m = [W_hm; W_im; W_fm; W_om]``, ``bias = [b_h; b_i; b_f; b_o]``."""
+
+    num_states = 2
+    hidden_from = "weight_mh"
+
+    def step(self, x, state):
+        p, H = self.p, self.hidden_size
+        h, c = state
+        wx = x @ p["weight_ix"].T
+        m = wx[:, :H] * (h @ p["weight_mh"].T)
+        pre = wx[:, H:] + m @ p["weight_m"].T + p["bias"]
+        hhat, i, f, o = pre[:, :H], sigmoid(pre[:, H:2 * H]), sigmoid(pre[:, 2 * H:3 * H]), sigmoid(pre[:, 3 * H:])
+        c = f * c + i * hhat
+        h = np.tanh(c * o)
+        return h, (h, c)
+
+
+class NpDeltaRNN(NpCell):
+    """Delta-RNN (Ororbia et al. 2017; article 004): ``d1 = α ⊙ Vh ⊙ Wx``, ``d2 = β1 ⊙ Vh + β2 ⊙ Wx``,
+    ``z = tanh(d1 + d2 + b_z)``, ``r = σ(Wx + b_r)``, ``h = Φ((1 − r) ⊙ z + r ⊙ h)``."""
+
+    OUTER = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0), "identity": lambda v: v}
+
+    def step(self, x, state):
+        p, h = self.p, state[0]
+        phi = str(self.cfg.get("outer_activation", "tanh"))
+        if phi not in self.OUTER:
+            raise VerifyUnsupported(f"verify has no NumPy implementation for delta_rnn outer_activation {phi}")
+        wx, vh = x @ p["weight_ih"].T, h @ p["weight_hh"].T
+        z = np.tanh(p["alpha"] * vh * wx + p["beta1"] * vh + p["beta2"] * wx + p["bias_z"])
+        r = sigmoid(wx + p["bias_r"])
+        h = self.OUTER[phi]((1 - r) * z + r * h)
+        return h, (h,)
+
+
 #: cell name (``cfg.cell.name``) -> NumPy cell class
-CELLS: dict[str, Callable[[Params, Mapping[str, Any]], NpCell]] = {
+CELLS: dict[str, Callable[..., NpCell]] = {
     "rnn": NpRNN,
     "lstm": NpLSTM,
     "gru": NpGRU,
+    "vcrnn": NpVCRNN,
+    "vclstm": NpVCLSTM,
+    "vcgru": NpVCGRU,
+    "mrnn": NpMRNN,
+    "mlstm": NpMLSTM,
+    "delta_rnn": NpDeltaRNN,
 }
 
 
@@ -250,8 +388,11 @@ def _qinput(x: Array, s: float) -> Array:
 
 
 def _obs_scale(p: Params) -> float:
+    """An input observer's scale ``EMA(max|x|) / 127`` (the saved ``amax``)."""
     a = float(p["amax"])
-    p["initialized"]
+    if not bool(p["initialized"]):
+        raise VerifyUnsupported(f"qat observer {p.prefix}amax was never calibrated; verify has no NumPy "
+                                "implementation of eval-time calibration")
     return a / QMAX8 if a > 0 else 1.0
 
 
@@ -323,10 +464,14 @@ class Context:
     regularizers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     qat_enabled: bool = True  #: False while a QAT run is still inside its quant_delay (float phase)
     out_len: int = 0  #: seq2seq answer length
+    progress: Optional[float] = None  #: step/total at the end of training (VC λ schedules)
 
-    @property
-    def qat(self) -> bool:
-        return "qat" in self.regularizers and self.qat_enabled
+    def qat_on(self, p: Params) -> bool:
+        """Is the QAT module under ``p`` fake-quantising? Its saved ``qat_enabled`` buffer says; older
+        checkpoints without it fall back to :attr:`qat_enabled`."""
+        if "qat" not in self.regularizers:
+            return False
+        return bool(p["qat_enabled"]) if p.has("qat_enabled") else self.qat_enabled
 
     def cell(self, prefix: str) -> NpCell:
         """The NumPy cell whose parameters live under ``prefix`` (``....cell.``), regularizers applied."""
@@ -334,11 +479,12 @@ class Context:
         if name not in CELLS:
             raise VerifyUnsupported(f"verify has no NumPy implementation for cell {name}")
         p = self.params.sub(prefix)
+        qat_on = self.qat_on(p)
         if "qat" in self.regularizers:
             obs = p.sub("x_obs.")
             p = p.sub("float_cell.")
-        cell = CELLS[name](p, self.cell_cfg)
-        if self.qat:
+        cell = CELLS[name](p, self.cell_cfg, self.progress)
+        if qat_on:
             if name not in ("lstm", "rnn"):
                 raise VerifyUnsupported(f"verify has no NumPy implementation for qat on cell {name}")
             cell = NpQATCell(cell, obs, name == "lstm")
@@ -353,9 +499,9 @@ class Context:
     def linear(self, prefix: str, x: Array) -> Array:
         p = self.params.sub(prefix)
         if "qat" in self.regularizers and bool(self.regularizers["qat"].get("linear", True)):
-            if self.qat:
+            if self.qat_on(p):
                 return qat_linear(p, x)
-            p["x_obs.amax"], p["x_obs.initialized"]
+            p["x_obs.amax"], p["x_obs.initialized"]  # consumed: float phase, the observer is unused
         return linear(p, x)
 
 
