@@ -31,6 +31,8 @@ class MRNNCell(Cell):
     """
 
     num_states = 1
+    #: for the regularizers: W_hm diag(W_mx x) W_mh is the factored recurrent matrix
+    regularizer_weights = {"input": ("weight_ix",), "recurrent": ("weight_mh", "weight_hm")}
 
     def __init__(self, input_size: int, hidden_size: int, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
@@ -78,6 +80,8 @@ class MLSTMCell(Cell):
     """
 
     num_states = 2
+    #: for the regularizers: W_mh and W_m* act on h through the factored recurrence
+    regularizer_weights = {"input": ("weight_ix",), "recurrent": ("weight_mh", "weight_m")}
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)

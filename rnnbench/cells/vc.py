@@ -44,6 +44,8 @@ class VCCell(Cell):
 
     gates = 1
     num_states = 1
+    #: for the regularizers: the base cell's matrices (the scheduler vectors stay plain)
+    regularizer_weights = {"input": ("weight_ih",), "recurrent": ("weight_hh",)}
 
     def __init__(self, input_size: int, hidden_size: int, lam: float = 1.0, eps: float = 0.1,
                  threshold: str = "soft", lam_schedule: str = "constant", lam_final: Optional[float] = None,
@@ -129,9 +131,10 @@ class VCCell(Cell):
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def begin_sequence(self, batch: int) -> None:
-        self._ms = []
+        self.end_sequence()  # fold steps run outside a layer (e.g. a model calling step directly)
 
     def end_sequence(self) -> None:
+        """Fold the recorded m_t into the running statistics (and the penalty terms)."""
         if not self._ms:
             return
         M = torch.cat(self._ms, 1)  # [B, T]
@@ -145,15 +148,9 @@ class VCCell(Cell):
         if self.penalty > 0 and self.training and M.requires_grad:
             self._pen_terms.append(M)
 
-    def forward(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        self.begin_sequence(x.shape[0])
-        try:
-            return super().forward(x, state)
-        finally:
-            self.end_sequence()
-
     def extra_loss(self) -> Optional[Tensor]:
         """``penalty · mean_b((mean_t m_t − m̄)²)`` over the forwards since the last call."""
+        self.end_sequence()
         if not self._pen_terms:
             return None
         terms, self._pen_terms = self._pen_terms, []
@@ -164,6 +161,7 @@ class VCCell(Cell):
 
     def stats(self) -> dict[str, float]:
         """``mean_m`` and ``compute_fraction`` averaged over all steps since the last call."""
+        self.end_sequence()
         if self._n == 0:
             return {}
         out = {"mean_m": self._sum_m / self._n, "compute_fraction": self._sum_frac / self._n}

@@ -1,0 +1,158 @@
+"""VC structure: saturated m_t == the base cell; small m_t changes only the leading dims; the soft
+threshold passes gradient to the scheduler, the hard one (article mode) does not; penalty, λ schedule."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rnnbench.cells import RecurrentLayer
+from tests.cells.cellutil import make_cell
+
+BASE = {"vclstm": nn.LSTM, "vcrnn": nn.RNN, "vcgru": nn.GRU}
+
+
+def _set_scheduler(cell, b_m: float) -> None:
+    with torch.no_grad():
+        cell.w_mx.zero_()
+        cell.w_mh.zero_()
+        cell.b_m.fill_(b_m)
+
+
+@pytest.mark.parametrize("threshold", ["soft", "hard"])
+@pytest.mark.parametrize("name", ["vclstm", "vcrnn", "vcgru"])
+def test_saturated_scheduler_equals_base_cell(name, threshold):
+    I, H = 5, 7
+    cell = make_cell(name, I, H, (f"threshold={threshold}", "lam=5.0"))
+    _set_scheduler(cell, 60.0)  # m_t = σ(60) == 1.0 in float64
+    ref = BASE[name](I, H).double()
+    with torch.no_grad():
+        for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ref, n + "_l0").copy_(getattr(cell, n))
+    x = torch.randn(6, 3, I, dtype=torch.float64)
+    y, _ = RecurrentLayer(cell)(x)
+    y_ref, _ = ref(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-10, atol=1e-10)
+    assert cell.stats()["compute_fraction"] == 1.0
+
+
+@pytest.mark.parametrize("threshold", ["soft", "hard"])
+@pytest.mark.parametrize("name", ["vclstm", "vcrnn", "vcgru"])
+def test_small_m_updates_only_leading_dims(name, threshold):
+    I, H, lam, eps = 4, 16, 2.0, 0.1
+    cell = make_cell(name, I, H, (f"threshold={threshold}", f"lam={lam}", f"eps={eps}"))
+    m = 0.4
+    _set_scheduler(cell, math.log(m / (1 - m)))
+    # dims i with σ(λ(mD − i)) ≥ ε may change (soft edge); the rest must be carried exactly
+    i = np.arange(H)
+    s = 1 / (1 + np.exp(-lam * (m * H - i)))
+    moving = (s > 1 - eps) if threshold == "hard" else (s >= eps)
+    k = int(moving.sum())
+    assert 0 < k < H and moving[:k].all()
+    x = torch.randn(5, 3, I, dtype=torch.float64)
+    h0 = torch.randn(3, H, dtype=torch.float64)
+    state = (h0, torch.randn(3, H, dtype=torch.float64)) if name == "vclstm" else (h0,)
+    prev = state
+    for t in range(x.shape[0]):
+        h, new = cell(x[t], prev)
+        for a, b in zip(prev, new):
+            assert torch.equal(a[:, k:], b[:, k:]), "dims past the mask edge must be carried exactly"
+            assert (a[:, :k] != b[:, :k]).all(), "the leading dims must be updated"
+        prev = new
+
+
+def test_soft_threshold_passes_gradient_to_scheduler_hard_does_not():
+    I, H = 4, 12
+    x = torch.randn(5, 3, I, dtype=torch.float64)
+    grads = {}
+    for threshold in ("soft", "hard"):
+        cell = make_cell("vclstm", I, H, (f"threshold={threshold}", "lam=1.0", "penalty=0.0"))
+        y, _ = RecurrentLayer(cell)(x)
+        y.pow(2).sum().backward()
+        grads[threshold] = [0.0 if p.grad is None else p.grad.abs().sum().item() for p in (cell.w_mx, cell.w_mh, cell.b_m)]
+        assert cell.weight_hh.grad.abs().sum() > 0
+    assert all(g > 1e-8 for g in grads["soft"]), grads
+    assert all(g == 0.0 for g in grads["hard"]), grads
+
+
+def test_hard_threshold_is_the_articles_code():
+    """e = relu(sign(σ(λ(mD − i)) − (1 − ε))) with i = 0..D−1 (the article's TF code)."""
+    cell = make_cell("vclstm", 3, 10, ("threshold=hard", "lam=1.5", "eps=0.1"))
+    m = torch.tensor([[0.05], [0.37], [0.5], [0.93], [1.0]], dtype=torch.float64)
+    e = cell.mask(m, cell.idx_h).numpy()
+    a = m.numpy() * 10 - np.arange(10)[None, :]
+    ref = np.maximum(np.sign(1 / (1 + np.exp(-1.5 * a)) - 0.9), 0)
+    np.testing.assert_array_equal(e, ref)
+
+
+def test_penalty_is_added_and_pulls_toward_target():
+    I, H, target, w = 3, 6, 0.2, 0.7
+    cell = make_cell("vcrnn", I, H, (f"target_m={target}", f"penalty={w}"))
+    cell.train()
+    layer = RecurrentLayer(cell)
+    x = torch.randn(5, 4, I, dtype=torch.float64)
+    layer(x)
+    # the reference: recompute m_t with NumPy from the same parameters and states
+    with torch.no_grad():
+        hs = [torch.zeros(4, H, dtype=torch.float64)]
+        for t in range(5):
+            hs.append(cell(x[t], (hs[-1],))[0])
+        cell.stats(), cell.extra_loss()  # discard the bookkeeping of these extra steps
+    Xn, Hn = x.numpy(), torch.stack(hs[:-1]).numpy()
+    m = 1 / (1 + np.exp(-(Xn @ cell.w_mx.detach().numpy() + Hn @ cell.w_mh.detach().numpy()
+                          + cell.b_m.item())))[..., 0]  # [T, B]
+    expect = w * np.mean((m.mean(0) - target) ** 2)
+    layer(x)
+    loss = cell.extra_loss()
+    assert loss is not None and loss.requires_grad
+    np.testing.assert_allclose(loss.item(), expect, rtol=1e-10)
+    assert cell.extra_loss() is None  # consumed
+    # a few steps on the penalty alone move mean m toward the target
+    opt = torch.optim.SGD(cell.parameters(), lr=1.0)
+    first = None
+    for _ in range(20):
+        layer(x)
+        loss = cell.extra_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < 0.5 * first
+
+
+def test_no_penalty_when_disabled_or_eval():
+    cell = make_cell("vclstm", 3, 4, ("penalty=1.0",))
+    cell.eval()
+    RecurrentLayer(cell)(torch.randn(3, 2, 3, dtype=torch.float64))
+    assert cell.extra_loss() is None
+    cell2 = make_cell("vclstm", 3, 4, ("penalty=0.0",))
+    RecurrentLayer(cell2)(torch.randn(3, 2, 3, dtype=torch.float64))
+    assert cell2.extra_loss() is None
+
+
+@pytest.mark.parametrize("schedule,mid", [("constant", 1.0), ("linear", 5.5), ("exp", math.sqrt(10.0))])
+def test_lambda_schedule(schedule, mid):
+    cell = make_cell("vclstm", 3, 4, ("lam=1.0", f"lam_schedule={schedule}", "lam_final=10.0"))
+    cell.set_training_progress(0, 100)
+    assert cell.lam == pytest.approx(1.0)
+    cell.set_training_progress(50, 100)
+    assert cell.lam == pytest.approx(mid)
+    cell.set_training_progress(100, 100)
+    assert cell.lam == pytest.approx(10.0 if schedule != "constant" else 1.0)
+
+
+def test_stack_aggregates_stats_and_penalty():
+    from rnnbench.cells import RNNStack, cell_factory
+    from tests.cells.cellutil import cell_cfg
+
+    stack = RNNStack(cell_factory(cell_cfg("vclstm", ("penalty=0.1",))), 3, 5, num_layers=2, bidirectional=True)
+    y, _ = stack(torch.randn(4, 2, 3))
+    st = stack.stats()
+    assert set(st) == {"mean_m", "compute_fraction"} and 0 < st["compute_fraction"] <= 1
+    loss = stack.extra_loss()
+    assert loss is not None and loss.ndim == 0
+    loss.backward()
+    assert stack.layers[0].fw.cell.b_m.grad is not None
