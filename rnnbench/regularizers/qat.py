@@ -234,6 +234,18 @@ class QATCell(_Progress, Cell):
         self.x_obs.observe(x)
         return None if self.quant_enabled else self.float_cell.native_forward(x, state)
 
+    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        if self.quant_enabled:
+            return None  # the fake-quant step loop
+        self.x_obs.observe(x)
+        return self.float_cell.sequence_forward(x, state)
+
+    def begin_sequence(self, batch: int) -> None:
+        self.float_cell.begin_sequence(batch)
+
+    def end_sequence(self) -> None:
+        self.float_cell.end_sequence()
+
     def project_input(self, x: Tensor) -> Tensor:
         self.x_obs.observe(x)
         if not self.quant_enabled:

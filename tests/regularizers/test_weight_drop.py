@@ -53,23 +53,45 @@ def _is_dropconnect_of(w_eff, w, p):
     return torch.all((w_eff == 0) | torch.isclose(w_eff, w / (1 - p), rtol=1e-6, atol=0))
 
 
+def _plain_twin(m, cell, w_hh, hidden=16):
+    """The same classifier without weight drop, its recurrent matrix fixed to ``w_hh``."""
+    ref = classifier(cell, hidden=hidden, fused=False)
+    rc, c = ref.rnn.cells()[0], m.rnn.cells()[0]
+    with torch.no_grad():
+        for name in ("weight_ih", "bias_ih", "bias_hh"):
+            getattr(rc, name).copy_(getattr(c, name))
+        rc.weight_hh.copy_(w_hh)
+        ref.head.load_state_dict(m.head.state_dict())
+    return ref
+
+
+@pytest.mark.parametrize("path", ["step_loop", "sequence", "fused"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_loop_path_same_matrix_every_step_new_between_sequences(cell):
+def test_one_matrix_per_sequence_on_every_path(cell, path):
+    """Observe the mask parametrization's evaluations: exactly one per sequence, whatever the
+    execution path (step loop / the cell's custom sequence path / native kernel), and the
+    sequence's output is that of a plain cell run with that one matrix at every step."""
     torch.manual_seed(0)
-    m = classifier(cell, hidden=16, fused=False)
+    m = classifier(cell, hidden=16, fused=(path == "fused"))
     apply_regularizers(m, {"weight_drop": {"p": P}})
     c = m.rnn.cells()[0]
-    seen = _spy_steps(c)
-    x = torch.randn(2, 7, 5)
+    layer = m.rnn.layers[0]
+    if path == "step_loop":
+        layer.state_hooks.append(lambda prev, new, lyr: new)  # an identity hook forces the step loop
+        steps = _spy_steps(c)
+    evaluated = []
+    c.parametrizations["weight_hh"][0].register_forward_hook(lambda mod, a, out: evaluated.append(out.detach().clone()))
+    x = torch.randn(3, 7, 5)
+    y = m(x)
+    assert len(evaluated) == 1
+    w = evaluated[0]
+    assert _is_dropconnect_of(w, _raw_hh(c), P) and (w == 0).any()
+    if path == "step_loop":
+        assert len(steps) == 7 and all(torch.equal(s, w) for s in steps)
+    torch.testing.assert_close(y, _plain_twin(m, cell, w)(x))
+    evaluated.clear()
     m(x)
-    first = seen[:]
-    assert len(first) == 7
-    assert all(torch.equal(w, first[0]) for w in first)
-    assert _is_dropconnect_of(first[0], _raw_hh(c), P) and (first[0] == 0).any()
-    seen.clear()
-    m(x)
-    assert all(torch.equal(w, seen[0]) for w in seen)
-    assert not torch.equal(seen[0], first[0])  # a new mask for the next sequence
+    assert len(evaluated) == 1 and not torch.equal(evaluated[0], w)  # a new mask for the next sequence
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -86,15 +108,8 @@ def test_fused_path_runs_native_kernel_once_with_one_dropped_matrix(cell):
     assert [f for f, _ in cap.calls] == [NATIVE[cell]]  # one native call for the sequence
     w_hh = cap.calls[0][1][1]
     assert _is_dropconnect_of(w_hh, _raw_hh(c), P) and (w_hh == 0).any()
-    # the kernel used that matrix at every step: a loop with it fixed reproduces the output
-    ref = classifier(cell, hidden=16, fused=False)
-    rc = ref.rnn.cells()[0]
-    with torch.no_grad():
-        for name in ("weight_ih", "bias_ih", "bias_hh"):
-            getattr(rc, name).copy_(getattr(c, name))
-        rc.weight_hh.copy_(w_hh)
-        ref.head.load_state_dict(m.head.state_dict())
-    torch.testing.assert_close(y, ref(x))
+    # the kernel used that matrix at every step: a plain cell with it fixed reproduces the output
+    torch.testing.assert_close(y, _plain_twin(m, cell, w_hh)(x))
     with CaptureRNNOps() as cap2:
         m(x)
     assert not torch.equal(cap2.calls[0][1][1], w_hh)
