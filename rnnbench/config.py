@@ -278,8 +278,8 @@ class RMSpropConf(OptimizerConf):
 
 
 # ----------------------------------------------------------------------------- regularizers
-# Each conf/regularizer/<name>.yaml is ``# @package _group_._name_``, so regularizer=[a,b]
-# composes ``regularizer: {a: {...}, b: {...}}`` (rnnbench.regularizers.apply_regularizers).
+# Each conf/regularizer/<name>.yaml is ``# @package regularizer.<name>`` (Hydra 1.3 does not expand
+# ``_group_._name_``), so regularizer=[a,b] composes ``regularizer: {a: {...}, b: {...}}``.
 @dataclass
 class RegularizerConf:
     _target_: str = MISSING
