@@ -2,11 +2,15 @@
 (the 22 TF parameters), and against verify's NumPy implementation step by step, in float64."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+
+from conftest import CONF, compose
 
 from rnnbench.errors import ConfigError
 from rnnbench.models.attention import AttentionSeq2Seq
@@ -18,9 +22,23 @@ CELLS = {"rnn": "rnnbench.cells.rnn.RNNCell", "lstm": "rnnbench.cells.lstm.LSTMC
          "gru": "rnnbench.cells.gru.GRUCell"}
 
 
+ALL_CELLS = sorted(p.stem for p in CONF.joinpath("cell").glob("*.yaml"))  # every cell the config offers
+
+
+@functools.lru_cache(maxsize=None)
+def _composed_cell(cell: str) -> str:
+    return OmegaConf.to_yaml(compose([f"cell={cell}"]).cell, resolve=True)
+
+
+def cell_cfg(cell: str) -> dict:
+    if cell in CELLS:
+        return {"_target_": CELLS[cell], "name": cell}
+    return OmegaConf.to_container(OmegaConf.create(_composed_cell(cell)))
+
+
 def make(cell: str = "rnn", attention: str = "window", hidden: int = 10, seed: int = 0, **kw) -> AttentionSeq2Seq:
     torch.manual_seed(seed)
-    m = AttentionSeq2Seq(SPEC, {"_target_": CELLS[cell], "name": cell}, hidden_size=hidden, attention=attention, **kw)
+    m = AttentionSeq2Seq(SPEC, cell_cfg(cell), hidden_size=hidden, attention=attention, **kw)
     with torch.no_grad():  # larger weights than the default init, so attention is far from uniform
         for p in m.parameters():
             p.mul_(3.0)
@@ -113,7 +131,7 @@ def test_window_model_equals_article_numpy_code():
 def _np_trace(m: AttentionSeq2Seq, cell: str, attention: str, x: torch.Tensor, attn_length: int = 7):
     arrays = {k: v.detach().numpy().astype(np.float64) for k, v in m.state_dict().items()}
     params = numpy_ref.Params(arrays)
-    ctx = numpy_ref.Context(params, {"name": cell}, {}, out_len=4)
+    ctx = numpy_ref.Context(params, cell_cfg(cell), {}, out_len=4)
     trace: list = []
     scores, _ = numpy_ref.attention_forward(ctx, {"attention": attention, "attn_length": attn_length},
                                             x.numpy(), trace=trace)
@@ -121,7 +139,7 @@ def _np_trace(m: AttentionSeq2Seq, cell: str, attention: str, x: torch.Tensor, a
     return scores, trace
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("cell", ALL_CELLS)
 @pytest.mark.parametrize("attention", ["window", "additive"])
 def test_numpy_equals_torch_step_by_step(cell, attention):
     m = make(cell, attention, hidden=9, attn_length=5)
@@ -222,7 +240,5 @@ def test_zoneout_expectation_is_used_in_the_step_loop():
 
 
 def test_config_composes_with_attention_choice():
-    from conftest import compose
-
     cfg = compose(["model=attention_seq2seq", "model.attention=additive", "model.attn_length=5"])
     assert cfg.model._target_.endswith("AttentionSeq2Seq") and cfg.model.attention == "additive"
