@@ -1,0 +1,499 @@
+"""``rnnbench bench``: forward+backward time of every cell (and of the LSTM with each
+regularizer) against the fused ``torch.nn.LSTM`` measured in the same run.
+
+A benchmark, not a test: it prints a table (and ``--json`` / ``--csv``); nothing is asserted.
+
+What one row measures: a one-layer :class:`~rnnbench.cells.RNNStack` in ``train()`` mode,
+input ``x [T, B, I]``, ``y, _ = model(x); y.sum().backward()`` with the gradients set to
+``None`` before every batch. ``ms`` is the median over ``--repeats`` batches after
+``--warmup`` batches (a row stops early, after 3 batches at least, once it has spent
+``--max-seconds``). The reference ``nn.LSTM`` (``torch.nn.LSTM`` itself, not our cell) is
+measured at the start and at the end of every shape's block; ``ratio_to_lstm`` divides by the
+mean of those two medians, so slow drift of the machine's load shows up in ``ref_drift``.
+
+FLOPs (:func:`flops`): ``forward = 2·T·B·H·(r_in·I + r_rec·H) + e·T·B·H`` with the cell's
+GEMM row multiples ``r_in``, ``r_rec`` (e.g. LSTM 4, 4) and an element-wise count ``e`` per
+hidden unit and step; forward+backward = 3 × forward (the backward's two GEMMs per forward
+GEMM: input and weight gradients). GFLOP/s is that count over the median time; the
+``matmul_peak`` row is the best fp32 ``torch.mm`` rate of square GEMMs on the same device and
+thread count (the ceiling to compare with).
+
+Peak memory: on CPU, the peak of the running sum of the CPU allocator's allocations and
+frees recorded by ``torch.profiler`` (``profile_memory=True``) during one extra forward+backward
+— activations, gradients and workspaces; parameters and the input, allocated before, are not
+counted. On CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the batch.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .errors import ConfigError, RnnbenchError
+
+SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "short": (28, 64, 28, 128),  # row-wise MNIST
+    "long": (784, 64, 1, 128),  # pixel MNIST
+    "wide": (100, 64, 128, 512),
+}
+#: every cell config; ``<name>_custom`` is the per-step / hand-written path of a cell whose
+#: config defaults to the native kernel (``fused=false``)
+CELLS = ["lstm", "lstm_custom", "gru", "gru_custom", "rnn", "rnn_custom", "vclstm", "vcrnn", "vcgru",
+         "mlstm", "mrnn", "delta_rnn"]
+REGULARIZERS = ["weight_norm", "weight_drop", "variational_dropout", "zoneout", "awd", "qat"]
+REFERENCE = "nn.LSTM"
+PEAK = "matmul_peak"
+
+#: cell -> (r_in, r_rec, e): GEMM rows (in units of H) reading x (I columns) and reading h or
+#: m (H columns), and element-wise operations per hidden unit and step (forward)
+FLOP_MODEL: dict[str, tuple[int, int, int]] = {
+    "lstm": (4, 4, 10),  # 3 σ, 2 tanh, 5 mul/add
+    "gru": (3, 3, 12),
+    "rnn": (1, 1, 2),
+    "vclstm": (4, 4, 30),  # LSTM on the masked x, h (full GEMMs) + two masks and two lerps
+    "vcrnn": (1, 1, 20),
+    "vcgru": (3, 3, 30),
+    "mlstm": (5, 5, 12),  # W_mh (H) + W_m (4H) per step
+    "mrnn": (2, 2, 4),
+    "delta_rnn": (1, 1, 10),
+}
+
+COLUMNS = ["cell", "regularizer", "shape", "ms", "ratio_to_lstm", "gflops", "peak_mem_mb"]
+
+
+def base_cell(name: str) -> str:
+    for suffix in ("_custom", "_compiled"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def flops(cell: str, T: int, B: int, I: int, H: int) -> float:
+    """Forward+backward FLOPs of one batch (see the module doc)."""
+    r_in, r_rec, e = FLOP_MODEL.get(base_cell(cell), FLOP_MODEL["lstm"])
+    fwd = 2.0 * T * B * H * (r_in * I + r_rec * H) + e * T * B * H
+    return 3.0 * fwd
+
+
+# ----------------------------------------------------------------------------- arguments
+def parse_shape(spec: str) -> tuple[str, tuple[int, int, int, int]]:
+    spec = spec.strip()
+    if spec in SHAPES:
+        return spec, SHAPES[spec]
+    parts = spec.split(",")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) != 4 or min(dims) < 1:
+        raise ConfigError(f"bad shape {spec!r}: use short, long, wide or T,B,I,H (four positive integers)")
+    return ",".join(str(d) for d in dims), dims  # type: ignore[return-value]
+
+
+def _names(arg: Optional[str], choices: list[str], what: str) -> Optional[list[str]]:
+    if arg is None:
+        return None
+    out = [s.strip() for s in arg.split(",") if s.strip()]
+    bad = [s for s in out if s not in choices]
+    if bad or not out:
+        raise ConfigError(f"unknown {what} {', '.join(bad) or repr(arg)}; choose from {', '.join(choices)}")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rnnbench bench",
+        description="Forward+backward time per batch of every cell and of the LSTM with each regularizer, "
+                    "with ratios to torch.nn.LSTM measured in the same run.")
+    p.add_argument("--shape", action="append", metavar="NAME|T,B,I,H",
+                   help="short (28,64,28,128), long (784,64,1,128), wide (100,64,128,512) or T,B,I,H; "
+                        "repeatable (default: short, long, wide)")
+    p.add_argument("--cells", metavar="A,B", help=f"cells to run (default: all): {', '.join(CELLS)}")
+    p.add_argument("--regularizers", metavar="A,B",
+                   help="regularizers to run: none and/or " + ", ".join(REGULARIZERS) + ". Default: every "
+                        "cell without a regularizer plus lstm with each one; given --cells too, every "
+                        "selected cell with each selected regularizer")
+    p.add_argument("--compile", action="store_true",
+                   help="also run <cell>_compiled rows (torch.compile of the step; compile time in compile_s)")
+    p.add_argument("--repeats", type=int, default=7, help="timed batches per row (median; default 7)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches first (default 2)")
+    p.add_argument("--max-seconds", type=float, default=6.0,
+                   help="stop a row's timed batches after this long (at least 3 batches; default 6)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: short shape only, 1 warm-up, 2 repeats, no matmul-peak sweep")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads(N) (default: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="PATH", help="write the rows as a JSON list (- for stdout)")
+    p.add_argument("--csv", metavar="PATH", help="write the rows as CSV (- for stdout)")
+    return p
+
+
+@dataclass
+class Plan:
+    shapes: list[tuple[str, tuple[int, int, int, int]]]
+    jobs: list[tuple[str, str]]  # (cell, regularizer)
+    repeats: int
+    warmup: int
+    max_seconds: float
+    memory: bool
+    peak: bool
+    device: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+def make_plan(a: argparse.Namespace) -> Plan:
+    cells = _names(a.cells, CELLS, "cell")
+    regs = _names(a.regularizers, ["none", *REGULARIZERS], "regularizer")
+    if cells is None and regs is None:
+        jobs = [(c, "none") for c in CELLS] + [("lstm", r) for r in REGULARIZERS]
+    elif regs is None:
+        jobs = [(c, "none") for c in cells]  # type: ignore[union-attr]
+    elif cells is None:
+        jobs = [("lstm", r) for r in regs]
+    else:
+        jobs = [(c, r) for r in regs for c in cells]
+    if a.compile:
+        jobs += [(f"{base_cell(c)}_compiled", r) for c, r in list(jobs)
+                 if r == "none" and (c.endswith("_custom") or c in ("vclstm", "vcrnn", "vcgru", "mlstm", "mrnn",
+                                                                     "delta_rnn"))]
+    if a.quick:
+        shapes = [parse_shape(s) for s in (a.shape or ["short"])]
+        repeats, warmup = min(a.repeats, 2), min(a.warmup, 1)
+    else:
+        shapes = [parse_shape(s) for s in (a.shape or list(SHAPES))]
+        repeats, warmup = a.repeats, a.warmup
+    if repeats < 1 or warmup < 0:
+        raise ConfigError("--repeats must be ≥ 1 and --warmup ≥ 0")
+    return Plan(shapes=shapes, jobs=jobs, repeats=repeats, warmup=warmup, max_seconds=a.max_seconds,
+                memory=not a.no_memory, peak=not a.quick)
+
+
+# ----------------------------------------------------------------------------- models
+def _compose(cell: str, reg: str):
+    from hydra import compose, initialize_config_dir
+
+    from .cli import CONF_DIR
+    from .config import register_configs
+
+    register_configs()
+    ov = [f"cell={cell}"] + ([f"regularizer=[{reg}]"] if reg != "none" else [])
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=ov)
+
+
+def build_model(cell: str, reg: str, I: int, H: int, device):
+    """A one-layer RNNStack of the cell's config (``fused``/``compile`` per the row name)."""
+    import torch
+
+    from .cells import RNNStack
+    from .errors import instantiate
+    from .regularizers import apply_regularizers
+
+    if cell == REFERENCE:
+        return torch.nn.LSTM(I, H).to(device)
+    cfg = _compose(base_cell(cell), reg)
+    kw: dict[str, Any] = {}
+    if cell.endswith("_custom"):
+        kw["fused"] = False
+    if cell.endswith("_compiled"):
+        kw.update(fused=False, compile=True)
+    model = RNNStack(lambda i, h: instantiate(cfg.cell, input_size=i, hidden_size=h, **kw), I, H)
+    if reg != "none":
+        apply_regularizers(model, cfg.regularizer)
+    return model.to(device)
+
+
+def path_of(model) -> str:
+    """Which execution path a row ran: native kernel, hand-written sequence, or step loop."""
+    from .cells import Cell, RNNStack
+
+    if not isinstance(model, RNNStack):
+        return "native"
+    layer = model.recurrent_layers()[0]
+    cell = layer.cell
+    if type(cell).__name__ == "QATCell":  # QAT wraps the cell and runs its own loop
+        return "qat"
+    if layer.state_hooks or cell.compile:
+        return "loop" + ("+compile" if cell.compile else "")
+    if cell.fused and type(cell).native_forward is not Cell.native_forward:
+        return "native"
+    if type(cell).sequence_forward is not Cell.sequence_forward:
+        return "sequence"
+    return "loop"
+
+
+# ----------------------------------------------------------------------------- timing
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def batch_fn(model, x) -> Callable[[], None]:
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def run() -> None:
+        for p in params:
+            p.grad = None
+        y = model(x)[0]
+        y.sum().backward()
+
+    return run
+
+
+def time_fn(fn: Callable[[], None], device, repeats: int, warmup: int, max_seconds: float,
+            ref: Optional[Callable[[], None]] = None) -> tuple[list[float], list[float], float]:
+    """Per-batch times in ms of ``fn`` (after warm-up), of ``ref`` run alternately with it (one
+    reference batch before each timed batch, so both see the same machine load), and the
+    first warm-up batch's time in s."""
+    first = 0.0
+    for i in range(warmup):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        if i == 0:
+            first = time.perf_counter() - t0
+    times: list[float] = []
+    ref_times: list[float] = []
+    spent = 0.0
+    for _ in range(repeats):
+        if ref is not None:
+            t0 = time.perf_counter()
+            ref()
+            _sync(device)
+            ref_times.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        dt = time.perf_counter() - t0
+        times.append(dt * 1e3)
+        spent += dt
+        if spent > max_seconds and len(times) >= 3:
+            break
+    return times, ref_times, first
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the profiler's C++ start/stop chatter on fd 2."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_memory_mb(fn: Callable[[], None], device) -> Optional[float]:
+    import torch
+
+    if device.type == "cuda":
+        _sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr():
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+    try:
+        evs = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except AttributeError:  # pragma: no cover - profiler internals moved
+        return None
+    evs.sort(key=lambda e: e.start_ns())
+    cur = peak = 0
+    for e in evs:
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return peak / 2**20
+
+
+def matmul_peak(device, sizes=(512, 1024, 2048), repeats: int = 5) -> tuple[float, int]:
+    """Best fp32 ``torch.mm`` GFLOP/s over square sizes: (GFLOP/s, size)."""
+    import torch
+
+    best, best_n = 0.0, 0
+    for n in sizes:
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        out = torch.empty(n, n, device=device)
+        times, _, _ = time_fn(lambda: torch.mm(a, b, out=out), device, repeats, 2, 3.0)
+        g = 2.0 * n ** 3 / (min(times) / 1e3) / 1e9
+        if g > best:
+            best, best_n = g, n
+    return best, best_n
+
+
+# ----------------------------------------------------------------------------- the run
+def measure(cell: str, reg: str, shape_name: str, dims, plan: Plan, device,
+            ref: Optional[Callable[[], None]] = None) -> dict:
+    import torch
+
+    T, B, I, H = dims
+    torch.manual_seed(plan.extra.get("seed", 0))
+    t0 = time.perf_counter()
+    model = build_model(cell, reg, I, H, device)
+    model.train()
+    x = torch.randn(T, B, I, device=device)
+    fn = batch_fn(model, x)
+    warmup = max(plan.warmup, 2) if cell.endswith("_compiled") else plan.warmup
+    times, ref_times, first = time_fn(fn, device, plan.repeats, warmup, plan.max_seconds, ref)
+    ms = statistics.median(times)
+    row: dict[str, Any] = {
+        "cell": cell, "regularizer": reg, "shape": shape_name, "T": T, "B": B, "I": I, "H": H,
+        "path": path_of(model), "ms": ms, "ms_min": min(times), "n": len(times),
+        "examples_per_s": B / (ms / 1e3),
+        "gflops": flops(cell if cell != REFERENCE else "lstm", T, B, I, H) / (ms / 1e3) / 1e9,
+    }
+    if ref_times:
+        row["ref_ms"] = statistics.median(ref_times)
+        row["ratio_to_lstm"] = ms / row["ref_ms"]
+    if cell.endswith("_compiled"):
+        row["compile_s"] = max(first - ms / 1e3, 0.0)
+    row["peak_mem_mb"] = peak_memory_mb(fn, device) if plan.memory else None
+    row["build_s"] = time.perf_counter() - t0
+    row["loadavg"] = os.getloadavg()[0]
+    return row, fn
+
+
+def run(plan: Plan, device, log: Callable[[str], None]) -> list[dict]:
+    """The matmul-peak row, then per shape the reference and every job. Each job's batches
+    alternate with reference batches; ``ratio_to_lstm`` is the ratio of the two medians."""
+    import torch
+
+    rows: list[dict] = []
+    common = {"device": str(device), "threads": torch.get_num_threads()}
+    peak_g = None
+    if plan.peak:
+        peak_g, n = matmul_peak(device)
+        rows.append({"cell": PEAK, "regularizer": "none", "shape": f"mm{n}", "ms": 2.0 * n ** 3 / peak_g / 1e6,
+                     "ratio_to_lstm": None, "gflops": peak_g, "peak_mem_mb": None, "path": "torch.mm",
+                     "loadavg": os.getloadavg()[0], **common})
+        log(f"matmul peak: {peak_g:.1f} GFLOP/s (fp32 mm {n}x{n}x{n})")
+    for shape_name, dims in plan.shapes:
+        ref, ref_fn = measure(REFERENCE, "none", shape_name, dims, plan, device)
+        log(f"[{shape_name}] {REFERENCE}: {ref['ms']:.2f} ms")
+        block = [ref]
+        all_ref = []
+        for cell, reg in plan.jobs:
+            try:
+                r, _ = measure(cell, reg, shape_name, dims, plan, device, ref=ref_fn)
+            except RnnbenchError as e:
+                log(f"[{shape_name}] {cell}+{reg}: skipped ({e})")
+                continue
+            all_ref.append(r["ref_ms"])
+            block.append(r)
+            log(f"[{shape_name}] {cell}{'' if reg == 'none' else '+' + reg}: {r['ms']:.2f} ms "
+                f"(×{r['ratio_to_lstm']:.2f}, {r['path']})")
+        if all_ref:  # the reference row: median over the whole block's interleaved batches
+            ref_ms = statistics.median(all_ref)
+            ref.update(ms=ref_ms, examples_per_s=dims[1] / (ref_ms / 1e3),
+                       gflops=flops("lstm", *dims) / (ref_ms / 1e3) / 1e9)
+        ref["ratio_to_lstm"] = 1.0
+        for r in block:
+            if peak_g:
+                r["frac_of_peak"] = r["gflops"] / peak_g
+            r.update(common)
+            rows.append(r)
+    return rows
+
+
+# ----------------------------------------------------------------------------- output
+def _fmt(v: Any, spec: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, spec)
+
+
+def table(rows: list[dict]) -> str:
+    head = ["cell", "regularizer", "shape", "path", "ms", "×lstm", "ex/s", "GFLOP/s", "%peak", "peak MB"]
+    body = []
+    for r in rows:
+        body.append([r["cell"], r["regularizer"], r["shape"], r.get("path", ""), _fmt(r["ms"], ".2f"),
+                     _fmt(r.get("ratio_to_lstm"), ".2f"), _fmt(r.get("examples_per_s"), ".0f"),
+                     _fmt(r.get("gflops"), ".1f"),
+                     _fmt(100 * r["frac_of_peak"] if r.get("frac_of_peak") is not None else None, ".0f"),
+                     _fmt(r.get("peak_mem_mb"), ".1f")])
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    num = {4, 5, 6, 7, 8, 9}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in num else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise RnnbenchError(f"cannot write {path}: {e.strerror}") from None
+
+
+def to_csv(rows: list[dict]) -> str:
+    keys = COLUMNS + sorted({k for r in rows for k in r} - set(COLUMNS))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k) for k in keys})
+    return buf.getvalue()
+
+
+def main(argv: list[str]) -> int:
+    a = build_parser().parse_args(argv)
+    plan = make_plan(a)
+    plan.extra["seed"] = a.seed
+    import torch
+
+    if a.device not in ("cpu", "cuda") and not a.device.startswith("cuda:"):
+        raise ConfigError(f"unknown --device {a.device!r}: use cpu or cuda")
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here")
+    if a.threads is not None:
+        if a.threads < 1:
+            raise ConfigError("--threads must be ≥ 1")
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    to_stdout = a.json == "-" or a.csv == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    log(f"rnnbench bench: torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.2f}")
+    rows = run(plan, device, log)
+    print(table(rows), file=out, flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.2f}", file=out)
+    if a.json:
+        _write(a.json, json.dumps(rows, indent=1) + "\n")
+    if a.csv:
+        _write(a.csv, to_csv(rows))
+    return 0
