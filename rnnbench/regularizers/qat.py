@@ -38,6 +38,8 @@ and ``torch.ao.quantization`` is deprecated in favour of torchao (not a dependen
 """
 from __future__ import annotations
 
+import logging
+
 import math
 from typing import Any, Iterable, Optional
 
@@ -60,6 +62,8 @@ H_BITS = 7  #: S_H = 2^-7
 O_BITS = 8  #: S_O = 2^-8
 MULT_BITS = 24  #: fixed-point multiplier mantissa (m0 in [2^23, 2^24))
 F64 = torch.float64
+
+log = logging.getLogger("rnnbench")
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -331,6 +335,18 @@ class QAT(Regularizer):
         self.quant_delay = int(quant_delay)
         self.observer_decay = float(observer_decay)
         self.linear = bool(linear)
+
+    def final_report(self, model: nn.Module, task: Any, trainer: Any) -> dict[str, float]:
+        """End of a run: integer-only inference vs the fake-quantised model on the test split
+        (one-direction classifiers; other models report nothing)."""
+        if getattr(getattr(task, "spec", None), "kind", None) != "classification":
+            return {}
+        try:
+            rep = int_only_report(model, task, "test", trainer.tc.eval_batch_size, trainer.tc.max_eval_batches)
+        except ConfigError as e:
+            log.warning("qat: no integer-only report: %s", e)
+            return {}
+        return {"int_agreement": rep["int_agreement"], "int_acc": rep["int_acc"], "fq_acc": rep["fq_acc"]}
 
     def apply(self, model: nn.Module) -> None:
         layers = [m for m in model.modules() if isinstance(m, RecurrentLayer)]
