@@ -57,6 +57,16 @@ def test_regularizers_at_eval_verify(tmp_path, regs):
     assert verify_run(run, echo=None).ok
 
 
+def test_vc_lambda_schedule_verifies_at_the_step_each_split_was_evaluated(tmp_path):
+    """λ moves during training; valid (best epoch) and test (end) saw different λ values."""
+    run = _train(tmp_path, ["cell=vcrnn", "cell.lam_schedule=linear", "cell.lam_final=6", "cell.threshold=hard",
+                            "train.epochs=3", "train.max_steps=6", "train.batch_size=128", "optimizer.lr=0.05"])
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["split"] == "valid"] == [1, 2, 3]
+    assert json.loads((run / "results.json").read_text())["best_epoch"] < 3  # valid λ != test λ
+    assert verify_run(run, echo=None).ok
+
+
 def test_train_verify_true_runs_verify(tmp_path, capsys):
     _train(tmp_path, ["cell=rnn", "model=attention_seq2seq", "train.verify=true"])
     assert "OK: NumPy recomputation agrees" in capsys.readouterr().out
