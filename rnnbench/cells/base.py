@@ -132,13 +132,13 @@ class RecurrentLayer(nn.Module):
         preallocated buffer.
         """
         cell = self.cell
+        cell.begin_sequence(x.shape[1])
         xp = cell.project_input(x)  # one GEMM for every step
         step = self._step_fn()
         hooks = self.state_hooks
         T = x.shape[0]
         xs = xp.unbind(0)
         order = range(T - 1, -1, -1) if self.reverse else range(T)
-        cell.begin_sequence(x.shape[1])
         try:
             if torch.is_grad_enabled():
                 outs: list[Tensor] = [None] * T  # type: ignore[list-item]

@@ -70,33 +70,34 @@ class LSTMSequenceFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor]):  # type: ignore[override]
+        # Per-step work on [B, H] tiles that stay in cache (vectorizing the activation
+        # derivatives over all T first streams several [T, B, H] tensors through memory and
+        # was slower).
         gates, hs, cs, tc, w_hh = ctx.saved_tensors
         T, B, G = gates.shape
         H = G // 4
-        i, f, o, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
-        # everything that does not depend on the backward recursion, vectorized over time
-        sig = gates[..., :3 * H]
-        dsig = sig * (1 - sig)  # σ' for i, f, o
-        p_i = g * dsig[..., :H]  # dL/d(pre_i) = dc * g * σ'(i)
-        p_f = cs[:-1] * dsig[..., H:2 * H]  # dL/d(pre_f) = dc * c_{t-1} * σ'(f)
-        p_o = tc * dsig[..., 2 * H:]  # dL/d(pre_o) = dh * tanh(c) * σ'(o)
-        p_g = i * (1 - g * g)  # dL/d(pre_g) = dc * i * tanh'(g)
-        q = o * (1 - tc * tc)  # dc += dh * o * tanh'(c)
-        del dsig
         dgates = torch.empty_like(gates)
         dh = dhT.clone() if dhT is not None else gates.new_zeros(B, H)
         dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)
-        if dy is None:
-            dy = gates.new_zeros(T, B, H)
+        ones = gates.new_ones(B, H)
+        tmp = gates.new_empty(B, H)
+        dsig = gates.new_empty(B, 3 * H)
         for t in range(T - 1, -1, -1):
-            dh.add_(dy[t])
-            dc.addcmul_(dh, q[t])
-            dg = dgates[t]
-            torch.mul(dh, p_o[t], out=dg[:, 2 * H:3 * H])
-            torch.mul(dc, p_i[t], out=dg[:, :H])
-            torch.mul(dc, p_f[t], out=dg[:, H:2 * H])
-            torch.mul(dc, p_g[t], out=dg[:, 3 * H:])
-            dc.mul_(f[t])
+            gt, dg = gates[t], dgates[t]
+            i, f, o, g = gt[:, :H], gt[:, H:2 * H], gt[:, 2 * H:3 * H], gt[:, 3 * H:]
+            if dy is not None:
+                dh.add_(dy[t])
+            torch.mul(gt[:, :3 * H], gt[:, :3 * H], out=dsig)
+            torch.sub(gt[:, :3 * H], dsig, out=dsig)  # σ' = s (1 − s) for i, f, o
+            torch.addcmul(ones, tc[t], tc[t], value=-1.0, out=tmp)  # 1 − tanh²(c_t)
+            tmp.mul_(o)
+            dc.addcmul_(dh, tmp)  # dc_t += dh_t ⊙ o ⊙ tanh'(c_t)
+            torch.mul(dh, tc[t], out=dg[:, 2 * H:3 * H]).mul_(dsig[:, 2 * H:])  # d pre_o
+            torch.mul(dc, g, out=dg[:, :H]).mul_(dsig[:, :H])  # d pre_i
+            torch.mul(dc, cs[t], out=dg[:, H:2 * H]).mul_(dsig[:, H:2 * H])  # d pre_f
+            torch.addcmul(ones, g, g, value=-1.0, out=tmp)  # 1 − tanh²(g)
+            torch.mul(dc, i, out=dg[:, 3 * H:]).mul_(tmp)  # d pre_g
+            dc.mul_(f)
             dh = torch.mm(dg, w_hh)
         dw = torch.mm(dgates.reshape(T * B, G).t(), hs[:-1].reshape(T * B, H))
         return dgates, dh, dc, dw

@@ -113,21 +113,40 @@ class VCCell(Cell):
             return (s > 1.0 - self.eps).to(m.dtype)
         return torch.where(s > 1.0 - self.eps, 1.0, torch.where(s < self.eps, 0.0, s))
 
-    def schedule(self, xp: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Split ``xp = [x, w_mx·x + b_m]``; return ``x, m [B, 1], e_h [B, H]`` and record m."""
-        x = xp[:, :-1]
-        m = torch.sigmoid(torch.addmm(xp[:, -1:], h, self.w_mh))
-        self._ms.append(m)
-        return x, m, self.mask(m, self.idx_h)
-
-    def masked_input(self, x: Tensor, m: Tensor) -> Tensor:
-        return x * self.mask(m, self.idx_x) if self.mask_input else x
+    # -- the fused per-step path ----------------------------------------------------------------
+    def _prepare(self) -> tuple[Tensor, Tensor]:
+        """The stacked weight ``[(I + H), G·H]`` (reading ``[x̄, h̄]``) and bias; subclasses."""
+        raise NotImplementedError
 
     def project_input(self, x: Tensor) -> Tensor:
-        # the input-only part of the scheduler, for all steps at once; x itself is needed per
-        # step because its mask depends on m_t (and so on h_{t-1})
+        """``[x, w_mx·x + b_m]`` for all steps (x itself is needed per step: its mask depends on
+        m_t and so on h_{t-1}). Also prepares, once per sequence, the stacked weight of the
+        single per-step matmul ``[x̄, h̄] @ W`` and the mask constants for the current λ."""
+        self._w, self._b = self._prepare()
+        I, H = self.input_size, self.hidden_size
+        dt, dev = x.dtype, x.device
+        D = torch.cat([torch.full((I,), float(I)), torch.full((H,), float(H))]).to(dev, dt)
+        idx = torch.cat([self.idx_x, self.idx_h]).to(dev, dt)
+        if not self.mask_input:  # the input dims keep e = 1: z = +∞-like constant
+            D[:I], idx[:I] = 0.0, -1e9
+        self._zs, self._zo = D * self.lam, idx * (-self.lam)
+        self._kappa = math.log((1.0 - self.eps) / self.eps)  # σ(z) > 1 − ε  ⇔  z > κ
         return torch.cat([x, torch.addmm(self.b_m, x.reshape(-1, x.shape[-1]), self.w_mx)
                           .reshape(*x.shape[:-1], 1)], -1)
+
+    def masked_xh(self, xp: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """m_t, both masks at once (``[x-dims, h-dims]``), and ``[x̄, h̄] = e ⊙ [x, h]``."""
+        I = self.input_size
+        m = torch.sigmoid(torch.addmm(xp[:, I:], h, self.w_mh))
+        self._ms.append(m)
+        z = torch.addcmul(self._zo, m, self._zs)  # λ (m·D − i) for every x and h dim
+        if self.threshold == "hard":
+            e = (z > self._kappa).to(z.dtype)
+        else:
+            s = torch.sigmoid(z)
+            e = torch.where(s > 1.0 - self.eps, 1.0, torch.where(s < self.eps, 0.0, s))
+        xh = torch.cat([xp[:, :I], h], 1) * e
+        return xh, e[:, I:]
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def begin_sequence(self, batch: int) -> None:
@@ -135,6 +154,7 @@ class VCCell(Cell):
 
     def end_sequence(self) -> None:
         """Fold the recorded m_t into the running statistics (and the penalty terms)."""
+        self._w = self._b = None  # per-sequence weights: drop the graph (and keep deepcopy working)
         if not self._ms:
             return
         M = torch.cat(self._ms, 1)  # [B, T]
@@ -175,6 +195,9 @@ class VCLSTMCell(VCCell):
         i, f, g, o = split(W_ih x̄ + b_ih + W_hh h̄ + b_hh)
         c̃ = σ(f + forget_bias) ⊙ c̄ + σ(i) ⊙ tanh(g);   h̃ = σ(o) ⊙ tanh(c̃)
         c_t = e ⊙ c̃ + (1 − e) ⊙ c_{t-1};   h_t = e ⊙ h̃ + (1 − e) ⊙ h_{t-1}
+
+    Internally the gate rows are reordered to i, f, o, g once per sequence, so one sigmoid
+    covers three gates; parameters keep the ``nn.LSTM`` layout.
     """
 
     gates = 4
@@ -184,17 +207,25 @@ class VCLSTMCell(VCCell):
         super().__init__(input_size, hidden_size, **kw)
         self.forget_bias = float(forget_bias)
 
-    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
-        h, c = state
-        x, m, e = self.schedule(xp, h)
-        xb = self.masked_input(x, m)
-        gates = torch.addmm(self.bias_ih + self.bias_hh, xb, self.weight_ih.t())
-        gates = torch.addmm(gates, h * e, self.weight_hh.t())
-        i, f, g, o = gates.chunk(4, 1)
+    def _prepare(self) -> tuple[Tensor, Tensor]:
+        H = self.hidden_size
+        dev = self.weight_hh.device
+        perm = torch.cat([torch.arange(0, 2 * H, device=dev), torch.arange(3 * H, 4 * H, device=dev),
+                          torch.arange(2 * H, 3 * H, device=dev)])
+        w = torch.cat([self.weight_ih, self.weight_hh], 1)[perm].t()
+        b = self.bias_ih + self.bias_hh
         if self.forget_bias:
-            f = f + self.forget_bias
-        ct = torch.sigmoid(f) * (c * e) + torch.sigmoid(i) * torch.tanh(g)
-        ht = torch.sigmoid(o) * torch.tanh(ct)
+            b = b + torch.cat([b.new_zeros(H), b.new_full((H,), self.forget_bias), b.new_zeros(2 * H)])
+        return w, b[perm]
+
+    def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        H = self.hidden_size
+        h, c = state
+        xh, e = self.masked_xh(xp, h)
+        gates = torch.addmm(self._b, xh, self._w)  # i, f, o, g
+        sg = torch.sigmoid(gates[:, :3 * H])
+        ct = torch.addcmul(sg[:, H:2 * H] * (c * e), sg[:, :H], torch.tanh(gates[:, 3 * H:]))
+        ht = sg[:, 2 * H:] * torch.tanh(ct)
         c = torch.lerp(c, ct, e)
         h = torch.lerp(h, ht, e)
         return h, (h, c)
@@ -205,12 +236,13 @@ class VCRNNCell(VCCell):
 
     gates = 1
 
+    def _prepare(self) -> tuple[Tensor, Tensor]:
+        return torch.cat([self.weight_ih, self.weight_hh], 1).t(), self.bias_ih + self.bias_hh
+
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h = state[0]
-        x, m, e = self.schedule(xp, h)
-        pre = torch.addmm(self.bias_ih + self.bias_hh, self.masked_input(x, m), self.weight_ih.t())
-        ht = torch.tanh(torch.addmm(pre, h * e, self.weight_hh.t()))
-        h = torch.lerp(h, ht, e)
+        xh, e = self.masked_xh(xp, h)
+        h = torch.lerp(h, torch.tanh(torch.addmm(self._b, xh, self._w)), e)
         return h, (h,)
 
 
@@ -220,21 +252,27 @@ class VCGRUCell(VCCell):
         r = σ(W_ir x̄ + b_ir + W_hr h̄ + b_hr);  z = σ(W_iz x̄ + b_iz + W_hz h̄ + b_hz)
         n = tanh(W_in x̄ + b_in + r ⊙ (W_hn h̄ + b_hn));  h̃ = (1 − z) ⊙ n + z ⊙ h̄
         h_t = e ⊙ h̃ + (1 − e) ⊙ h_{t-1}
+
+    One matmul per step: ``[x̄, h̄]`` times the block matrix ``[[W_ir W_iz W_in 0], [W_hr W_hz 0 W_hn]]``.
     """
 
     gates = 3
 
+    def _prepare(self) -> tuple[Tensor, Tensor]:
+        H = self.hidden_size
+        wi, wh = self.weight_ih, self.weight_hh
+        top = torch.cat([wi, wi.new_zeros(H, self.input_size)], 0)  # [4H, I]
+        bot = torch.cat([wh[:2 * H], wh.new_zeros(H, H), wh[2 * H:]], 0)  # [4H, H]
+        b = torch.cat([self.bias_ih[:2 * H] + self.bias_hh[:2 * H], self.bias_ih[2 * H:], self.bias_hh[2 * H:]])
+        return torch.cat([top, bot], 1).t(), b
+
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
+        H = self.hidden_size
         h = state[0]
-        x, m, e = self.schedule(xp, h)
-        hb = h * e
-        gx = torch.addmm(self.bias_ih, self.masked_input(x, m), self.weight_ih.t())
-        gh = torch.addmm(self.bias_hh, hb, self.weight_hh.t())
-        xr, xz, xn = gx.chunk(3, 1)
-        hr, hz, hn = gh.chunk(3, 1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        ht = n + z * (hb - n)
+        xh, e = self.masked_xh(xp, h)
+        g = torch.addmm(self._b, xh, self._w)  # [r, z, n_x, n_h]
+        rz = torch.sigmoid(g[:, :2 * H])
+        n = torch.tanh(torch.addcmul(g[:, 2 * H:3 * H], rz[:, :H], g[:, 3 * H:]))
+        ht = torch.lerp(n, xh[:, self.input_size:], rz[:, H:])  # (1 − z) n + z h̄
         h = torch.lerp(h, ht, e)
         return h, (h,)
