@@ -213,6 +213,7 @@ def fused_cost_ratio(T=50, B=32, H=256, reps=15) -> float:
     return min(t_wd) / min(t_ref)
 
 
+@pytest.mark.slow  # a timing: noisy on a shared machine; `make test-full` runs it, `rnnbench bench` reports it
 def test_fused_weight_drop_costs_at_most_115_percent_of_nn_lstm():
     ratio = fused_cost_ratio()
     print(f"fused weight-drop / nn.LSTM forward+backward time: {ratio:.3f}")
