@@ -24,7 +24,7 @@ from .rnn import RNNCell
 from .vc import VCGRUCell, VCLSTMCell, VCRNNCell
 
 CASES: dict[str, Callable[[int, int], nn.Module]] = {
-    "lstm (custom, fused=false)": lambda i, h: RecurrentLayer(LSTMCell(i, h, fused=False)),
+    "lstm (custom fused=false)": lambda i, h: RecurrentLayer(LSTMCell(i, h, fused=False)),
     "lstm (step loop)": lambda i, h: _hooked(RecurrentLayer(LSTMCell(i, h, fused=False))),
     "rnn (custom)": lambda i, h: RecurrentLayer(RNNCell(i, h, fused=False)),
     "gru (custom)": lambda i, h: RecurrentLayer(GRUCell(i, h, fused=False)),

@@ -16,7 +16,8 @@ CASES = [
 ]
 
 
-CASES = [(n, o, False) for n, o in CASES] + [("lstm", ("fused=false",), True), ("vclstm", ("threshold=soft",), True)]
+CASES = [(n, o, False) for n, o in CASES] + [("lstm", ("fused=false",), True), ("mlstm", (), True),
+                                             ("vclstm", ("threshold=soft",), True)]
 
 
 @pytest.mark.parametrize("name,overrides,hooked", CASES,
@@ -43,7 +44,7 @@ def test_gradcheck(name, overrides, hooked):
         y, s_new = functional_call(layer, {f"cell.{n}": p for n, p in zip(names, ps)}, (x, tuple(s)))
         return (y,) + tuple(s_new)
 
-    fast = not (name == "lstm" and not hooked)
+    fast = not (name in ("lstm", "mlstm") and not hooked)  # full check of the hand-written BPTTs
     assert torch.autograd.gradcheck(f, (x, *params, *st), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=fast)
     if name.startswith("vc") and "threshold=soft" in overrides:  # the soft band was exercised
         seen = []
