@@ -49,6 +49,18 @@ def test_bidir_mnist_verifies(tmp_path, data_dir, cell):
     assert report.ok and report.splits[0].sums.count == 100
 
 
+@pytest.mark.parametrize("overrides", [
+    ["dataset=ptb_char", "cell=lstm", "dataset.bptt=20", "train.max_eval_batches=3", "model.num_layers=2"],
+    ["dataset=pmnist", "cell=gru", "train.eval_batch_size=10"],
+    ["dataset=mnist_row", "model=classifier", "cell=vclstm", "model.num_layers=2"],
+], ids=["lm_state_carried", "pmnist", "classifier_2layers"])
+def test_other_models_verify(tmp_path, data_dir, overrides):
+    if "dataset=ptb_char" in overrides and not (data_dir / "PTB").is_dir():
+        pytest.skip("PTB not in the data folder")
+    run = _train(tmp_path, overrides, data_dir)
+    assert verify_run(run, echo=None).ok
+
+
 @pytest.mark.parametrize("regs", ["[weight_norm]", "[weight_drop]", "[zoneout]", "[awd]", "[qat]",
                                   "[weight_norm,zoneout]", "[variational_dropout]"])
 def test_regularizers_at_eval_verify(tmp_path, regs):
