@@ -5,11 +5,12 @@ A benchmark, not a test: it prints a table (and ``--json`` / ``--csv``); nothing
 
 What one row measures: a one-layer :class:`~rnnbench.cells.RNNStack` in ``train()`` mode,
 input ``x [T, B, I]``, ``y, _ = model(x); y.sum().backward()`` with the gradients set to
-``None`` before every batch. ``ms`` is the median over ``--repeats`` batches after
-``--warmup`` batches (a row stops early, after 3 batches at least, once it has spent
-``--max-seconds``). The reference ``nn.LSTM`` (``torch.nn.LSTM`` itself, not our cell) is
-measured at the start and at the end of every shape's block; ``ratio_to_lstm`` divides by the
-mean of those two medians, so slow drift of the machine's load shows up in ``ref_drift``.
+``None`` before every batch. ``ms`` is the median (``--stat min``: the minimum) over
+``--repeats`` batches after ``--warmup`` batches (a row stops early, after 3 batches at least,
+once it has spent ``--max-seconds``). Every timed batch of a row follows one batch of the
+reference ``nn.LSTM`` (``torch.nn.LSTM`` itself, not our cell) at the same shape, so a row and
+its reference see the same machine load; ``ratio_to_lstm`` is the ratio of the two statistics,
+and the reference row shows the statistic over all the block's reference batches.
 
 FLOPs (:func:`flops`): ``forward = 2·T·B·H·(r_in·I + r_rec·H) + e·T·B·H`` with the cell's
 GEMM row multiples ``r_in``, ``r_rec`` (e.g. LSTM 4, 4) and an element-wise count ``e`` per
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed batches first (default 2)")
     p.add_argument("--max-seconds", type=float, default=6.0,
                    help="stop a row's timed batches after this long (at least 3 batches; default 6)")
+    p.add_argument("--stat", choices=["median", "min"], default="median",
+                   help="statistic of the timed batches for ms and the ratios (default median; min is "
+                        "steadier on a loaded machine: it keeps the batches the scheduler left alone)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: short shape only, 1 warm-up, 2 repeats, no matmul-peak sweep")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
@@ -148,7 +152,7 @@ class Plan:
     max_seconds: float
     memory: bool
     peak: bool
-    device: Any = None
+    stat: str = "median"
     extra: dict = field(default_factory=dict)
 
 
@@ -176,7 +180,7 @@ def make_plan(a: argparse.Namespace) -> Plan:
     if repeats < 1 or warmup < 0:
         raise ConfigError("--repeats must be ≥ 1 and --warmup ≥ 0")
     return Plan(shapes=shapes, jobs=jobs, repeats=repeats, warmup=warmup, max_seconds=a.max_seconds,
-                memory=not a.no_memory, peak=not a.quick)
+                memory=not a.no_memory, peak=not a.quick, stat=a.stat)
 
 
 # ----------------------------------------------------------------------------- models
@@ -360,15 +364,17 @@ def measure(cell: str, reg: str, shape_name: str, dims, plan: Plan, device,
     fn = batch_fn(model, x)
     warmup = max(plan.warmup, 2) if cell.endswith("_compiled") else plan.warmup
     times, ref_times, first = time_fn(fn, device, plan.repeats, warmup, plan.max_seconds, ref)
-    ms = statistics.median(times)
+    stat = min if plan.stat == "min" else statistics.median
+    ms = stat(times)
     row: dict[str, Any] = {
         "cell": cell, "regularizer": reg, "shape": shape_name, "T": T, "B": B, "I": I, "H": H,
-        "path": path_of(model), "ms": ms, "ms_min": min(times), "n": len(times),
+        "path": path_of(model), "ms": ms, "ms_median": statistics.median(times), "ms_min": min(times),
+        "n": len(times), "stat": plan.stat,
         "examples_per_s": B / (ms / 1e3),
         "gflops": flops(cell if cell != REFERENCE else "lstm", T, B, I, H) / (ms / 1e3) / 1e9,
     }
     if ref_times:
-        row["ref_ms"] = statistics.median(ref_times)
+        row["ref_ms"] = stat(ref_times)
         row["ratio_to_lstm"] = ms / row["ref_ms"]
     if cell.endswith("_compiled"):
         row["compile_s"] = max(first - ms / 1e3, 0.0)
@@ -407,8 +413,8 @@ def run(plan: Plan, device, log: Callable[[str], None]) -> list[dict]:
             block.append(r)
             log(f"[{shape_name}] {cell}{'' if reg == 'none' else '+' + reg}: {r['ms']:.2f} ms "
                 f"(×{r['ratio_to_lstm']:.2f}, {r['path']})")
-        if all_ref:  # the reference row: median over the whole block's interleaved batches
-            ref_ms = statistics.median(all_ref)
+        if all_ref:  # the reference row: over all the block's interleaved batches
+            ref_ms = (min if plan.stat == "min" else statistics.median)(all_ref)
             ref.update(ms=ref_ms, examples_per_s=dims[1] / (ref_ms / 1e3),
                        gflops=flops("lstm", *dims) / (ref_ms / 1e3) / 1e9)
         ref["ratio_to_lstm"] = 1.0

@@ -4,17 +4,80 @@
     r = σ(r_x + r_h);  z = σ(z_x + z_h);  n = tanh(n_x + r ⊙ n_h)
     h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
 
-``nn.GRU`` layout (gate order r, z, n); the fused path runs ``torch._VF.gru``.
+``nn.GRU`` layout (gate order r, z, n). Three execution paths, all the same function:
+
+* ``fused=True`` and no per-step hook: the native kernel ``torch._VF.gru``;
+* ``fused=False`` and no per-step hook: :class:`GRUSequenceFn`, a hand-written forward/BPTT
+  (no autograd recording inside the loop, buffers allocated once, 6 ops per forward step and 4
+  per backward step, ``dW_hh`` as one GEMM over all steps);
+* any per-step hook (zoneout): :meth:`GRUCell.step` under autograd.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from .base import Cell, State
+
+
+class GRUSequenceFn(torch.autograd.Function):
+    """Whole-sequence GRU with a hand-written BPTT.
+
+    Inputs: ``xp [T, B, 3H]`` (``W_ih x + b_ih``), ``h0 [B, H]``, ``w_hh [3H, H]``,
+    ``b_hh [3H]``. Output ``(y [T, B, H], h_T)``. Per step: ``hp = b_hh + h W_hh^T``,
+    ``[r, z] = σ(x_rz + hp_rz)``, ``n = tanh(x_n + r ⊙ hp_n)``, ``h = lerp(n, h, z)``
+    (= ``n + z ⊙ (h − n)``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor):  # type: ignore[override]
+        T, B, G = xp.shape
+        H = G // 3
+        wt = w_hh.t()
+        hp = torch.empty_like(xp)  # W_hh h + b_hh
+        rz = xp.new_empty(T, B, 2 * H)  # activated r, z
+        n = xp.new_empty(T, B, H)
+        hs = xp.new_empty(T + 1, B, H)  # h_0 .. h_T
+        hs[0] = h0
+        for t in range(T):
+            torch.addmm(b_hh, hs[t], wt, out=hp[t])
+            torch.add(xp[t, :, :2 * H], hp[t, :, :2 * H], out=rz[t]).sigmoid_()
+            torch.addcmul(xp[t, :, 2 * H:], rz[t, :, :H], hp[t, :, 2 * H:], out=n[t]).tanh_()
+            torch.lerp(n[t], hs[t], rz[t, :, H:], out=hs[t + 1])
+        ctx.save_for_backward(hp, rz, n, hs, w_hh)
+        return hs[1:], hs[T].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor]):  # type: ignore[override]
+        hp, rz, n, hs, w_hh = ctx.saved_tensors
+        T, B, G = hp.shape
+        H = G // 3
+        r, z = rz[..., :H], rz[..., H:]
+        # per-unit factors from dh_t (after adding dy_t) to the pre-activations, vectorized
+        a = (1 - z) * (1 - n * n)  # dL/d(pre_n) = dh (1 − z) tanh'
+        coef = torch.cat([a * hp[..., 2 * H:] * r * (1 - r),  # dL/d(pre_r)
+                          (hs[:-1] - n) * z * (1 - z),  # dL/d(pre_z)
+                          a * r], -1).view(T, B, 3, H)  # dL/d(hp_n)
+        dhp = torch.empty_like(hp)  # dL/d(W_hh h + b_hh)
+        D = torch.empty_like(n)  # dL/dh_t (total)
+        dh = dhT.clone() if dhT is not None else hp.new_zeros(B, H)
+        tmp = hp.new_empty(B, H)
+        for t in range(T - 1, -1, -1):
+            if dy is not None:
+                torch.add(dh, dy[t], out=D[t])
+            else:
+                D[t].copy_(dh)
+            torch.mul(D[t].unsqueeze(1), coef[t], out=dhp[t].view(B, 3, H))
+            torch.mul(D[t], z[t], out=tmp)
+            dh = torch.addmm(tmp, dhp[t], w_hh)
+        dxp = torch.cat([dhp[..., :2 * H], D * a], -1)
+        dw = torch.mm(dhp.reshape(T * B, G).t(), hs[:-1].reshape(T * B, H))
+        return dxp, dh, dw, dhp.sum((0, 1))
 
 
 class GRUCell(Cell):
@@ -47,6 +110,13 @@ class GRUCell(Cell):
         n = torch.tanh(xn + r * hn)
         h = n + z * (h - n)
         return h, (h,)
+
+    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        """The custom whole-sequence path (``fused=False``, no hooks): :class:`GRUSequenceFn`."""
+        if self.compile:
+            return None
+        y, h = GRUSequenceFn.apply(self.project_input(x), state[0], self.weight_hh, self.bias_hh)
+        return y, (h,)
 
     def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
         weights = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
