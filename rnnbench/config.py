@@ -140,7 +140,7 @@ class CellConf:
     _target_: str = MISSING
     name: str = MISSING
     fused: bool = True  #: use the native fused kernel when nothing needs the per-step loop
-    compile: bool = False  #: torch.compile the custom step (see docs/performance.md)
+    compile: bool = False  #: torch.compile the custom step (measured: no gain on CPU; see rnnbench/cells/base.py)
 
 
 @dataclass

@@ -15,7 +15,8 @@ Three execution paths, all numerically the same function:
   weights — so weight norm / weight drop keep the fused path;
 * ``fused=False`` and no per-step hook: :class:`LSTMSequenceFn`, a hand-written forward/BPTT
   (no autograd recording inside the loop, buffers allocated once, gates reordered to
-  i, f, o, g so one sigmoid covers three gates, ``dW_hh`` as one GEMM over all steps);
+  o, i, f, g so one sigmoid covers three gates and one multiply the three ``dc`` terms,
+  ``dW_hh``, ``dW_ih`` and ``dx`` as one GEMM each over all steps);
 * any per-step hook (zoneout): :meth:`LSTMCell.step`, one ``addmm`` per step under autograd.
 """
 from __future__ import annotations
@@ -30,77 +31,98 @@ from torch.autograd.function import once_differentiable
 from .base import Cell, State
 
 
-def _ifog_perm(H: int, device: torch.device) -> Tensor:
-    """Row permutation from nn.LSTM's gate order (i, f, g, o) to (i, f, o, g)."""
-    return torch.cat([torch.arange(0, 2 * H, device=device), torch.arange(3 * H, 4 * H, device=device),
-                      torch.arange(2 * H, 3 * H, device=device)])
+def _oifg_perm(H: int, device: torch.device) -> Tensor:
+    """Row permutation from nn.LSTM's gate order (i, f, g, o) to (o, i, f, g): one sigmoid
+    covers o, i, f (columns ``:3H``) and the three gates scaled by ``dc`` in the backward,
+    i, f, g, are the contiguous columns ``H:``."""
+    return torch.cat([torch.arange(3 * H, 4 * H, device=device), torch.arange(0, 3 * H, device=device)])
 
 
 class LSTMSequenceFn(torch.autograd.Function):
-    """Whole-sequence LSTM with a hand-written BPTT, gate order (i, f, o, g).
+    """Whole-sequence LSTM with a hand-written BPTT, gate order (o, i, f, g).
 
-    Inputs: ``xp [T, B, 4H]`` (input projection plus all biases), ``h0, c0 [B, H]``,
-    ``w_hh [4H, H]``. Output ``(y [T, B, H], h_T, c_T)``.
+    Inputs: ``x [T, B, I]``, ``w_ih [4H, I]``, ``b [4H]`` (all biases), ``h0, c0 [B, H]``,
+    ``w_hh [4H, H]`` (rows already in o, i, f, g order). Output ``(y [T, B, H], h_T, c_T)``.
+
+    The input projection for all steps is one GEMM into the gate buffer; each step adds the
+    recurrent GEMM in place (``addmm_``) and runs 6 element-wise ops on per-step views made
+    once before the loop. The backward precomputes every factor that does not depend on the
+    recursion, vectorized over time, so a step is one GEMM and four element-wise ops; the
+    weight and input gradients are single GEMMs over all steps.
     """
 
     @staticmethod
-    def forward(ctx: Any, xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor):  # type: ignore[override]
-        T, B, G = xp.shape
+    def forward(ctx: Any, x: Tensor, w_ih: Tensor, b: Tensor, h0: Tensor, c0: Tensor,  # type: ignore[override]
+                w_hh: Tensor):
+        T, B, _ = x.shape
+        G = w_hh.shape[0]
         H = G // 4
+        gates = torch.addmm(b, x.reshape(T * B, -1), w_ih.t()).view(T, B, G)  # activated in place
         wt = w_hh.t()
-        gates = torch.empty_like(xp)  # activated gates, i f o g
-        hs = xp.new_empty(T + 1, B, H)  # h_0 .. h_T
-        cs = xp.new_empty(T + 1, B, H)
-        tc = xp.new_empty(T, B, H)  # tanh(c_t)
+        hs = x.new_empty(T + 1, B, H)  # h_0 .. h_T
+        cs = x.new_empty(T + 1, B, H)
+        tc = x.new_empty(T, B, H)  # tanh(c_t)
         hs[0] = h0
         cs[0] = c0
+        g_all, sig, th = gates.unbind(0), gates[..., :3 * H].unbind(0), gates[..., 3 * H:].unbind(0)
+        o_, i_, f_ = gates[..., :H].unbind(0), gates[..., H:2 * H].unbind(0), gates[..., 2 * H:3 * H].unbind(0)
+        h_, c_, tc_ = hs.unbind(0), cs.unbind(0), tc.unbind(0)
         for t in range(T):
-            g = gates[t]
-            torch.addmm(xp[t], hs[t], wt, out=g)
-            g[:, :3 * H].sigmoid_()
-            g[:, 3 * H:].tanh_()
-            torch.mul(g[:, H:2 * H], cs[t], out=cs[t + 1])
-            cs[t + 1].addcmul_(g[:, :H], g[:, 3 * H:])
-            torch.tanh(cs[t + 1], out=tc[t])
-            torch.mul(g[:, 2 * H:3 * H], tc[t], out=hs[t + 1])
-        ctx.save_for_backward(gates, hs, cs, tc, w_hh)
-        y = hs[1:]
-        return y, hs[T].clone(), cs[T].clone()
+            g_all[t].addmm_(h_[t], wt)
+            sig[t].sigmoid_()
+            th[t].tanh_()
+            torch.mul(f_[t], c_[t], out=c_[t + 1])
+            c_[t + 1].addcmul_(i_[t], th[t])
+            torch.tanh(c_[t + 1], out=tc_[t])
+            torch.mul(o_[t], tc_[t], out=h_[t + 1])
+        ctx.save_for_backward(x, w_ih, gates, hs, cs, tc, w_hh)
+        return hs[1:], hs[T].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor]):  # type: ignore[override]
-        # Per-step work on [B, H] tiles that stay in cache (vectorizing the activation
-        # derivatives over all T first streams several [T, B, H] tensors through memory and
-        # was slower).
-        gates, hs, cs, tc, w_hh = ctx.saved_tensors
+        x, w_ih, gates, hs, cs, tc, w_hh = ctx.saved_tensors
         T, B, G = gates.shape
         H = G // 4
+        o, i, f, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+        # everything that does not depend on the backward recursion, vectorized over time, as
+        # factors P = [p_o, p_i, p_f, p_g] in the gate layout: dL/d(pre) = [dh, dc, dc, dc] ⊙ P
+        sig = gates[..., :3 * H]
+        dsig = torch.addcmul(sig, sig, sig, value=-1)  # σ' = s − s² for o, i, f
+        P = torch.empty_like(gates)
+        torch.mul(tc, dsig[..., :H], out=P[..., :H])  # p_o = tanh(c) σ'(o)
+        torch.mul(torch.cat([g, cs[:-1]], -1), dsig[..., H:], out=P[..., H:3 * H])  # g σ'(i), c_{t-1} σ'(f)
+        torch.addcmul(i, i, g * g, value=-1, out=P[..., 3 * H:])  # p_g = i (1 − g²)
+        q = torch.addcmul(o, o, tc * tc, value=-1)  # dc += dh · o (1 − tanh²(c))
+        del dsig
+        p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
         dgates = torch.empty_like(gates)
-        dh = dhT.clone() if dhT is not None else gates.new_zeros(B, H)
+        dh = hs.new_empty(T, B, H)  # dL/dh_t
+        dh[T - 1] = dy[T - 1] if dy is not None else 0
+        if dhT is not None:
+            dh[T - 1] += dhT
         dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)
-        ones = gates.new_ones(B, H)
-        tmp = gates.new_empty(B, H)
-        dsig = gates.new_empty(B, 3 * H)
+        dg_, dh_ = dgates.unbind(0), dh.unbind(0)
+        dgo_, dgifg_ = dgates[..., :H].unbind(0), dgates[..., H:].view(T, B, 3, H).unbind(0)
+        q_, po_, pifg_, f_ = q.unbind(0), p_o.unbind(0), p_ifg.unbind(0), f.unbind(0)
+        dy_ = dy.unbind(0) if dy is not None else None
         for t in range(T - 1, -1, -1):
-            gt, dg = gates[t], dgates[t]
-            i, f, o, g = gt[:, :H], gt[:, H:2 * H], gt[:, 2 * H:3 * H], gt[:, 3 * H:]
-            if dy is not None:
-                dh.add_(dy[t])
-            torch.mul(gt[:, :3 * H], gt[:, :3 * H], out=dsig)
-            torch.sub(gt[:, :3 * H], dsig, out=dsig)  # σ' = s (1 − s) for i, f, o
-            torch.addcmul(ones, tc[t], tc[t], value=-1.0, out=tmp)  # 1 − tanh²(c_t)
-            tmp.mul_(o)
-            dc.addcmul_(dh, tmp)  # dc_t += dh_t ⊙ o ⊙ tanh'(c_t)
-            torch.mul(dh, tc[t], out=dg[:, 2 * H:3 * H]).mul_(dsig[:, 2 * H:])  # d pre_o
-            torch.mul(dc, g, out=dg[:, :H]).mul_(dsig[:, :H])  # d pre_i
-            torch.mul(dc, cs[t], out=dg[:, H:2 * H]).mul_(dsig[:, H:2 * H])  # d pre_f
-            torch.addcmul(ones, g, g, value=-1.0, out=tmp)  # 1 − tanh²(g)
-            torch.mul(dc, i, out=dg[:, 3 * H:]).mul_(tmp)  # d pre_g
-            dc.mul_(f)
-            dh = torch.mm(dg, w_hh)
-        dw = torch.mm(dgates.reshape(T * B, G).t(), hs[:-1].reshape(T * B, H))
-        return dgates, dh, dc, dw
+            if t < T - 1:
+                if dy_ is not None:
+                    torch.addmm(dy_[t], dg_[t + 1], w_hh, out=dh_[t])
+                else:
+                    torch.mm(dg_[t + 1], w_hh, out=dh_[t])
+                dc.mul_(f_[t + 1])
+            dc.addcmul_(dh_[t], q_[t])
+            torch.mul(dh_[t], po_[t], out=dgo_[t])
+            torch.mul(dc.unsqueeze(1), pifg_[t], out=dgifg_[t])
+        dh0 = torch.mm(dg_[0], w_hh)
+        dc.mul_(f_[0])
+        dg2 = dgates.view(T * B, G)
+        dw_hh = torch.mm(dg2.t(), hs[:-1].reshape(T * B, H))
+        dx = torch.mm(dg2, w_ih).view(x.shape) if ctx.needs_input_grad[0] else None
+        dw_ih = torch.mm(dg2.t(), x.reshape(T * B, -1))
+        return dx, dw_ih, dg2.sum(0), dh0, dc, dw_hh
 
 
 class LSTMCell(Cell):
@@ -144,12 +166,12 @@ class LSTMCell(Cell):
 
     def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
         """The custom whole-sequence path (``fused=False``, no hooks): :class:`LSTMSequenceFn`."""
-        if self.compile:
+        if self.compile or x.shape[0] == 0:
             return None
-        perm = _ifog_perm(self.hidden_size, x.device)
-        xp = torch.nn.functional.linear(x, self.weight_ih[perm], (self._bias_ih() + self.bias_hh)[perm])
+        perm = _oifg_perm(self.hidden_size, x.device)
         h0, c0 = state
-        y, h, c = LSTMSequenceFn.apply(xp, h0, c0, self.weight_hh[perm])
+        y, h, c = LSTMSequenceFn.apply(x, self.weight_ih[perm], (self._bias_ih() + self.bias_hh)[perm], h0, c0,
+                                       self.weight_hh[perm])
         return y, (h, c)
 
     def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:

@@ -26,7 +26,12 @@ exp from ``lam`` to ``lam_final``; the trainer calls :meth:`set_training_progres
 computation penalty ``penalty · mean_b((mean_t m_t − m̄)²)`` pulls the average m_t toward the
 target m̄ (``target_m``); it is returned by :meth:`extra_loss` and added to the loss.
 :meth:`stats` reports ``mean_m`` and ``compute_fraction`` (the fraction of hidden units updated,
-e > 0, per step — the computation the cell actually spends).
+e > 0, per step — the computation the cell actually spends), averaged since the last call.
+
+Execution: every step is one matmul ``[x̄, h̄] @ W`` (input and recurrent weights stacked once
+per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook, VC-LSTM runs
+:class:`VCLSTMSequenceFn` (hand-written forward + BPTT, same function, gradchecked); VC-RNN,
+VC-GRU and any hooked VC-LSTM use the generic :meth:`step` under autograd.
 """
 from __future__ import annotations
 
@@ -35,8 +40,141 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from .base import Cell, State
+
+
+class VCLSTMSequenceFn(torch.autograd.Function):
+    """Whole-sequence VC-LSTM with a hand-written BPTT (the no-hook path of :class:`VCLSTMCell`).
+
+    Inputs: ``xp [T, B, I + 1]`` (``[x, w_mx·x + b_m]``), ``h0, c0``, the stacked weight
+    ``w [(I + H), 4H]`` (gate order i, f, o, g) and bias ``b [4H]``, ``w_mh [H, 1]``, the mask
+    constants ``zs, zo [I + H]`` (z = m·zs + zo) and ``(I, hard, eps, kappa)``. Outputs
+    ``y [T, B, H], h_T, c_T, M [T, B, 1]`` (M = m_t, an output so the penalty's gradient flows).
+    The soft threshold passes ``∂e/∂s = 1`` inside the band ε ≤ s ≤ 1 − ε and 0 outside; the
+    hard one passes nothing. Weight gradients are one GEMM each over all steps.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, c0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
+                zs: Tensor, zo: Tensor, meta: tuple) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        I, hard, eps, kappa = meta
+        T, B, _ = xp.shape
+        H = h0.shape[1]
+        x, xa = xp[..., :I], xp[..., I:]
+        ms = xp.new_empty(T, B, 1)
+        es = xp.new_empty(T, B, I + H)  # e (x dims, h dims)
+        xhs = xp.new_empty(T, B, I + H)  # [x̄, h̄]
+        gates = xp.new_empty(T, B, 4 * H)  # activated i, f, o, g
+        cts = xp.new_empty(T, B, H)  # c̃
+        tcs = xp.new_empty(T, B, H)  # tanh(c̃)
+        hs = xp.new_empty(T + 1, B, H)
+        cs = xp.new_empty(T + 1, B, H)
+        hs[0], cs[0] = h0, c0
+        tmp = xp.new_empty(B, H)
+        # per-step views made once (one unbind per tensor instead of ~25 slicing ops per step)
+        V = [tn.unbind(0) for tn in (xa, x, ms, es, es[..., :I], es[..., I:], xhs, xhs[..., :I], xhs[..., I:],
+                                      gates, gates[..., :3 * H], gates[..., 3 * H:], gates[..., :H],
+                                      gates[..., H:2 * H], gates[..., 2 * H:3 * H], cts, tcs, hs, cs)]
+        for t in range(T):
+            (a_t, x_t, m_t, e, ex, eh, xh, xh_x, xh_h, g, g_sig, g_g, g_i, g_f, g_o, ct, tc) = (lst[t] for lst in V[:17])
+            h, c, h_new, c_new = V[17][t], V[18][t], V[17][t + 1], V[18][t + 1]
+            m = torch.addmm(a_t, h, w_mh, out=m_t).sigmoid_()
+            z = torch.addcmul(zo, m, zs)
+            if hard:
+                torch.gt(z, kappa, out=e)
+            else:
+                torch.sigmoid(z, out=e)
+                e.masked_fill_(e < eps, 0.0).masked_fill_(e > 1.0 - eps, 1.0)
+            torch.mul(x_t, ex, out=xh_x)
+            torch.mul(h, eh, out=xh_h)
+            torch.addmm(b, xh, w, out=g)
+            g_sig.sigmoid_()
+            g_g.tanh_()
+            torch.mul(c, eh, out=tmp).mul_(g_f)
+            torch.addcmul(tmp, g_i, g_g, out=ct)
+            torch.tanh(ct, out=tc)
+            torch.lerp(c, ct, eh, out=c_new)
+            torch.mul(g_o, tc, out=tmp)
+            torch.lerp(h, tmp, eh, out=h_new)
+        ctx.meta = meta
+        ctx.save_for_backward(xp, ms, es, xhs, gates, cts, tcs, hs, cs, w, w_mh, zs, zo)
+        return hs[1:], hs[T].clone(), cs[T].clone(), ms
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor],  # type: ignore[override]
+                 dM: Optional[Tensor]):
+        xp, ms, es, xhs, gates, cts, tcs, hs, cs, w, w_mh, zs, zo = ctx.saved_tensors
+        I, hard, eps, kappa = ctx.meta
+        T, B, _ = xp.shape
+        H = hs.shape[2]
+        dxp = torch.empty_like(xp)
+        dgates = torch.empty_like(gates)
+        das = xp.new_empty(T, B, 1)
+        dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
+        dc = dcT.clone() if dcT is not None else xp.new_zeros(B, H)
+        wt, wmh_t = w.t(), w_mh.t()
+        # the factors that do not depend on the recursion, vectorized over time (the loop
+        # below is bound by per-op overhead, not memory); then one unbind per tensor
+        sg = gates[..., :3 * H]
+        dsig = sg * (1 - sg)  # σ' of i, f, o
+        eh_all = es[..., I:]
+        p_o = tcs * dsig[..., 2 * H:]  # d pre_o = dht ⊙ p_o
+        q = gates[..., 2 * H:3 * H] * (1 - tcs * tcs)  # dct += dht ⊙ q
+        p_i = gates[..., 3 * H:] * dsig[..., :H]  # d pre_i = dct ⊙ p_i
+        ce = cs[:-1] * eh_all
+        p_f = ce * dsig[..., H:2 * H]  # d pre_f = dct ⊙ p_f
+        p_g = gates[..., :H] * (1 - gates[..., 3 * H:] ** 2)  # d pre_g = dct ⊙ p_g
+        dh_ = gates[..., 2 * H:3 * H] * tcs - hs[:-1]  # h̃ − h
+        dc_ = cts - cs[:-1]  # c̃ − c
+        if not hard:
+            sm = torch.sigmoid(torch.addcmul(zo, ms, zs))  # [T, B, I + H]
+            kz = sm * (1 - sm) * ((sm >= eps) & (sm <= 1.0 - eps)) * zs  # ∂m of e, per dim
+            kz_l = kz.unbind(0)
+        dm_ = ms * (1 - ms)
+        L = [tn.unbind(0) for tn in (p_o, q, p_i, p_f, p_g, dh_, dc_, eh_all, gates[..., H:2 * H], cs[:-1],
+                                      hs[:-1], es[..., :I], xp[..., :I], dgates, dxp, dm_)]
+        for t in range(T - 1, -1, -1):
+            po, qq, pi, pf, pg, dhd, dcd, eh, f, c, h, ex, x, dg, dx, dmd = (lst[t] for lst in L)
+            if dy is not None:
+                dh.add_(dy[t])
+            de = xp.new_empty(B, I + H)
+            deh = de[:, I:]
+            torch.mul(dh, dhd, out=deh).addcmul_(dc, dcd)  # ∂/∂e of the two lerps
+            dht = dh * eh
+            dct = dc * eh
+            dh.sub_(dht)  # (1 − e) dh: the carried part
+            dc.sub_(dct)
+            dct.addcmul_(dht, qq)
+            torch.mul(dht, po, out=dg[:, 2 * H:3 * H])
+            torch.mul(dct, pi, out=dg[:, :H])
+            torch.mul(dct, pf, out=dg[:, H:2 * H])
+            torch.mul(dct, pg, out=dg[:, 3 * H:])
+            dce = dct.mul_(f)  # ∂/∂(c ⊙ e)
+            dc.addcmul_(dce, eh)
+            deh.addcmul_(dce, c)
+            dxh = torch.mm(dg, wt)  # ∂/∂[x̄, h̄]
+            torch.mul(dxh[:, :I], ex, out=dx[:, :I])
+            torch.mul(dxh[:, :I], x, out=de[:, :I])
+            dh.addcmul_(dxh[:, I:], eh)
+            deh.addcmul_(dxh[:, I:], h)
+            if hard:
+                dm = dM[t].clone() if dM is not None else xp.new_zeros(B, 1)
+            else:
+                dm = (de * kz_l[t]).sum(1, keepdim=True)
+                if dM is not None:
+                    dm.add_(dM[t])
+            da = dm.mul_(dmd)
+            das[t] = da
+            dx[:, I:] = da
+            dh.addmm_(da, wmh_t)
+        G = dgates.reshape(T * B, 4 * H)
+        dw = torch.mm(xhs.reshape(T * B, I + H).t(), G)
+        db = G.sum(0)
+        dw_mh = torch.mm(hs[:-1].reshape(T * B, H).t(), das.reshape(T * B, 1))
+        return dxp, dh, dc, dw, db, dw_mh, None, None, None
 
 
 class VCCell(Cell):
@@ -105,6 +243,18 @@ class VCCell(Cell):
             self.lam = self.lam0
 
     # -- masks -------------------------------------------------------------------------------
+    def units_updated(self, m: Tensor) -> Tensor:
+        """How many hidden dims have e_i > 0 for scheduler values ``m`` (any shape), in closed
+        form: soft — σ(λ(mD − i)) ≥ ε ⇔ i ≤ mD + κ/λ; hard — σ(·) > 1 − ε ⇔ i < mD − κ/λ,
+        with κ = log((1 − ε)/ε) and i = o, …, D − 1 + o."""
+        D, o = self.hidden_size, self.index_offset
+        k = math.log((1.0 - self.eps) / self.eps) / self.lam
+        if self.threshold == "hard":
+            n = torch.ceil(m * D - k) - o
+        else:
+            n = torch.floor(m * D + k) - o + 1
+        return n.clamp(0, D)
+
     def mask(self, m: Tensor, idx: Tensor) -> Tensor:
         """``e_i = Thres_ε(σ(λ(m·D − i)))`` for ``m [B, 1]`` → ``[B, D]`` (hard or soft)."""
         D = idx.shape[0]
@@ -159,12 +309,11 @@ class VCCell(Cell):
             return
         M = torch.cat(self._ms, 1)  # [B, T]
         self._ms = []
-        with torch.no_grad():
-            md = M.detach().reshape(-1, 1)
-            e = self.mask(md, self.idx_h)
-            self._sum_m += float(md.sum())
-            self._sum_frac += float((e > 0).to(md.dtype).mean(1).sum())
-            self._n += md.shape[0]
+        with torch.no_grad():  # tensors, no host sync per forward; stats() reads them out
+            md = M.detach()
+            self._sum_m = self._sum_m + md.sum()
+            self._sum_frac = self._sum_frac + self.units_updated(md).sum() / self.hidden_size
+            self._n += md.numel()
         if self.penalty > 0 and self.training and M.requires_grad:
             self._pen_terms.append(M)
 
@@ -184,7 +333,7 @@ class VCCell(Cell):
         self.end_sequence()
         if self._n == 0:
             return {}
-        out = {"mean_m": self._sum_m / self._n, "compute_fraction": self._sum_frac / self._n}
+        out = {"mean_m": float(self._sum_m) / self._n, "compute_fraction": float(self._sum_frac) / self._n}
         self._sum_m, self._sum_frac, self._n = 0.0, 0.0, 0
         return out
 
@@ -229,6 +378,19 @@ class VCLSTMCell(VCCell):
         c = torch.lerp(c, ct, e)
         h = torch.lerp(h, ht, e)
         return h, (h, c)
+
+    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook: the whole sequence through :class:`VCLSTMSequenceFn` (same function)."""
+        if self.compile:
+            return None
+        self.begin_sequence(x.shape[1])
+        xp = self.project_input(x)
+        h0, c0 = state
+        y, h, c, M = VCLSTMSequenceFn.apply(xp, h0, c0, self._w, self._b, self.w_mh, self._zs, self._zo,
+                                            (self.input_size, self.threshold == "hard", self.eps, self._kappa))
+        self._ms = list(M.unbind(0))
+        self.end_sequence()
+        return y, (h, c)
 
 
 class VCRNNCell(VCCell):

@@ -156,3 +156,16 @@ def test_stack_aggregates_stats_and_penalty():
     assert loss is not None and loss.ndim == 0
     loss.backward()
     assert stack.layers[0].fw.cell.b_m.grad is not None
+
+
+@pytest.mark.parametrize("threshold,offset,lam", [("soft", 0, 1.0), ("soft", 1, 0.3), ("hard", 0, 2.0), ("hard", 1, 5.0)])
+def test_compute_fraction_counts_updated_units(threshold, offset, lam):
+    """The closed-form count behind ``compute_fraction`` == counting e_i > 0 from the NumPy mask."""
+    H, eps = 20, 0.1
+    cell = make_cell("vcrnn", 3, H, (f"threshold={threshold}", f"index_offset={offset}", f"lam={lam}"))
+    m = np.random.default_rng(0).uniform(0, 1, size=500)
+    i = np.arange(H) + offset
+    s = 1 / (1 + np.exp(-lam * (m[:, None] * H - i[None, :])))
+    e = (s > 1 - eps).astype(float) if threshold == "hard" else np.where(s > 1 - eps, 1.0, np.where(s < eps, 0.0, s))
+    got = cell.units_updated(torch.tensor(m, dtype=torch.float64)).numpy()
+    np.testing.assert_array_equal(got, (e > 0).sum(1))
