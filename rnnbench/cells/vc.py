@@ -177,6 +177,112 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         return dxp, dh, dc, dw, db, dw_mh, None, None, None
 
 
+class VCGRUSequenceFn(torch.autograd.Function):
+    """Whole-sequence VC-GRU with a hand-written BPTT (the no-hook path of :class:`VCGRUCell`).
+
+    Same conventions as :class:`VCLSTMSequenceFn`; ``w [(I + H), 4H]`` is the block matrix whose
+    output is ``[r, z, n_x, n_h]`` pre-activations (see :class:`VCGRUCell`).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
+                zs: Tensor, zo: Tensor, meta: tuple) -> tuple[Tensor, Tensor, Tensor]:
+        I, hard, eps, kappa = meta
+        T, B, _ = xp.shape
+        H = h0.shape[1]
+        x, xa = xp[..., :I], xp[..., I:]
+        ms = xp.new_empty(T, B, 1)
+        es = xp.new_empty(T, B, I + H)
+        xhs = xp.new_empty(T, B, I + H)  # [x̄, h̄]
+        gs = xp.new_empty(T, B, 4 * H)  # σ(r), σ(z), n_x, n_h
+        ns = xp.new_empty(T, B, H)  # n
+        hts = xp.new_empty(T, B, H)  # h̃
+        hs = xp.new_empty(T + 1, B, H)
+        hs[0] = h0
+        V = [tn.unbind(0) for tn in (xa, x, ms, es, es[..., :I], es[..., I:], xhs, xhs[..., :I], xhs[..., I:],
+                                      gs, gs[..., :2 * H], gs[..., :H], gs[..., H:2 * H], gs[..., 2 * H:3 * H],
+                                      gs[..., 3 * H:], ns, hts, hs)]
+        for t in range(T):
+            a_t, x_t, m_t, e, ex, eh, xh, xh_x, xh_h, g, g_rz, r, zg, nx, nh, n, ht = (lst[t] for lst in V[:17])
+            h, h_new = V[17][t], V[17][t + 1]
+            m = torch.addmm(a_t, h, w_mh, out=m_t).sigmoid_()
+            z = torch.addcmul(zo, m, zs)
+            if hard:
+                torch.gt(z, kappa, out=e)
+            else:
+                torch.sigmoid(z, out=e)
+                e.masked_fill_(e < eps, 0.0).masked_fill_(e > 1.0 - eps, 1.0)
+            torch.mul(x_t, ex, out=xh_x)
+            torch.mul(h, eh, out=xh_h)
+            torch.addmm(b, xh, w, out=g)
+            g_rz.sigmoid_()
+            torch.addcmul(nx, r, nh, out=n).tanh_()
+            torch.lerp(n, xh_h, zg, out=ht)
+            torch.lerp(h, ht, eh, out=h_new)
+        ctx.meta = meta
+        ctx.save_for_backward(xp, ms, es, xhs, gs, ns, hts, hs, w, w_mh, zs, zo)
+        return hs[1:], hs[T].clone(), ms
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
+        xp, ms, es, xhs, gs, ns, hts, hs, w, w_mh, zs, zo = ctx.saved_tensors
+        I, hard, eps, kappa = ctx.meta
+        T, B, _ = xp.shape
+        H = hs.shape[2]
+        dxp = torch.empty_like(xp)
+        dgs = torch.empty_like(gs)
+        das = xp.new_empty(T, B, 1)
+        dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
+        wt, wmh_t = w.t(), w_mh.t()
+        r, zg, nh, hb = gs[..., :H], gs[..., H:2 * H], gs[..., 3 * H:], xhs[..., I:]
+        dpn = (1 - zg) * (1 - ns * ns)  # d pre_n = dht ⊙ dpn
+        p_z = (hb - ns) * zg * (1 - zg)  # d pre_z = dht ⊙ p_z
+        p_r = nh * r * (1 - r)  # d pre_r = d pre_n ⊙ p_r
+        d_hb = hts - hs[:-1]  # h̃ − h
+        if not hard:
+            sm = torch.sigmoid(torch.addcmul(zo, ms, zs))
+            kz = sm * (1 - sm) * ((sm >= eps) & (sm <= 1.0 - eps)) * zs
+            kz_l = kz.unbind(0)
+        dm_ = ms * (1 - ms)
+        L = [tn.unbind(0) for tn in (dpn, p_z, p_r, d_hb, es[..., I:], zg, r, hs[:-1], es[..., :I], xp[..., :I],
+                                      dgs, dxp, dm_)]
+        for t in range(T - 1, -1, -1):
+            pn, pz, pr, dhd, eh, z_t, r_t, h, ex, x, dg, dx, dmd = (lst[t] for lst in L)
+            if dy is not None:
+                dh.add_(dy[t])
+            de = xp.new_empty(B, I + H)
+            deh = de[:, I:]
+            torch.mul(dh, dhd, out=deh)  # ∂/∂e of h_t = lerp(h, h̃, e)
+            dht = dh * eh
+            dh.sub_(dht)
+            torch.mul(dht, pn, out=dg[:, 2 * H:3 * H])  # d pre_n (= d n_x)
+            torch.mul(dg[:, 2 * H:3 * H], r_t, out=dg[:, 3 * H:])  # d n_h
+            torch.mul(dg[:, 2 * H:3 * H], pr, out=dg[:, :H])  # d pre_r
+            torch.mul(dht, pz, out=dg[:, H:2 * H])  # d pre_z
+            dxh = torch.mm(dg, wt)  # ∂/∂[x̄, h̄]
+            dxh[:, I:].addcmul_(dht, z_t)  # h̄ also enters h̃ = (1 − z) n + z h̄
+            torch.mul(dxh[:, :I], ex, out=dx[:, :I])
+            torch.mul(dxh[:, :I], x, out=de[:, :I])
+            dh.addcmul_(dxh[:, I:], eh)
+            deh.addcmul_(dxh[:, I:], h)
+            if hard:
+                dm = dM[t].clone() if dM is not None else xp.new_zeros(B, 1)
+            else:
+                dm = (de * kz_l[t]).sum(1, keepdim=True)
+                if dM is not None:
+                    dm.add_(dM[t])
+            da = dm.mul_(dmd)
+            das[t] = da
+            dx[:, I:] = da
+            dh.addmm_(da, wmh_t)
+        G = dgs.reshape(T * B, 4 * H)
+        dw = torch.mm(xhs.reshape(T * B, I + H).t(), G)
+        db = G.sum(0)
+        dw_mh = torch.mm(hs[:-1].reshape(T * B, H).t(), das.reshape(T * B, 1))
+        return dxp, dh, dw, db, dw_mh, None, None, None
+
+
 class VCCell(Cell):
     """Shared scheduler, masks, λ schedule, penalty and statistics of the VC cells."""
 
@@ -438,3 +544,15 @@ class VCGRUCell(VCCell):
         ht = torch.lerp(n, xh[:, self.input_size:], rz[:, H:])  # (1 − z) n + z h̄
         h = torch.lerp(h, ht, e)
         return h, (h,)
+
+    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook: the whole sequence through :class:`VCGRUSequenceFn` (same function)."""
+        if self.compile:
+            return None
+        self.begin_sequence(x.shape[1])
+        xp = self.project_input(x)
+        y, h, M = VCGRUSequenceFn.apply(xp, state[0], self._w, self._b, self.w_mh, self._zs, self._zo,
+                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa))
+        self._ms = list(M.unbind(0))
+        self.end_sequence()
+        return y, (h,)
