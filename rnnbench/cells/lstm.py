@@ -46,9 +46,10 @@ class LSTMSequenceFn(torch.autograd.Function):
 
     The input projection for all steps is one GEMM into the gate buffer; each step adds the
     recurrent GEMM in place (``addmm_``) and runs 6 element-wise ops on per-step views made
-    once before the loop. The backward precomputes every factor that does not depend on the
-    recursion, vectorized over time, so a step is one GEMM and four element-wise ops; the
-    weight and input gradients are single GEMMs over all steps.
+    once before the loop. When a gradient is needed the forward step also stores the backward
+    factors that do not depend on the recursion (8 small ops on data still in cache), so a
+    backward step is one GEMM and four element-wise ops; the weight and input gradients are
+    single GEMMs over all steps.
     """
 
     @staticmethod
@@ -64,9 +65,20 @@ class LSTMSequenceFn(torch.autograd.Function):
         tc = x.new_empty(T, B, H)  # tanh(c_t)
         hs[0] = h0
         cs[0] = c0
+        grad = any(ctx.needs_input_grad)
+        # backward factors, made per step while the step's gates are in cache (vectorized
+        # over [T, B, 4H] afterwards they cost several memory-bound passes at T=784):
+        # P = [p_o, p_i, p_f, p_g] in the gate layout, dL/d(pre) = [dh, dc, dc, dc] ⊙ P, and
+        # q with dc += dh ⊙ q
+        P = torch.empty_like(gates) if grad else gates
+        q = x.new_empty(T, B, H) if grad else tc
+        tmp = x.new_empty(B, H)
         g_all, sig, th = gates.unbind(0), gates[..., :3 * H].unbind(0), gates[..., 3 * H:].unbind(0)
         o_, i_, f_ = gates[..., :H].unbind(0), gates[..., H:2 * H].unbind(0), gates[..., 2 * H:3 * H].unbind(0)
         h_, c_, tc_ = hs.unbind(0), cs.unbind(0), tc.unbind(0)
+        psig, po, pi, pf, pg = (P[..., :3 * H].unbind(0), P[..., :H].unbind(0), P[..., H:2 * H].unbind(0),
+                                P[..., 2 * H:3 * H].unbind(0), P[..., 3 * H:].unbind(0))
+        q_ = q.unbind(0)
         for t in range(T):
             g_all[t].addmm_(h_[t], wt)
             sig[t].sigmoid_()
@@ -75,26 +87,25 @@ class LSTMSequenceFn(torch.autograd.Function):
             c_[t + 1].addcmul_(i_[t], th[t])
             torch.tanh(c_[t + 1], out=tc_[t])
             torch.mul(o_[t], tc_[t], out=h_[t + 1])
-        ctx.save_for_backward(x, w_ih, gates, hs, cs, tc, w_hh)
+            if grad:
+                torch.addcmul(sig[t], sig[t], sig[t], value=-1, out=psig[t])  # σ' = s − s²
+                po[t].mul_(tc_[t])  # p_o = tanh(c) σ'(o)
+                pi[t].mul_(th[t])  # p_i = g σ'(i)
+                pf[t].mul_(c_[t])  # p_f = c_{t-1} σ'(f)
+                torch.mul(th[t], th[t], out=tmp)
+                torch.addcmul(i_[t], i_[t], tmp, value=-1, out=pg[t])  # p_g = i (1 − g²)
+                torch.mul(tc_[t], tc_[t], out=tmp)
+                torch.addcmul(o_[t], o_[t], tmp, value=-1, out=q_[t])  # q = o (1 − tanh²(c))
+        ctx.save_for_backward(x, w_ih, gates, hs, P, q, w_hh)
         return hs[1:], hs[T].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor]):  # type: ignore[override]
-        x, w_ih, gates, hs, cs, tc, w_hh = ctx.saved_tensors
+        x, w_ih, gates, hs, P, q, w_hh = ctx.saved_tensors
         T, B, G = gates.shape
         H = G // 4
-        o, i, f, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
-        # everything that does not depend on the backward recursion, vectorized over time, as
-        # factors P = [p_o, p_i, p_f, p_g] in the gate layout: dL/d(pre) = [dh, dc, dc, dc] ⊙ P
-        sig = gates[..., :3 * H]
-        dsig = torch.addcmul(sig, sig, sig, value=-1)  # σ' = s − s² for o, i, f
-        P = torch.empty_like(gates)
-        torch.mul(tc, dsig[..., :H], out=P[..., :H])  # p_o = tanh(c) σ'(o)
-        torch.mul(torch.cat([g, cs[:-1]], -1), dsig[..., H:], out=P[..., H:3 * H])  # g σ'(i), c_{t-1} σ'(f)
-        torch.addcmul(i, i, g * g, value=-1, out=P[..., 3 * H:])  # p_g = i (1 − g²)
-        q = torch.addcmul(o, o, tc * tc, value=-1)  # dc += dh · o (1 − tanh²(c))
-        del dsig
+        f = gates[..., 2 * H:3 * H]
         p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
         dgates = torch.empty_like(gates)
         dh = hs.new_empty(T, B, H)  # dL/dh_t
@@ -158,10 +169,11 @@ class LSTMCell(Cell):
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
+        H = self.hidden_size
         gates = torch.addmm(xp, h, self.weight_hh.t())
-        i, f, g, o = gates.chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        i, f = torch.sigmoid(gates[:, :2 * H]).chunk(2, 1)  # one σ for i and f
+        c = torch.addcmul(f * c, i, torch.tanh(gates[:, 2 * H:3 * H]))
+        h = torch.sigmoid(gates[:, 3 * H:]) * torch.tanh(c)
         return h, (h, c)
 
     def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
