@@ -44,8 +44,9 @@ def _hooked(layer: RecurrentLayer) -> RecurrentLayer:
 
 
 def bench(shapes: list[tuple[int, int, int, int]], repeats: int = 5, threads: Optional[int] = 1,
-          only: Optional[list[str]] = None) -> dict[tuple, dict[str, float]]:
-    """Median forward+backward milliseconds per case and shape ``(T, B, I, H)``."""
+          only: Optional[list[str]] = None, stat: str = "median") -> dict[tuple, dict[str, float]]:
+    """Forward+backward milliseconds per case and shape ``(T, B, I, H)``: the median or the
+    minimum (``stat``; the minimum is the steadier one when other processes share the CPU)."""
     if threads:
         torch.set_num_threads(threads)
     out: dict[tuple, dict[str, float]] = {}
@@ -67,7 +68,8 @@ def bench(shapes: list[tuple[int, int, int, int]], repeats: int = 5, threads: Op
                 t0 = time.perf_counter()
                 run(m)
                 times[k].append((time.perf_counter() - t0) * 1e3)
-        out[(T, B, I, H)] = {k: statistics.median(v) for k, v in times.items()}
+        agg = min if stat == "min" else statistics.median
+        out[(T, B, I, H)] = {k: agg(v) for k, v in times.items()}
     return out
 
 
@@ -77,11 +79,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="", help="comma-separated case names (default all)")
+    ap.add_argument("--stat", default="median", choices=["median", "min"])
     a = ap.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")]
-    res = bench(shapes, a.repeats, a.threads, [s for s in a.only.split(",") if s] or None)  # type: ignore[arg-type]
+    res = bench(shapes, a.repeats, a.threads, [s for s in a.only.split(",") if s] or None, a.stat)  # type: ignore[arg-type]
     for shape, r in res.items():
-        print(f"T={shape[0]} B={shape[1]} I={shape[2]} H={shape[3]}  threads={a.threads}  (median of {a.repeats}, fwd+bwd)")
+        print(f"T={shape[0]} B={shape[1]} I={shape[2]} H={shape[3]}  threads={a.threads}  ({a.stat} of {a.repeats}, fwd+bwd)")
         base = r[BASELINE]
         for k, v in r.items():
             print(f"  {k:28s} {v:9.1f} ms   {v / base:5.2f}x nn.LSTM")
