@@ -371,7 +371,10 @@ def plot_curves(variants: list[dict], metric: str, baseline: int, path: Path, ti
                         label=f"{label} — {split}" if ax is axes[0][0] else None)
                 ax.fill_between(xs, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)],
                                 color=color, alpha=0.15, lw=0)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, key in zip(axes[0], keys):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(("cross-entropy (nats)" if key == "loss" else key) + (" (%)" if key in FRACTION_METRICS else ""))
         ax.set_title(f"{key}: mean over seeds, band ±1 std (train solid, valid dashed)", fontsize=9)

@@ -1,0 +1,130 @@
+"""The articles' comparisons (conf/experiment/*): every experiment composes at every scale, smoke
+shrinks it to seconds, and each runs end to end at scale=smoke (one seed): sweep -> sweep.json ->
+``rnnbench table`` -> table.md/.csv/.tex + curves.png; the HParams of a sweep tell its runs apart."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF, compose
+
+COMPARISONS = ["wn_mnist", "seq2seq_addition", "bidir_mnist", "attention_addition", "vc_ptb", "mlstm_ptb",
+               "delta_ptb", "zoneout_ptb", "awd_ptb", "vc_mnist", "zoneout_pmnist", "qat_mnist"]
+# one fast representative per dataset kind and per table extra; the others are @slow
+FAST = {"wn_mnist", "seq2seq_addition", "awd_ptb", "zoneout_pmnist", "qat_mnist", "vc_mnist"}
+SCALED_KEYS = ("model.hidden_size", "train.epochs", "dataset.limit", "model.num_layers")
+
+
+def test_every_experiment_is_listed():
+    on_disk = {p.stem for p in (CONF / "experiment").glob("*.yaml")} - {"optuna_lstm_addition"}
+    assert on_disk == set(COMPARISONS)
+
+
+def _variants(exp: str) -> int:
+    """Number of variants of the experiment's sweep (all params but seed), parsed as Hydra does."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    import yaml
+
+    params = yaml.safe_load((CONF / "experiment" / f"{exp}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    n = 1
+    parser = OverridesParser.create()
+    for key, val in params.items():
+        if key == "seed":
+            continue
+        ov = parser.parse_override(f"{key}={val}")
+        n *= len(list(ov.sweep_string_iterator())) if ov.is_sweep_override() else 1
+    return n
+
+
+@pytest.mark.parametrize("exp", COMPARISONS)
+def test_scales_compose(exp):
+    smoke = compose([f"experiment={exp}", "scale=smoke"])
+    assert smoke.model.hidden_size == 16 and smoke.train.max_steps == 5 and smoke.train.epochs == 1
+    assert smoke.dataset.limit == 256 and smoke.train.max_eval_batches == 2
+    for scale in ("cpu", "paper"):
+        assert (CONF / "scale_for" / exp / f"{scale}.yaml").is_file(), f"{exp} has no {scale} sizes"
+        cfg = compose([f"experiment={exp}", f"scale={scale}"])
+        assert cfg.train.max_steps is None and cfg.model.hidden_size >= 64
+    cpu, paper = compose([f"experiment={exp}", "scale=cpu"]), compose([f"experiment={exp}", "scale=paper"])
+    assert paper.train.epochs >= cpu.train.epochs
+    assert paper.model.hidden_size >= cpu.model.hidden_size
+
+
+def test_scale_without_experiment_still_composes():
+    assert compose(["scale=cpu"]).model.hidden_size == 128
+    assert compose(["scale=smoke"]).model.hidden_size == 16
+
+
+def test_wn_mnist_is_the_article():
+    cfg = compose(["experiment=wn_mnist", "scale=cpu"])
+    assert (cfg.model.hidden_size, cfg.optimizer.name, cfg.optimizer.lr, cfg.train.batch_size) == (100, "adam", 0.1, 64)
+    assert cfg.optimizer.clip is None and cfg.dataset.name == "mnist_row" and cfg.cell.name == "lstm"
+    assert _variants("wn_mnist") == 4  # {none, weight_norm} x {no clip, per-tensor clip 0.5}
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "rnnbench", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _table_rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("exp", [pytest.param(e, marks=() if e in FAST else pytest.mark.slow) for e in COMPARISONS])
+def test_experiment_smoke_end_to_end(exp, tmp_path, data_dir):
+    sweep_dir = tmp_path / "sweep"
+    p = _run(["train", "-m", f"experiment={exp}", "scale=smoke", f"data.root={data_dir}", "train.num_threads=1",
+              "hydra.sweeper.params.seed=0", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    index = json.loads((sweep_dir / "sweep.json").read_text())
+    n = _variants(exp)
+    assert index["counts"] == {"ok": n}, index["jobs"]
+    out = tmp_path / "report"
+    t = _run(["table", str(sweep_dir), "--out", str(out)], tmp_path, timeout=300)
+    assert t.returncode == 0, t.stderr[-3000:]
+    for f in ("table.md", "table.csv", "table.tex", "curves.png"):
+        assert (out / f).stat().st_size > 0, f
+    rows = _table_rows(out / "table.csv")
+    assert len(rows) == n and len({r["variant"] for r in rows}) == n  # readable, distinct labels
+    assert sum(r["baseline"] == "True" for r in rows) == 1
+    assert all(r["n_ok"] == "1" and r["test_mean"] for r in rows)
+    assert "**(baseline)**" in t.stdout
+    if exp.startswith("vc_"):
+        assert "compute fraction" in t.stdout
+        assert any(r["compute_fraction_mean"] for r in rows)
+    if exp == "qat_mnist":
+        assert "int-only agreement" in t.stdout
+    if exp == "wn_mnist":
+        _check_hparams(sweep_dir, n)
+
+
+def _check_hparams(sweep_dir: Path, n: int) -> None:
+    """Each run's event file holds its hparams and final metrics (HParams dashboard)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    seen = set()
+    for job in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()):
+        ea = EventAccumulator(str(job))
+        ea.Reload()
+        hp, metrics = None, set()
+        for raw in ea.PluginTagToContent("hparams").values():
+            pd = plugin_data_pb2.HParamsPluginData.FromString(raw)
+            if pd.HasField("session_start_info"):
+                hp = {k: v.string_value or v.number_value for k, v in pd.session_start_info.hparams.items()}
+            if pd.HasField("experiment"):
+                metrics = {m.name.tag for m in pd.experiment.metric_infos}
+        assert hp is not None and {"hparam/valid_acc", "hparam/test_acc"} <= metrics
+        assert {"hparam/valid_acc", "hparam/test_acc"} <= set(ea.Tags()["scalars"])
+        seen.add((hp["regularizer"], hp["clip"]))
+    assert len(seen) == n  # the dashboard tells the variants apart
