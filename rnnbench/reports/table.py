@@ -440,8 +440,13 @@ def make_table(dirs: list[str], out_dir: Optional[Path] = None, baseline_spec: O
             "variants": [v["label"] for v in variants]}
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line via the CLI's RnnbenchError handling
+        raise RnnbenchError(f"table: {message} (see rnnbench table --help)")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="rnnbench table",
+    ap = _Parser(prog="rnnbench table",
                                  description="Comparison table (Markdown on stdout; table.md/.csv/.tex) and "
                                              "curves.png from sweep or run directories.")
     ap.add_argument("dirs", nargs="+", metavar="DIR", help="sweep directories (or single run directories)")

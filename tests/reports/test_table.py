@@ -130,7 +130,7 @@ def test_first_variant_is_the_default_baseline(sweep: Path, tmp_path: Path):
 
 
 def test_cli_errors_are_one_line(tmp_path: Path):
-    for args in (["table", str(tmp_path / "nope")], ["table", str(tmp_path)]):
+    for args in (["table", str(tmp_path / "nope")], ["table", str(tmp_path)], ["table"], ["table", "--bogus", "x"]):
         p = subprocess.run([sys.executable, "-m", "rnnbench", *args], capture_output=True, text=True)
         assert p.returncode == 2
         assert p.stderr.startswith("error: table:") and p.stderr.count("\n") == 1, p.stderr
