@@ -215,7 +215,8 @@ def compare(split: str, ref_name: str, ref: dict[str, float], mine: dict[str, fl
             continue
         if k in RELATIVE_KEYS:
             if not (abs(v - r) <= rtol * max(abs(r), 1e-12)) or math.isnan(r) != math.isnan(v):
-                bad.append(f"{split} {k} {ref_name} {r:.8g} vs numpy {v:.8g} (rel diff {abs(v - r) / max(abs(r), 1e-12):.2e})")
+                rel = abs(v - r) / max(abs(r), 1e-12)
+                bad.append(f"{split} {k} {ref_name} {r:.8g} vs numpy {v:.8g} (rel diff {rel:.2e})")
         elif k in COUNT_KEYS:
             n = sums.count if k == "acc" else sums.seq_count
             allow = sums.tie_allowance if k == "acc" else sums.seq_tie_allowance

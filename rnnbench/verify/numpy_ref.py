@@ -287,7 +287,8 @@ class NpMRNN(NpCell):
 class NpMLSTM(NpCell):
     """mLSTM (Krause et al. 2016; article 004): ``m = (W_mx x) ⊙ (W_mh h)``; ``ĥ = W_hm m + W_hx x + b_h``;
     ``i, f, o = σ(W_*x x + W_*m m + b_*)``; ``c = f c + i ĥ``; ``h = tanh(c ⊙ o)``.
-    ``weight_ix = [W_mx; W_hx; W_ix; W_fx; W_ox]``, ``weight_m = [W_hm; W_im; W_fm; W_om]``, ``bias = [b_h; b_i; b_f; b_o]``."""
+    ``weight_ix = [W_mx; W_hx; W_ix; W_fx; W_ox]``, ``weight_m = [W_hm; W_im; W_fm; W_om]``,
+    ``bias = [b_h; b_i; b_f; b_o]``."""
 
     num_states = 2
     hidden_from = "weight_mh"
