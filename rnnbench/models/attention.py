@@ -32,7 +32,8 @@ Both work with every cell through the step interface (``cell.project_input`` + `
 the cells sit inside :class:`~rnnbench.cells.RecurrentLayer` modules so regularizers find them
 (weight norm/drop via ``parametrize`` — evaluated once per forward under
 ``parametrize.cached()`` —, zoneout via ``state_hooks``, honoured by the per-step loops here).
-Set ``model.record_trace = True`` to keep the per-step hidden states, attention weights and
+``extra_loss()`` / ``stats()`` mirror ``RNNStack``'s (the trainer collects them from ``RNNStack``
+modules today; see the report of issue 6). Set ``model.record_trace = True`` to keep the per-step hidden states, attention weights and
 outputs of the last forward in ``model.trace`` (tests compare them with the NumPy version).
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..cells import RecurrentLayer, State, cell_factory
+from ..cells import Cell, RecurrentLayer, State, cell_factory
 from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 
@@ -154,6 +155,22 @@ class AttentionSeq2Seq(nn.Module):
             self.attention = AdditiveScore(H, _state_size(self.decoder.cell), Va)
             self.out_proj = nn.Linear(2 * H, A)
             self.head = nn.Linear(A, spec.num_classes)
+
+    def cells(self) -> list:
+        return [m for m in self.modules() if isinstance(m, Cell)]
+
+    def extra_loss(self) -> Optional[Tensor]:
+        """Sum of the cells' auxiliary losses (VC computation penalty), as ``RNNStack.extra_loss``."""
+        terms = [t for t in (c.extra_loss() for c in self.cells()) if t is not None]
+        return torch.stack(terms).sum() if terms else None
+
+    def stats(self) -> dict[str, float]:
+        """The cells' per-forward statistics averaged (VC compute fraction), as ``RNNStack.stats``."""
+        out: dict[str, list[float]] = {}
+        for c in self.cells():
+            for k, v in c.stats().items():
+                out.setdefault(k, []).append(v)
+        return {k: sum(v) / len(v) for k, v in out.items()}
 
     def _record(self, **kw: Tensor) -> None:
         if self.record_trace:
