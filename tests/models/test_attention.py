@@ -242,3 +242,15 @@ def test_zoneout_expectation_is_used_in_the_step_loop():
 def test_config_composes_with_attention_choice():
     cfg = compose(["model=attention_seq2seq", "model.attention=additive", "model.attn_length=5"])
     assert cfg.model._target_.endswith("AttentionSeq2Seq") and cfg.model.attention == "additive"
+
+
+def test_vc_penalty_and_stats_are_exposed_like_rnnstack():
+    cfg = dict(cell_cfg("vclstm"), penalty=0.5, target_m=0.0)
+    torch.manual_seed(0)
+    m = AttentionSeq2Seq(SPEC, cfg, hidden_size=6, attention="additive").train()
+    x, y = data(3)
+    m(x.float(), y.float())
+    pen = m.extra_loss()
+    assert pen is not None and float(pen) > 0  # m_t > 0 = target: a positive penalty
+    st = m.stats()
+    assert 0.0 < st["compute_fraction"] <= 1.0 and 0.0 < st["mean_m"] < 1.0
