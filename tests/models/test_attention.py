@@ -251,6 +251,6 @@ def test_vc_penalty_and_stats_are_exposed_like_rnnstack():
     x, y = data(3)
     m(x.float(), y.float())
     pen = m.extra_loss()
-    assert pen is not None and float(pen) > 0  # m_t > 0 = target: a positive penalty
+    assert pen is not None and float(pen.detach()) > 0  # m_t > 0 = target: a positive penalty
     st = m.stats()
     assert 0.0 < st["compute_fraction"] <= 1.0 and 0.0 < st["mean_m"] < 1.0
