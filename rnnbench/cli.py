@@ -30,7 +30,8 @@ examples:
   rnnbench train                                   # addition, seq2seq LSTM (the default)
   rnnbench train dataset=mnist_row data.root=/path/to/data
   rnnbench train -m cell=lstm,gru seed=0,1,2       # a sweep
-  rnnbench train experiment=wn_mnist scale=cpu     # an article's comparison
+  rnnbench train -m experiment=wn_mnist scale=cpu  # an article's comparison (a sweep)
+  rnnbench table outputs/multirun/<date>/<time>    # its table and curves
 """
 
 # subcommand -> "module:function" taking argv and returning an exit status

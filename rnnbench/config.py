@@ -32,7 +32,7 @@ class TrainConf:
     checkpoint_every: int = 200  #: also write last.pt every N steps inside an epoch (0: epoch ends only)
     log_every: int = 20  #: TensorBoard step-scalar interval
     progress: bool = True  #: tqdm progress bars
-    eval_train: bool = False  #: also evaluate on (a sample of) the training split each epoch
+    eval_train: bool = False  #: also evaluate (acc etc.) on a sample of the training split each epoch
     max_eval_batches: Optional[int] = None  #: cap evaluation batches (smoke runs)
     num_threads: Optional[int] = None  #: torch.set_num_threads (None: torch's default)
     deterministic: bool = False  #: torch.use_deterministic_algorithms (slower on CUDA)

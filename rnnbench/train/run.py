@@ -61,14 +61,23 @@ def write_results(run_dir: Path, results: dict) -> None:
     os.replace(tmp, run_dir / "results.json")
 
 
-def _hparams(cfg: DictConfig) -> dict[str, Any]:
+def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
     flat: dict[str, Any] = {"dataset": cfg.dataset.name, "model": cfg.model.name, "cell": cfg.cell.name,
                             "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "seed": cfg.seed,
                             "hidden_size": cfg.model.hidden_size, "num_layers": cfg.model.num_layers,
                             "batch_size": cfg.train.batch_size, "epochs": cfg.train.epochs,
                             "regularizer": ",".join(cfg.regularizer.keys()) or "none",
                             "clip": "none" if cfg.optimizer.clip is None else
-                            f"{cfg.optimizer.clip.kind}:{cfg.optimizer.clip.max_norm}"}
+                            f"{cfg.optimizer.clip.get('kind', 'global')}:{cfg.optimizer.clip.max_norm}"}
+    if "attention" in cfg.model:
+        flat["attention"] = cfg.model.attention
+    # whatever else the command line (e.g. a sweep) set, so the HParams dashboard tells jobs apart
+    over = Path(run_dir) / ".hydra" / "overrides.yaml" if run_dir is not None else None
+    if over is not None and over.exists():
+        for item in OmegaConf.load(over):
+            key, _, value = str(item).lstrip("+~").partition("=")
+            if key and not key.startswith("hydra") and key not in ("seed",) and key not in flat:
+                flat[key] = value
     return flat
 
 
@@ -112,7 +121,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     results: dict[str, Any] = {"status": "failed", "seed": cfg.seed, "cell": cfg.cell.name,
                                "dataset": cfg.dataset.name, "model": cfg.model.name,
                                "regularizer": list(cfg.regularizer.keys()), "valid": {}, "test": {},
-                               "hparams": _hparams(cfg), "run_dir": str(run_dir)}
+                               "hparams": _hparams(cfg, run_dir), "run_dir": str(run_dir)}
     t0 = time.perf_counter()
     trainer: Optional[Trainer] = None
     try:
@@ -159,8 +168,10 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             results["compute_fraction"] = results["valid"]["compute_fraction"]
         from ..train.logger import Board
         board = Board(run_dir)
-        board.hparams(results["hparams"], {f"hparam/{s}_{k}": v for s in ("valid", "test")
-                                           for k, v in results[s].items()})
+        final = {f"hparam/{s}_{k}": v for s in ("valid", "test") for k, v in results[s].items()}
+        final.update({f"hparam/{k}": results[k] for k in ("int_agreement", "int_acc", "compute_fraction")
+                      if isinstance(results.get(k), float)})
+        board.hparams(results["hparams"], final)
         board.close()
     except DivergedError as e:
         results.update({"status": "diverged", "error": str(e)})

@@ -97,14 +97,17 @@ class Trainer:
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, float]:
+    def evaluate(self, split: str, max_batches: Optional[int] = None) -> dict[str, float]:
+        """Metrics of the current model on ``split`` (at most ``max_batches`` batches)."""
+        was_training = self.model.training
         self.model.eval()
         sums = EvalSums()
         stats: dict[str, list[float]] = {}
         state = None
         batches = self.task.eval_batches(split, self.tc.eval_batch_size)
-        if self.tc.max_eval_batches:
-            batches = itertools.islice(batches, self.tc.max_eval_batches)
+        cap = max_batches or self.tc.max_eval_batches
+        if cap:
+            batches = itertools.islice(batches, cap)
         for batch in tqdm(batches, desc=f"eval {split}", leave=False, disable=not self.tc.progress,
                           mininterval=1.0):
             state = self.task.evaluate_batch(self.model, to_device(batch, self.device), sums, state)
@@ -113,6 +116,7 @@ class Trainer:
                     stats.setdefault(k, []).append(v)
         out = self.task.metrics(sums)
         out.update({k: sum(v) / len(v) for k, v in stats.items()})
+        self.model.train(was_training)
         return out
 
     # -- training -------------------------------------------------------------------------------
@@ -195,6 +199,9 @@ class Trainer:
     def _end_epoch(self, epoch: int, board: Board) -> None:
         st = self.state
         train = {"loss": st.train_loss_sum / max(st.train_count, 1)}
+        if self.tc.eval_train:  # metrics of the model at the end of the epoch on a training sample
+            sample = self.evaluate("train", max_batches=self.tc.max_eval_batches or 5)
+            train.update({f"eval_{k}" if k == "loss" else k: v for k, v in sample.items()})
         valid = self.evaluate("valid")
         lr = self.opt.param_groups[0]["lr"]
         self.metrics.write({"epoch": epoch + 1, "step": st.step, "split": "train", **train, "lr": lr})
