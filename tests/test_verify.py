@@ -69,6 +69,19 @@ def test_regularizers_at_eval_verify(tmp_path, regs):
     assert verify_run(run, echo=None).ok
 
 
+def test_attention_with_regularizers_verifies(tmp_path):
+    run = _train(tmp_path, ["cell=lstm", "model=attention_seq2seq", "model.attention=additive",
+                            "regularizer=[awd,zoneout]", "train.max_steps=5"])
+    assert verify_run(run, echo=None).ok
+
+
+def test_window_attention_refuses_locked_dropout(tmp_path):
+    from rnnbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="RNNStack"):
+        _train(tmp_path, ["cell=rnn", "model=attention_seq2seq", "regularizer=[variational_dropout]"])
+
+
 def test_vc_lambda_schedule_run_verifies(tmp_path):
     """λ moves during training (linear 1 -> 6, hard threshold): verify must use λ at the right step."""
     run = _train(tmp_path, ["cell=vcrnn", "cell.lam_schedule=linear", "cell.lam_final=6", "cell.threshold=hard",

@@ -29,12 +29,15 @@ encoder's final state for i = 0)::
     logits_i = head(o_i)
 
 Both work with every cell through the step interface (``cell.project_input`` + ``cell.step``);
-the cells sit inside :class:`~rnnbench.cells.RecurrentLayer` modules so regularizers find them
-(weight norm/drop via ``parametrize`` — evaluated once per forward under
-``parametrize.cached()`` —, zoneout via ``state_hooks``, honoured by the per-step loops here).
-``extra_loss()`` / ``stats()`` mirror ``RNNStack``'s (the trainer collects them from ``RNNStack``
-modules today; see the report of issue 6). Set ``model.record_trace = True`` to keep the per-step hidden states, attention weights and
-outputs of the last forward in ``model.trace`` (tests compare them with the NumPy version).
+the cells sit inside :class:`~rnnbench.cells.RecurrentLayer` modules so regularizers find them:
+weight norm / weight drop via ``parametrize`` (evaluated once per forward under
+``parametrize.cached()``), zoneout via ``state_hooks`` (honoured by the per-step loops here).
+The additive model's encoder is a one-layer ``RNNStack``, so variational dropout / awd apply to
+its input and outputs; the window model has no stack and refuses them (one-line ConfigError).
+``extra_loss()`` / ``stats()`` mirror ``RNNStack``'s (VC penalty, compute fraction); the trainer
+currently collects them from ``RNNStack`` modules only. Set ``model.record_trace = True`` to keep
+the per-step hidden states, attention weights and outputs of the last forward in ``model.trace``
+(tests compare them with the NumPy version).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ..cells import Cell, RecurrentLayer, State, cell_factory
+from ..cells import Cell, RecurrentLayer, RNNStack, State, cell_factory
 from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 
@@ -150,22 +153,23 @@ class AttentionSeq2Seq(nn.Module):
         else:
             A = attn_size or H
             Va = attn_vec_size or H
-            self.encoder = RecurrentLayer(make(spec.input_size, H))
+            self.encoder = RNNStack(make, spec.input_size, H, 1)  # a stack: locked dropout applies
             self.decoder = RecurrentLayer(make(spec.num_classes + H, H))
             self.attention = AdditiveScore(H, _state_size(self.decoder.cell), Va)
             self.out_proj = nn.Linear(2 * H, A)
             self.head = nn.Linear(A, spec.num_classes)
 
-    def cells(self) -> list:
-        return [m for m in self.modules() if isinstance(m, Cell)]
+    def cells(self) -> list[Cell]:
+        """The cells this model steps itself (not those inside an ``RNNStack``, which reports its own)."""
+        return self._stepped_cells()
 
     def extra_loss(self) -> Optional[Tensor]:
-        """Sum of the cells' auxiliary losses (VC computation penalty), as ``RNNStack.extra_loss``."""
+        """Sum of the stepped cells' auxiliary losses (VC computation penalty), as ``RNNStack.extra_loss``."""
         terms = [t for t in (c.extra_loss() for c in self.cells()) if t is not None]
         return torch.stack(terms).sum() if terms else None
 
     def stats(self) -> dict[str, float]:
-        """The cells' per-forward statistics averaged (VC compute fraction), as ``RNNStack.stats``."""
+        """The stepped cells' per-forward statistics averaged (VC compute fraction), as ``RNNStack.stats``."""
         out: dict[str, list[float]] = {}
         for c in self.cells():
             for k, v in c.stats().items():
@@ -176,7 +180,7 @@ class AttentionSeq2Seq(nn.Module):
         if self.record_trace:
             self.trace.append({k: v.detach().clone() for k, v in kw.items()})
 
-    def _stepped_cells(self) -> list:
+    def _stepped_cells(self) -> list[Cell]:
         if self.kind == "window":
             return [self.encoder.layer.cell, self.decoder.layer.cell]
         return [self.decoder.cell]
@@ -218,8 +222,8 @@ class AttentionSeq2Seq(nn.Module):
         return torch.stack(logits, 1)
 
     def _forward_additive(self, x: Tensor, y_onehot: Optional[Tensor]) -> Tensor:
-        mem, state = self.encoder(x.transpose(0, 1))  # [T, B, H]; fused path when possible
-        mem = mem.transpose(0, 1)  # [B, T, H]
+        mem, states = self.encoder(x.transpose(0, 1))  # [T, B, H]; fused path when possible
+        mem, state = mem.transpose(0, 1), states[0]  # [B, T, H]
         keys = self.attention.attn_k(mem)
         ctx, alpha = self.attention(mem, torch.cat(state, -1), keys)
         out = self.out_proj(torch.cat([mem[:, -1], ctx], -1))

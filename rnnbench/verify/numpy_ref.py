@@ -626,8 +626,8 @@ def attention_forward(ctx: Context, model_cfg: Mapping[str, Any], x: Array, stat
             scores.append(ctx.linear("head.", out))
         return np.stack(scores, 1), None
     if kind == "additive":
-        mem, st = run_layer(ctx.cell("encoder.cell."), np.transpose(x, (1, 0, 2)))
-        mem = np.transpose(mem, (1, 0, 2))
+        mem, states = run_stack(ctx, "encoder.", np.transpose(x, (1, 0, 2)), 1)
+        mem, st = np.transpose(mem, (1, 0, 2)), states[0]
         keys = ctx.linear("attention.attn_k.", mem)
         ctx_vec, a = _additive_attention(ctx, "attention.", mem, np.concatenate(st, 1), keys)
         out = ctx.linear("out_proj.", np.concatenate([mem[:, -1], ctx_vec], 1))
