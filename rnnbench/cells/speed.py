@@ -29,6 +29,7 @@ CASES: dict[str, Callable[[int, int], nn.Module]] = {
     "rnn (custom)": lambda i, h: RecurrentLayer(RNNCell(i, h, fused=False)),
     "gru (custom)": lambda i, h: RecurrentLayer(GRUCell(i, h, fused=False)),
     "vclstm": lambda i, h: RecurrentLayer(VCLSTMCell(i, h)),
+    "vclstm (step loop)": lambda i, h: _hooked(RecurrentLayer(VCLSTMCell(i, h))),
     "vcrnn": lambda i, h: RecurrentLayer(VCRNNCell(i, h)),
     "vcgru": lambda i, h: RecurrentLayer(VCGRUCell(i, h)),
     "mlstm": lambda i, h: RecurrentLayer(MLSTMCell(i, h)),
