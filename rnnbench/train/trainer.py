@@ -18,7 +18,8 @@ from typing import Any, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ..cells.stack import RNNStack, map_state
+from ..cells.base import Cell
+from ..cells.stack import map_state
 from ..errors import DivergedError
 from ..tasks.base import EvalSums, Task
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -58,7 +59,10 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = build_optimizer(self.params, cfg.optimizer)
         self.sched = build_scheduler(self.opt, cfg.optimizer.schedule, self.tc.epochs)
-        self.stacks = [m for m in model.modules() if isinstance(m, RNNStack)]
+        # modules that report their cells' auxiliary losses and statistics (RNNStack, and models
+        # that step cells themselves such as the attention seq2seq); cells report through them
+        self.stacks = [m for m in model.modules() if not isinstance(m, Cell)
+                       and callable(getattr(m, "extra_loss", None)) and callable(getattr(m, "stats", None))]
         self.progress_modules = [m for m in model.modules() if hasattr(m, "set_training_progress")]
         self.state = TrainState()
         self.ckpt_dir = run_dir / "checkpoints"
