@@ -8,14 +8,14 @@ whole-answer accuracy (``seq_acc``) and mean cross-entropy (``loss``), all with 
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import EvalSums, Task, TaskSpec, epoch_permutation, resolve_limit
+from .base import EvalSums, TaskSpec, TensorTask, resolve_limit
 
 SYMBOLS = "0123456789+ "
 CHAR_TO_ID = {c: i for i, c in enumerate(SYMBOLS)}
@@ -39,7 +39,7 @@ def make_split_pairs(n_total: int, max_value: int, seed: int) -> np.ndarray:
     return np.stack([flat // (max_value + 1), flat % (max_value + 1)], 1)
 
 
-class AdditionTask(Task):
+class AdditionTask(TensorTask):
     name = "addition"
     default_model = "seq2seq"
     metric = "acc"
@@ -77,21 +77,7 @@ class AdditionTask(Task):
     def one_hot(self, ids: Tensor) -> Tensor:
         return F.one_hot(ids, len(SYMBOLS)).float()
 
-    # data ------------------------------------------------------------------------------------
-    def num_train_batches(self, batch_size: int) -> int:
-        return -(-len(self.data["train"][0]) // batch_size)
-
-    def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.data["train"]
-        perm = epoch_permutation(len(x), seed, epoch)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            yield self.one_hot(x[idx]), y[idx]
-
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.data[split]
-        for i in range(0, len(x), batch_size):
-            yield self.one_hot(x[i:i + batch_size]), y[i:i + batch_size]
+    encode_inputs = one_hot  # batches carry the one-hot question
 
     # objective -------------------------------------------------------------------------------
     def loss(self, model, batch, state=None):

@@ -89,6 +89,33 @@ class Task:
         return self
 
 
+class TensorTask(Task):
+    """A task whose splits are in-memory tensors ``self.data[split] = (inputs, targets)``.
+
+    Training batches follow :func:`epoch_permutation`; ``encode_inputs`` turns stored inputs
+    into what the model reads (one-hot, pixels in [0, 1], ...)."""
+
+    data: dict[str, tuple[Tensor, Tensor]]
+
+    def encode_inputs(self, x: Tensor) -> Tensor:
+        return x
+
+    def num_train_batches(self, batch_size: int) -> int:
+        return -(-len(self.data["train"][0]) // batch_size)
+
+    def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.data["train"]
+        perm = epoch_permutation(len(x), seed, epoch)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            yield self.encode_inputs(x[idx]), y[idx]
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.data[split]
+        for i in range(0, len(x), batch_size):
+            yield self.encode_inputs(x[i:i + batch_size]), y[i:i + batch_size]
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The training order of ``epoch``: a pure function of (seed, epoch), so resume is exact."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))

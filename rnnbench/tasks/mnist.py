@@ -7,14 +7,14 @@ The last ``n_valid`` of the 60k training images are the validation split; test i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import DataError
-from .base import EvalSums, Task, TaskSpec, check_file, epoch_permutation, resolve_limit
+from .base import EvalSums, TaskSpec, TensorTask, check_file, resolve_limit
 
 # SHA-256 of the uncompressed IDX files (the original bytes; see shared/data/PROVENANCE.md)
 RAW_SHA256 = {
@@ -57,7 +57,7 @@ def load_images(root: str, source: str, download: bool) -> dict[str, tuple[Tenso
     return out
 
 
-class ImageSequenceTask(Task):
+class ImageSequenceTask(TensorTask):
     default_model = "classifier"
     metric = "acc"
 
@@ -78,7 +78,7 @@ class ImageSequenceTask(Task):
         steps, feats = (28, 28) if layout == "row" else (784, 1)
         self.spec = TaskSpec("classification", feats, 10, steps)
 
-    def _to_seq(self, images: Tensor) -> Tensor:
+    def encode_inputs(self, images: Tensor) -> Tensor:
         x = images.float().div_(255.0)
         if self.layout == "row":
             return x  # [B, 28, 28]: row t is step t
@@ -86,21 +86,6 @@ class ImageSequenceTask(Task):
         if self.permutation is not None:
             x = x[:, self.permutation]
         return x.unsqueeze(-1)
-
-    def num_train_batches(self, batch_size: int) -> int:
-        return -(-len(self.data["train"][0]) // batch_size)
-
-    def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.data["train"]
-        perm = epoch_permutation(len(x), seed, epoch)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            yield self._to_seq(x[idx]), y[idx]
-
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        x, y = self.data[split]
-        for i in range(0, len(x), batch_size):
-            yield self._to_seq(x[i:i + batch_size]), y[i:i + batch_size]
 
     def loss(self, model, batch, state=None):
         x, y = batch

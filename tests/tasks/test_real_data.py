@@ -25,7 +25,7 @@ def test_mnist_row_shapes_ranges_counts(data_dir):
     x, y = next(iter(task.eval_batches("test", 100)))
     assert x.shape == (100, 28, 28) and x.dtype == torch.float32
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    mean = float(task._to_seq(torch.cat([x_train, x_valid])).mean())
+    mean = float(task.encode_inputs(torch.cat([x_train, x_valid])).mean())
     assert abs(mean - 0.1307) < 1e-3
 
 
