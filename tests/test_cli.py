@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SMOKE
+from testutil import REPO, SMOKE
 
 
 def rnnbench(*args, cwd=None, env_extra=None, timeout=180):

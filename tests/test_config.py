@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ValidationError
 
-from conftest import CONF, compose
+from testutil import CONF, compose
 
 from rnnbench.models import build_model
 from rnnbench.tasks.base import TaskSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF, compose
+from testutil import CONF, compose
 
 COMPARISONS = ["wn_mnist", "seq2seq_addition", "bidir_mnist", "attention_addition", "vc_ptb", "mlstm_ptb",
                "delta_ptb", "zoneout_ptb", "awd_ptb", "vc_mnist", "zoneout_pmnist", "qat_mnist"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMOKE
+from testutil import SMOKE
 
 TINY = ["dataset.n_train=2000", "dataset.n_valid=200", "dataset.n_test=200", "model.hidden_size=16",
         "train.batch_size=50", "train.progress=false", "train.num_threads=1", "train.epochs=2",

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import CONF, REPO, SMOKE, data_root, run_in_process
+from testutil import CONF, REPO, SMOKE, data_root, run_in_process
 
 from rnnbench.verify import VerifyError, numpy_ref, verify_run
 

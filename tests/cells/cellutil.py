@@ -20,7 +20,7 @@ def cell_cfg(name: str, overrides: tuple[str, ...] = ()) -> Any:
 
 @lru_cache(maxsize=None)
 def _cell_cfg(name: str, overrides: tuple[str, ...]) -> Any:
-    from tests.conftest import compose
+    from testutil import compose
 
     return compose([f"cell={name}", *(f"cell.{o}" for o in overrides)]).cell
 

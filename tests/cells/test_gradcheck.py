@@ -6,7 +6,7 @@ import torch
 from torch.func import functional_call
 
 from rnnbench.cells import RecurrentLayer
-from tests.cells.cellutil import make_cell
+from cellutil import make_cell
 
 CASES = [
     ("rnn", ("fused=false",)), ("lstm", ("fused=false",)), ("lstm", ("fused=true",)), ("gru", ("fused=false",)),

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from rnnbench.tasks.base import TaskSpec
-from tests.cells.cellutil import CELLS, cell_cfg
+from cellutil import CELLS, cell_cfg
 
 HAS_ATTENTION = importlib.util.find_spec("rnnbench.models.attention") is not None
 MODELS = ["classifier", "bidir_classifier", "seq2seq", "lm", "attention_window", "attention_additive"]

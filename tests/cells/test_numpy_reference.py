@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.cells.cellutil import make_cell, npw, run_layer
+from cellutil import make_cell, npw, run_layer
 
 
 def sig(v):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from rnnbench.cells import RecurrentLayer
-from tests.cells.cellutil import make_cell
+from cellutil import make_cell
 
 BASE = {"vclstm": nn.LSTM, "vcrnn": nn.RNN, "vcgru": nn.GRU}
 
@@ -146,7 +146,7 @@ def test_lambda_schedule(schedule, mid):
 
 def test_stack_aggregates_stats_and_penalty():
     from rnnbench.cells import RNNStack, cell_factory
-    from tests.cells.cellutil import cell_cfg
+    from cellutil import cell_cfg
 
     stack = RNNStack(cell_factory(cell_cfg("vclstm", ("penalty=0.1",))), 3, 5, num_layers=2, bidirectional=True)
     y, _ = stack(torch.randn(4, 2, 3))

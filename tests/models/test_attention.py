@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from conftest import CONF, compose
+from testutil import CONF, compose
 
 from rnnbench.errors import ConfigError
 from rnnbench.models.attention import AttentionSeq2Seq

@@ -96,7 +96,7 @@ def test_backward_half_has_read_only_the_last_row(cell):
 
 
 def test_bidir_classifier_config():
-    from conftest import compose
+    from testutil import compose
 
     cfg = compose(["dataset=mnist_row", "model=bidir_classifier", "cell=gru"])
     assert cfg.model.name == "bidir_classifier" and cfg.model.bidirectional is True

@@ -1,0 +1,50 @@
+"""Helpers shared by the tests: paths, the real-data folder, composed configs, in-process runs.
+
+(Imported as ``testutil``; fixtures live in ``conftest.py``.)"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def data_root() -> Optional[Path]:
+    """Real datasets: $RNNBENCH_DATA, else ``../shared/data`` beside the repository."""
+    env = os.environ.get("RNNBENCH_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if (cand / "MNIST").is_dir():
+            return cand
+    return None
+
+
+def compose(overrides: list[str] = (), data: Optional[Path] = None):
+    """Compose the primary config with overrides (compose API), data.root pointed at ``data``."""
+    from hydra import compose as hcompose, initialize_config_dir
+
+    from rnnbench.config import register_configs
+
+    register_configs()
+    ov = list(overrides)
+    if data is not None:
+        ov.append(f"data.root={data}")
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return hcompose("config", overrides=ov)
+
+
+SMOKE = ["train.max_steps=3", "train.max_eval_batches=1", "dataset.limit=256", "model.hidden_size=16",
+         "train.progress=false", "train.epochs=1"]
+
+
+def run_in_process(overrides: list[str], run_dir: Path, data: Optional[Path] = None) -> dict:
+    """Train in this process (no Hydra runtime) and save the config as the CLI would."""
+    from omegaconf import OmegaConf
+
+    from rnnbench.train.run import run_training
+
+    cfg = compose(overrides, data)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    return run_training(cfg, run_dir)
