@@ -28,6 +28,7 @@ The layer offers two seams for regularizers:
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -51,6 +52,12 @@ class Cell(nn.Module):
         self.fused = fused
         self.compile = compile
         self.cell_name = name or type(self).__name__.lower()
+
+    def reset_parameters(self) -> None:
+        """``torch.nn.RNN``'s initialisation: every parameter ~ U(−1/√H, 1/√H)."""
+        k = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -k, k)
 
     # -- interface --------------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
@@ -91,6 +98,21 @@ class Cell(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0], x.device, x.dtype)
         return self.step(self.project_input(x), state)
+
+
+def cells_extra_loss(cells: list[Cell]) -> Optional[Tensor]:
+    """Sum of the cells' auxiliary losses (e.g. VC's computation penalty), or None."""
+    terms = [t for t in (c.extra_loss() for c in cells) if t is not None]
+    return torch.stack(terms).sum() if terms else None
+
+
+def cells_stats(cells: list[Cell]) -> dict[str, float]:
+    """The cells' per-forward statistics, averaged over cells (e.g. VC's compute fraction)."""
+    out: dict[str, list[float]] = {}
+    for c in cells:
+        for k, v in c.stats().items():
+            out.setdefault(k, []).append(v)
+    return {k: sum(v) / len(v) for k, v in out.items()}
 
 
 class RecurrentLayer(nn.Module):
@@ -150,26 +172,24 @@ class RecurrentLayer(nn.Module):
         T = x.shape[0]
         xs = xp.unbind(0)
         order = range(T - 1, -1, -1) if self.reverse else range(T)
+        # under autograd, collect outputs and stack once (writing into a buffer would chain a
+        # CopySlices node per step); without autograd, write into one preallocated buffer
+        grad = torch.is_grad_enabled()
+        outs: list[Tensor] = [None] * T  # type: ignore[list-item]
+        y = None if grad else x.new_empty(T, x.shape[1], cell.hidden_size)
         try:
-            if torch.is_grad_enabled():
-                outs: list[Tensor] = [None] * T  # type: ignore[list-item]
-                for t in order:
-                    h, new_state = step(xs[t], state)
-                    for hook in hooks:
-                        new_state = hook(state, new_state, self)
-                        h = new_state[0]
-                    state = new_state
+            for t in order:
+                h, new_state = step(xs[t], state)
+                for hook in hooks:
+                    new_state = hook(state, new_state, self)
+                    h = new_state[0]
+                state = new_state
+                if grad:
                     outs[t] = h
-                y = torch.stack(outs, 0) if T else x.new_zeros(0, x.shape[1], cell.hidden_size)
-            else:
-                y = x.new_empty(T, x.shape[1], cell.hidden_size)
-                for t in order:
-                    h, new_state = step(xs[t], state)
-                    for hook in hooks:
-                        new_state = hook(state, new_state, self)
-                        h = new_state[0]
-                    state = new_state
+                else:
                     y[t] = h
+            if grad:
+                y = torch.stack(outs, 0) if T else x.new_zeros(0, x.shape[1], cell.hidden_size)
         finally:
             cell.end_sequence()
         return y, state

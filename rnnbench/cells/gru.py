@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import torch
@@ -112,11 +111,6 @@ class GRUCell(Cell):
         self.bias_ih = nn.Parameter(torch.empty(3 * H))
         self.bias_hh = nn.Parameter(torch.empty(3 * H))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -k, k)
 
     def project_input(self, x: Tensor) -> Tensor:
         return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)

@@ -21,7 +21,6 @@ Three execution paths, all numerically the same function:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import torch
@@ -149,11 +148,6 @@ class LSTMCell(Cell):
         self.bias_ih = nn.Parameter(torch.empty(self.gates * H))
         self.bias_hh = nn.Parameter(torch.empty(self.gates * H))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
-            nn.init.uniform_(p, -k, k)
 
     def _bias_ih(self) -> Tensor:
         b = self.bias_ih

@@ -113,9 +113,7 @@ class MRNNCell(Cell):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -k, k)
+        super().reset_parameters()
         # keep |m| ≈ |h|: W_mx x then starts near ±1 per unit instead of ±k
         nn.init.uniform_(self.weight_ix[: self.hidden_size], -1.0 / math.sqrt(self.input_size),
                          1.0 / math.sqrt(self.input_size))

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -26,11 +25,6 @@ class RNNCell(Cell):
         self.bias_ih = nn.Parameter(torch.empty(H))
         self.bias_hh = nn.Parameter(torch.empty(H))
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        k = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -k, k)
 
     def project_input(self, x: Tensor) -> Tensor:
         return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)

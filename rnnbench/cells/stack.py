@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .base import Cell, RecurrentLayer, State
+from .base import Cell, RecurrentLayer, State, cells_extra_loss, cells_stats
 
 CellFactory = Callable[[int, int], Cell]
 
@@ -82,15 +82,10 @@ class RNNStack(nn.Module):
         return x, new_states
 
     def extra_loss(self) -> Optional[Tensor]:
-        terms = [t for t in (c.extra_loss() for c in self.cells()) if t is not None]
-        return torch.stack(terms).sum() if terms else None
+        return cells_extra_loss(self.cells())
 
     def stats(self) -> dict[str, float]:
-        out: dict[str, list[float]] = {}
-        for c in self.cells():
-            for k, v in c.stats().items():
-                out.setdefault(k, []).append(v)
-        return {k: sum(v) / len(v) for k, v in out.items()}
+        return cells_stats(self.cells())
 
 
 def map_state(states: Any, fn: Callable[[Tensor], Tensor]) -> Any:

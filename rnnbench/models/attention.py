@@ -49,6 +49,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..cells import Cell, RecurrentLayer, RNNStack, State, cell_factory
+from ..cells.base import cells_extra_loss, cells_stats
 from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 
@@ -164,17 +165,12 @@ class AttentionSeq2Seq(nn.Module):
         return self._stepped_cells()
 
     def extra_loss(self) -> Optional[Tensor]:
-        """Sum of the stepped cells' auxiliary losses (VC computation penalty), as ``RNNStack.extra_loss``."""
-        terms = [t for t in (c.extra_loss() for c in self.cells()) if t is not None]
-        return torch.stack(terms).sum() if terms else None
+        """The stepped cells' auxiliary losses (VC computation penalty), as ``RNNStack.extra_loss``."""
+        return cells_extra_loss(self.cells())
 
     def stats(self) -> dict[str, float]:
-        """The stepped cells' per-forward statistics averaged (VC compute fraction), as ``RNNStack.stats``."""
-        out: dict[str, list[float]] = {}
-        for c in self.cells():
-            for k, v in c.stats().items():
-                out.setdefault(k, []).append(v)
-        return {k: sum(v) / len(v) for k, v in out.items()}
+        """The stepped cells' per-forward statistics (VC compute fraction), as ``RNNStack.stats``."""
+        return cells_stats(self.cells())
 
     def _record(self, **kw: Tensor) -> None:
         if self.record_trace:

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import logging
 
-import math
-from typing import Any, Iterable, Optional
+
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn

@@ -4,8 +4,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import pytest
-import torch
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 CELLS = sorted(p.stem for p in (CONF / "cell").glob("*.yaml"))

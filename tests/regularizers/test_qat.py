@@ -1,7 +1,6 @@
 """qat (article 002 is_quant; Jacob et al. 2018): fake-quant training and the integer-only path."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ from torch.overrides import TorchFunctionMode
 
 from rnnbench.errors import ConfigError
 from rnnbench.regularizers import apply_regularizers
-from rnnbench.regularizers.qat import QATCell, QATLinear, export_int, int_forward, int_only_report
+from rnnbench.regularizers.qat import export_int, int_forward, int_only_report
 
 from regutil import classifier
 

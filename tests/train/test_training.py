@@ -7,12 +7,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from testutil import REPO, SMOKE, run_in_process
+from testutil import SMOKE, run_in_process
 
 from rnnbench.train import checkpoint as ckpt_mod
 from rnnbench.train.checkpoint import load_checkpoint, save_atomic
