@@ -174,6 +174,7 @@ class VCCellConf(CellConf):
     penalty: float = 0.0  #: weight of penalty·mean_b((mean_t m_t − m̄)²) added to the loss
     index_offset: int = 0  #: i runs over o..D−1+o: 0 as the article's code, 1 as the paper's formula
     mask_input: bool = True  #: also mask the input dims (separate mask with D = n_in)
+    m_bias_init: float = 0.0  #: initial scheduler bias b_m (> 0: start near full computation, m_t ≈ σ(b_m))
 
 
 @dataclass

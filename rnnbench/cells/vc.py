@@ -293,7 +293,7 @@ class VCCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, lam: float = 1.0, eps: float = 0.1,
                  threshold: str = "soft", lam_schedule: str = "constant", lam_final: Optional[float] = None,
                  target_m: float = 0.5, penalty: float = 0.0, index_offset: int = 0, mask_input: bool = True,
-                 **kw: Any) -> None:
+                 m_bias_init: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
         if threshold not in ("soft", "hard"):
             raise ValueError(f"threshold must be soft or hard, not {threshold!r}")
@@ -311,6 +311,7 @@ class VCCell(Cell):
         self.penalty = float(penalty)
         self.index_offset = int(index_offset)
         self.mask_input = bool(mask_input)
+        self.m_bias_init = float(m_bias_init)
         H, I, G = hidden_size, input_size, self.gates
         # scheduler m_t = σ(w_mx·x + w_mh·h + b_m), the article's w_m_x, w_m_h, b_m
         self.w_mx = nn.Parameter(torch.empty(I, 1))
@@ -334,7 +335,7 @@ class VCCell(Cell):
         k = 1.0 / math.sqrt(self.hidden_size)
         for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.w_mx, self.w_mh):
             nn.init.uniform_(p, -k, k)
-        nn.init.zeros_(self.b_m)
+        nn.init.constant_(self.b_m, self.m_bias_init)
 
     # -- λ schedule --------------------------------------------------------------------------
     def set_training_progress(self, step: int, total_steps: int) -> None:
