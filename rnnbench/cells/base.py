@@ -28,6 +28,8 @@ The layer offers two seams for regularizers:
 """
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import math
 from typing import Callable, Optional
 
@@ -39,7 +41,7 @@ State = tuple[Tensor, ...]
 StateHook = Callable[[State, State, "RecurrentLayer"], State]
 
 
-class Cell(nn.Module):
+class Cell(nn.Module, metaclass=ABCMeta):
     """Base class of all cells. Subclasses set ``num_states`` and implement the two halves."""
 
     num_states: int = 1  #: 1 for (h,), 2 for (h, c)
@@ -64,11 +66,13 @@ class Cell(nn.Module):
         z = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
         return tuple(z if i == 0 else z.clone() for i in range(self.num_states))
 
+    @abstractmethod
     def project_input(self, x: Tensor) -> Tensor:  # [..., I] -> [..., P]
-        raise NotImplementedError(f"{type(self).__name__} must implement project_input")
+        """The input-only part of the step for every time step at once (one GEMM)."""
 
+    @abstractmethod
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
-        raise NotImplementedError(f"{type(self).__name__} must implement step")
+        """One recurrent step from the projected input ``xp`` and the previous state."""
 
     def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
         """Run the whole sequence on a fused native kernel, or return None if not possible."""

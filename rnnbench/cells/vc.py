@@ -35,6 +35,8 @@ VC-GRU and any hooked VC-LSTM use the generic :meth:`step` under autograd.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import math
 from typing import Any, Optional
 
@@ -370,9 +372,9 @@ class VCCell(Cell):
         return torch.where(s > 1.0 - self.eps, 1.0, torch.where(s < self.eps, 0.0, s))
 
     # -- the fused per-step path ----------------------------------------------------------------
+    @abstractmethod
     def _prepare(self) -> tuple[Tensor, Tensor]:
         """The stacked weight ``[(I + H), G·H]`` (reading ``[x̄, h̄]``) and bias; subclasses."""
-        raise NotImplementedError
 
     def project_input(self, x: Tensor) -> Tensor:
         """``[x, w_mx·x + b_m]`` for all steps (x itself is needed per step: its mask depends on

@@ -16,6 +16,8 @@ and is *recurrent*; one named ``weight_i*`` / ``weight_x*`` reads the input and 
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import re
 from typing import Any, Iterable
 
@@ -29,13 +31,14 @@ RECURRENT_NAME = re.compile(r"^weight_h\w*$")
 INPUT_NAME = re.compile(r"^weight_[ix]\w*$")
 
 
-class Regularizer:
+class Regularizer(ABC):
     """Base class: subclasses implement :meth:`apply`; :meth:`after_step` is optional."""
 
     name: str = "regularizer"
 
+    @abstractmethod
     def apply(self, model: nn.Module) -> None:
-        raise NotImplementedError
+        """Attach the regularizer to ``model`` (parametrizations, hooks, module swaps)."""
 
     def after_step(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
         """Called by the trainer after every optimizer step."""

@@ -6,6 +6,7 @@ Batch order is a pure function of ``(seed, epoch)`` so a resumed run sees the sa
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ class EvalSums:
         self.seq_count += seq_count
 
 
-class Task:
+class Task(ABC):
     """Base class. Subclasses set ``name``, ``spec``, ``default_model``, ``metric`` and the data."""
 
     name: str = "task"
@@ -57,25 +58,29 @@ class Task:
     stateful: bool = False  #: hidden state carried across batches (language models)
 
     # data ------------------------------------------------------------------------------------
+    @abstractmethod
     def num_train_batches(self, batch_size: int) -> int:
-        raise NotImplementedError
+        """Batches in one training epoch."""
 
+    @abstractmethod
     def train_batches(self, batch_size: int, epoch: int, seed: int) -> Iterator[Any]:
-        raise NotImplementedError
+        """The training batches of ``epoch`` (order: a pure function of seed and epoch)."""
 
+    @abstractmethod
     def eval_batches(self, split: str, batch_size: int) -> Iterator[Any]:
-        raise NotImplementedError
+        """The batches of ``split`` (valid | test | train) in a fixed order."""
 
     def num_examples(self, batch: Any) -> int:
         return int(batch[0].shape[0])
 
     # objective -------------------------------------------------------------------------------
+    @abstractmethod
     def loss(self, model: torch.nn.Module, batch: Any, state: Any = None) -> tuple[Tensor, Any]:
         """Training loss (mean cross-entropy in nats) and the state to carry to the next batch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def evaluate_batch(self, model: torch.nn.Module, batch: Any, sums: EvalSums, state: Any = None) -> Any:
-        raise NotImplementedError
+        """Add one batch's loss sum and correct counts to ``sums``; return the carried state."""
 
     def metrics(self, sums: EvalSums) -> dict[str, float]:
         loss = sums.loss / max(sums.count, 1)

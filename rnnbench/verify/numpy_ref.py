@@ -22,6 +22,8 @@ on some true labels, which the clip caps at 23.03 nats.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 import re
 from dataclasses import dataclass, field
@@ -132,7 +134,7 @@ def linear(p: Params, x: Array) -> Array:
 
 
 # ----------------------------------------------------------------------------- cells
-class NpCell:
+class NpCell(ABC):
     """One step ``h_t, s_t = cell(x_t, s_{t-1})`` on ``x [B, I]``; ``s`` a tuple, ``s[0] = h``."""
 
     num_states = 1
@@ -148,8 +150,9 @@ class NpCell:
     def init_state(self, batch: int) -> NpState:
         return tuple(np.zeros((batch, self.hidden_size)) for _ in range(self.num_states))
 
+    @abstractmethod
     def step(self, x: Array, state: NpState) -> tuple[Array, NpState]:
-        raise NotImplementedError
+        """One step in NumPy float64 (each cell's equations)."""
 
 
 class NpRNN(NpCell):

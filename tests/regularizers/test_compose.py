@@ -60,6 +60,13 @@ def test_regularizer_needing_recurrent_matrices_fails_clearly():
             super().__init__(i, h)
             self.kernel = torch.nn.Parameter(torch.zeros(h, h))
 
+        def project_input(self, x):
+            return x
+
+        def step(self, xp, state):
+            h = torch.tanh(xp + state[0] @ self.kernel)
+            return h, (h,)
+
     model = torch.nn.Sequential(RecurrentLayer(NoMatrices(2, 2)))
     for name in ("weight_drop", "weight_norm"):
         with pytest.raises(ConfigError) as e:

@@ -164,6 +164,12 @@ def test_zoneout_refuses_cells_with_more_than_two_states():
     class Three(Cell):
         num_states = 3
 
+        def project_input(self, x):
+            return x
+
+        def step(self, xp, state):
+            return state[0], state
+
     from rnnbench.cells import RecurrentLayer
 
     model = torch.nn.Sequential(RecurrentLayer(Three(2, 2)))
