@@ -47,6 +47,33 @@ from torch.autograd.function import once_differentiable
 from .base import Cell, State
 
 
+def _masks_and_scheduler_backward(dxh: Tensor, de: Tensor, dx: Tensor, dh: Tensor, ex: Tensor, x: Tensor,
+                                  eh: Tensor, h: Tensor, I: int, dm_direct: Optional[Tensor],
+                                  kz: Optional[Tensor], dmd: Tensor, da_out: Tensor, wmh_t: Tensor) -> None:
+    """One step of the VC backward shared by VC-LSTM and VC-GRU, in place.
+
+    From ``dxh`` = ∂L/∂[x̄, h̄]: the gradients reaching x (through x̄ = e^x ⊙ x) and h (through
+    h̄ = e ⊙ h), ∂L/∂e (into ``de``, whose hidden half already holds the lerps' part), and —
+    through the soft threshold's ∂e/∂m (``kz``; None for the hard one) plus any direct
+    gradient on m (the penalty, ``dm_direct``) — ∂L/∂a of the scheduler's pre-activation
+    (``da_out``), which also flows to h through w_mh. ``dx[:, I:]`` receives ∂L/∂a for the
+    projected scheduler input."""
+    torch.mul(dxh[:, :I], ex, out=dx[:, :I])
+    torch.mul(dxh[:, :I], x, out=de[:, :I])
+    dh.addcmul_(dxh[:, I:], eh)
+    de[:, I:].addcmul_(dxh[:, I:], h)
+    if kz is None:
+        dm = dm_direct.clone() if dm_direct is not None else dxh.new_zeros(dxh.shape[0], 1)
+    else:
+        dm = (de * kz).sum(1, keepdim=True)
+        if dm_direct is not None:
+            dm.add_(dm_direct)
+    da = dm.mul_(dmd)
+    da_out.copy_(da)
+    dx[:, I:] = da
+    dh.addmm_(da, wmh_t)
+
+
 class VCLSTMSequenceFn(torch.autograd.Function):
     """Whole-sequence VC-LSTM with a hand-written BPTT (the no-hook path of :class:`VCLSTMCell`).
 
@@ -159,20 +186,9 @@ class VCLSTMSequenceFn(torch.autograd.Function):
             dc.addcmul_(dce, eh)
             deh.addcmul_(dce, c)
             dxh = torch.mm(dg, wt)  # ∂/∂[x̄, h̄]
-            torch.mul(dxh[:, :I], ex, out=dx[:, :I])
-            torch.mul(dxh[:, :I], x, out=de[:, :I])
-            dh.addcmul_(dxh[:, I:], eh)
-            deh.addcmul_(dxh[:, I:], h)
-            if hard:
-                dm = dM[t].clone() if dM is not None else xp.new_zeros(B, 1)
-            else:
-                dm = (de * kz_l[t]).sum(1, keepdim=True)
-                if dM is not None:
-                    dm.add_(dM[t])
-            da = dm.mul_(dmd)
-            das[t] = da
-            dx[:, I:] = da
-            dh.addmm_(da, wmh_t)
+            _masks_and_scheduler_backward(dxh, de, dx, dh, ex, x, eh, h, I,
+                                          dM[t] if dM is not None else None,
+                                          None if hard else kz_l[t], dmd, das[t], wmh_t)
         G = dgates.reshape(T * B, 4 * H)
         dw = torch.mm(xhs.reshape(T * B, I + H).t(), G)
         db = G.sum(0)
@@ -263,20 +279,9 @@ class VCGRUSequenceFn(torch.autograd.Function):
             torch.mul(dht, pz, out=dg[:, H:2 * H])  # d pre_z
             dxh = torch.mm(dg, wt)  # ∂/∂[x̄, h̄]
             dxh[:, I:].addcmul_(dht, z_t)  # h̄ also enters h̃ = (1 − z) n + z h̄
-            torch.mul(dxh[:, :I], ex, out=dx[:, :I])
-            torch.mul(dxh[:, :I], x, out=de[:, :I])
-            dh.addcmul_(dxh[:, I:], eh)
-            deh.addcmul_(dxh[:, I:], h)
-            if hard:
-                dm = dM[t].clone() if dM is not None else xp.new_zeros(B, 1)
-            else:
-                dm = (de * kz_l[t]).sum(1, keepdim=True)
-                if dM is not None:
-                    dm.add_(dM[t])
-            da = dm.mul_(dmd)
-            das[t] = da
-            dx[:, I:] = da
-            dh.addmm_(da, wmh_t)
+            _masks_and_scheduler_backward(dxh, de, dx, dh, ex, x, eh, h, I,
+                                          dM[t] if dM is not None else None,
+                                          None if hard else kz_l[t], dmd, das[t], wmh_t)
         G = dgs.reshape(T * B, 4 * H)
         dw = torch.mm(xhs.reshape(T * B, I + H).t(), G)
         db = G.sum(0)
