@@ -156,11 +156,11 @@ def _load(spec: str) -> Callable[[list[str]], Optional[int]]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    cmd, rest = argv[0], argv[1:]
+    cmd, rest = (argv[0], argv[1:]) if argv else ("--help", [])
     try:
+        if cmd in ("-h", "--help", "help"):
+            print(USAGE)
+            return 0
         if cmd == "train":
             return train_command(rest)
         if cmd in COMMANDS:
@@ -172,6 +172,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except BrokenPipeError:  # e.g. `rnnbench --help | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
