@@ -676,6 +676,11 @@ class Sums:
     seq_count: int = 0
     tie_allowance: int = 0  #: predictions that may differ from float32 argmax because of a near-tie
     seq_tie_allowance: int = 0  #: answers that may differ (seq2seq) because of a near-tie
+    #: seq2seq: per answer, whether greedy decoding met a near-tie (in batch order), and the
+    #: loss over the answers that did not — the part float32 and float64 decode identically
+    tie_answers: list = field(default_factory=list)
+    loss_notie: float = 0.0
+    count_notie: int = 0
 
     def metrics(self, kind: str) -> dict[str, float]:
         n = max(self.count, 1)
@@ -715,5 +720,9 @@ def add_batch(sums: Sums, kind: str, scores: Array, labels: Array, tie_tol: floa
         first = np.where(tie.any(1), tie.argmax(1), T)
         sums.tie_allowance += int((T - first).sum())
         sums.seq_tie_allowance += int(tie.any(1).sum())
+        clean = ~tie.any(1)
+        sums.tie_answers.append(~clean)
+        sums.loss_notie += float(-np.sum((log_p * Y)[clean]))
+        sums.count_notie += int(clean.sum()) * T
     else:
         sums.tie_allowance += int(tie.sum())
