@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import RnnbenchError
+from ..sweep import job_dirs, read_job
 
 # metrics shown as percentages in Markdown / LaTeX (stored as fractions in results.json)
 FRACTION_METRICS = {"acc", "seq_acc", "int_agreement", "int_acc", "fq_acc", "compute_fraction", "mean_m"}
@@ -48,8 +49,7 @@ def find_runs(dirs: list[str]) -> list[Path]:
         p = Path(d)
         if not p.is_dir():
             raise RnnbenchError(f"table: {d} is not a directory (pass sweep or run directories)")
-        found = [p] if (p / ".hydra" / "overrides.yaml").is_file() else \
-            sorted(o.parent.parent for o in p.glob("**/.hydra/overrides.yaml"))
+        found = job_dirs(p)
         if not found:
             raise RnnbenchError(f"table: no runs under {d} (expected job dirs holding .hydra/overrides.yaml)")
         runs.extend(r for r in found if r not in runs)
@@ -57,19 +57,9 @@ def find_runs(dirs: list[str]) -> list[Path]:
 
 
 def load_run(run_dir: Path) -> dict:
+    job = read_job(run_dir)
     hydra_dir = run_dir / ".hydra"
-    overrides = [str(o) for o in (_load_yaml(hydra_dir / "overrides.yaml") or [])]
     cfg = _load_yaml(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").exists() else {}
-    num = None
-    if (hydra_dir / "hydra.yaml").exists():
-        try:
-            num = ((_load_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {}).get("job", {}) or {}).get("num")
-        except Exception:  # an unreadable hydra.yaml only loses the ordering
-            num = None
-    try:
-        res = json.loads((run_dir / "results.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        res = {"status": "unfinished", "error": "no results.json (killed, or still running)"}
     rows = []
     mpath = run_dir / "metrics.jsonl"
     if mpath.exists():
@@ -79,8 +69,8 @@ def load_run(run_dir: Path) -> dict:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
                     pass  # a torn last line of a killed run
-    return {"dir": run_dir, "overrides": overrides, "cfg": cfg or {}, "num": num, "results": res,
-            "metrics": rows}
+    return {"dir": run_dir, "overrides": job["overrides"], "cfg": cfg or {}, "num": job["num"],
+            "results": job["results"], "metrics": rows}
 
 
 # ----------------------------------------------------------------------------- variants
