@@ -19,6 +19,7 @@ from ..errors import ConfigError, DivergedError, RnnbenchError
 from ..models import build_model
 from ..tasks import build_task
 from .checkpoint import load_checkpoint
+from .logger import Board
 from .trainer import Trainer
 
 log = logging.getLogger("rnnbench")
@@ -166,7 +167,6 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         })
         if "compute_fraction" in results["valid"]:
             results["compute_fraction"] = results["valid"]["compute_fraction"]
-        from ..train.logger import Board
         board = Board(run_dir)
         final = {f"hparam/{s}_{k}": v for s in ("valid", "test") for k, v in results[s].items()}
         final.update({f"hparam/{k}": results[k] for k in ("int_agreement", "int_acc", "compute_fraction")
