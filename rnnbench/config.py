@@ -201,12 +201,17 @@ class MLSTMCellConf(CellConf):
     _target_: str = "rnnbench.cells.multiplicative.MLSTMCell"
     name: str = "mlstm"
     forget_bias: float = 0.0  #: added to the forget-gate bias at initialisation
+    #: None: m = (W_mx x) ⊙ (W_mh h), the paper's form; a number: a learnable bias b_m on the
+    #: input factor, m = (W_mx x + b_m) ⊙ (W_mh h), initialised to it
+    factor_bias: Optional[float] = None
 
 
 @dataclass
 class MRNNCellConf(CellConf):
     _target_: str = "rnnbench.cells.multiplicative.MRNNCell"
     name: str = "mrnn"
+    #: as mlstm: None = the paper's bias-free factor; a number = learnable b_m initialised to it
+    factor_bias: Optional[float] = None
 
 
 @dataclass

@@ -3,7 +3,11 @@ multiplicative LSTM (Krause, Lu, Murray & Renals 2016, arXiv 1609.07959).
 
 Both factor the recurrent matrix through an input-dependent intermediate state::
 
-    m_t = (W_mx x_t) ⊙ (W_mh h_{t-1})
+    m_t = (W_mx x_t + b_m) ⊙ (W_mh h_{t-1})
+
+``b_m`` exists only with ``factor_bias`` set (it is its initial value; ``None`` = the papers'
+bias-free factor, SPEC §3 allows biases). Without it an all-zero input (a blank MNIST row) gives
+m_t = 0 and erases the memory: the mRNN's h_t then no longer depends on h_{t-1} at all.
 
 Per step this costs two matmuls (``W_mh h`` and then everything that reads ``m_t``, fused into
 one); every ``W_*x x_t`` term is computed for all steps with one GEMM in :meth:`project_input`.
@@ -89,27 +93,40 @@ class MLSTMSequenceFn(torch.autograd.Function):
         return dxp, dh, dc, dw_mh, dw_m
 
 
+def _factor_bias(cell: Cell) -> Tensor:
+    """b_m of the factor ``W_mx x + b_m``, zeros when the cell has none."""
+    return cell.bias_m if cell.bias_m is not None else cell.bias.new_zeros(cell.hidden_size)
+
+
+def _init_factor_bias(cell: Cell) -> None:
+    if cell.bias_m is not None:
+        nn.init.constant_(cell.bias_m, cell.factor_bias)
+
+
 class MRNNCell(Cell):
     """Multiplicative RNN (Sutskever et al. 2011; article 004)::
 
-        m_t = (W_mx x_t) ⊙ (W_mh h_{t-1})
+        m_t = (W_mx x_t + b_m) ⊙ (W_mh h_{t-1})
         h_t = tanh(W_hm m_t + W_hx x_t + b)
 
     ``weight_ix = [W_mx; W_hx]`` (2H × I), ``weight_mh = W_mh`` (H × H), ``weight_hm = W_hm``
-    (H × H), ``bias = b``.
+    (H × H), ``bias = b``, ``bias_m = b_m`` (only with ``factor_bias``, initialised to it).
     """
 
     num_states = 1
     #: for the regularizers: W_hm diag(W_mx x) W_mh is the factored recurrent matrix
     regularizer_weights = {"input": ("weight_ix",), "recurrent": ("weight_mh", "weight_hm")}
 
-    def __init__(self, input_size: int, hidden_size: int, **kw: Any) -> None:
+    def __init__(self, input_size: int, hidden_size: int, factor_bias: Optional[float] = None,
+                 **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
         H = hidden_size
+        self.factor_bias = None if factor_bias is None else float(factor_bias)
         self.weight_ix = nn.Parameter(torch.empty(2 * H, input_size))
         self.weight_mh = nn.Parameter(torch.empty(H, H))
         self.weight_hm = nn.Parameter(torch.empty(H, H))
         self.bias = nn.Parameter(torch.empty(H))
+        self.bias_m = nn.Parameter(torch.empty(H)) if factor_bias is not None else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -117,11 +134,10 @@ class MRNNCell(Cell):
         # keep |m| ≈ |h|: W_mx x then starts near ±1 per unit instead of ±k
         nn.init.uniform_(self.weight_ix[: self.hidden_size], -1.0 / math.sqrt(self.input_size),
                          1.0 / math.sqrt(self.input_size))
+        _init_factor_bias(self)
 
-    def project_input(self, x: Tensor) -> Tensor:  # [.., 2H] = [W_mx x, W_hx x + b]
-        H = self.hidden_size
-        bias = torch.cat([self.bias.new_zeros(H), self.bias])
-        return torch.nn.functional.linear(x, self.weight_ix, bias)
+    def project_input(self, x: Tensor) -> Tensor:  # [.., 2H] = [W_mx x + b_m, W_hx x + b]
+        return torch.nn.functional.linear(x, self.weight_ix, torch.cat([_factor_bias(self), self.bias]))
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         H = self.hidden_size
@@ -133,7 +149,7 @@ class MRNNCell(Cell):
 class MLSTMCell(Cell):
     """Multiplicative LSTM (Krause et al. 2016), exactly the form of SPEC §3 / article 004::
 
-        m_t = (W_mx x_t) ⊙ (W_mh h_{t-1})
+        m_t = (W_mx x_t + b_m) ⊙ (W_mh h_{t-1})       (b_m only with ``factor_bias``)
         ĥ_t = W_hm m_t + W_hx x_t + b_h
         i_t = σ(W_ix x_t + W_im m_t + b_i);  f_t = σ(W_fx x_t + W_fm m_t + b_f)
         o_t = σ(W_ox x_t + W_om m_t + b_o)
@@ -143,21 +159,25 @@ class MLSTMCell(Cell):
     (the paper's form: no tanh on ĥ_t, the output gate inside the tanh). Layout:
     ``weight_ix = [W_mx; W_hx; W_ix; W_fx; W_ox]`` (5H × I), ``weight_mh = W_mh`` (H × H),
     ``weight_m = [W_hm; W_im; W_fm; W_om]`` (4H × H), ``bias = [b_h; b_i; b_f; b_o]`` (4H).
-    ``forget_bias`` is added to b_f at initialisation.
+    ``forget_bias`` is added to b_f at initialisation; ``bias_m = b_m`` exists only with
+    ``factor_bias`` (its initial value).
     """
 
     num_states = 2
     #: for the regularizers: W_mh and W_m* act on h through the factored recurrence
     regularizer_weights = {"input": ("weight_ix",), "recurrent": ("weight_mh", "weight_m")}
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0,
+                 factor_bias: Optional[float] = None, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
         H = hidden_size
         self.forget_bias = float(forget_bias)
+        self.factor_bias = None if factor_bias is None else float(factor_bias)
         self.weight_ix = nn.Parameter(torch.empty(5 * H, input_size))
         self.weight_mh = nn.Parameter(torch.empty(H, H))
         self.weight_m = nn.Parameter(torch.empty(4 * H, H))
         self.bias = nn.Parameter(torch.empty(4 * H))
+        self.bias_m = nn.Parameter(torch.empty(H)) if factor_bias is not None else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -168,11 +188,10 @@ class MLSTMCell(Cell):
         nn.init.uniform_(self.weight_ix[:H], -1.0 / math.sqrt(self.input_size), 1.0 / math.sqrt(self.input_size))
         with torch.no_grad():
             self.bias[2 * H:3 * H] += self.forget_bias
+        _init_factor_bias(self)
 
-    def project_input(self, x: Tensor) -> Tensor:  # [.., 5H] = [W_mx x, W_hx x + b_h, W_*x x + b_*]
-        H = self.hidden_size
-        bias = torch.cat([self.bias.new_zeros(H), self.bias])
-        return torch.nn.functional.linear(x, self.weight_ix, bias)
+    def project_input(self, x: Tensor) -> Tensor:  # [.., 5H] = [W_mx x + b_m, W_hx x + b_h, W_*x x + b_*]
+        return torch.nn.functional.linear(x, self.weight_ix, torch.cat([_factor_bias(self), self.bias]))
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         H = self.hidden_size

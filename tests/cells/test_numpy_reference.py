@@ -69,7 +69,7 @@ def np_vc_step(kind, p, opt, x, state):
 def np_mrnn(p, x, h):
     H = h.shape[1]
     W_mx, W_hx = p["weight_ix"][:H], p["weight_ix"][H:]
-    m = (x @ W_mx.T) * (h @ p["weight_mh"].T)
+    m = (x @ W_mx.T + p.get("bias_m", 0.0)) * (h @ p["weight_mh"].T)
     return np.tanh(m @ p["weight_hm"].T + x @ W_hx.T + p["bias"])
 
 
@@ -80,7 +80,7 @@ def np_mlstm(p, x, h, c):
     Wm = p["weight_m"]
     W_hm, W_im, W_fm, W_om = (Wm[k * H:(k + 1) * H] for k in range(4))
     b_h, b_i, b_f, b_o = (p["bias"][k * H:(k + 1) * H] for k in range(4))
-    m = (x @ W_mx.T) * (h @ p["weight_mh"].T)
+    m = (x @ W_mx.T + p.get("bias_m", 0.0)) * (h @ p["weight_mh"].T)
     hhat = m @ W_hm.T + x @ W_hx.T + b_h
     i = sig(x @ W_ix.T + m @ W_im.T + b_i)
     f = sig(x @ W_fx.T + m @ W_fm.T + b_f)
@@ -116,7 +116,8 @@ CASES = [
     ("vclstm", ("threshold=soft", "index_offset=1", "lam=0.5", "eps=0.2")),
     ("vcrnn", ("threshold=soft",)), ("vcrnn", ("threshold=hard",)),
     ("vcgru", ("threshold=soft",)), ("vcgru", ("threshold=hard", "lam=2.0")),
-    ("mrnn", ()), ("mlstm", ()), ("mlstm", ("forget_bias=1.0",)),
+    ("mrnn", ()), ("mrnn", ("factor_bias=1.0",)), ("mlstm", ()), ("mlstm", ("forget_bias=1.0",)),
+    ("mlstm", ("factor_bias=0.5",)),
     ("delta_rnn", ()), ("delta_rnn", ("outer_activation=relu",)), ("delta_rnn", ("outer_activation=identity",)),
 ]
 
@@ -169,6 +170,27 @@ def test_cell_matches_numpy(name, overrides):
         E = np_vc_mask(M, H, cell.lam, cell.eps, cell.threshold == "hard", cell.index_offset)
         np.testing.assert_allclose(stats["compute_fraction"], (E > 0).mean(), rtol=1e-9)
         assert 0.0 < stats["compute_fraction"] < 1.0
+
+
+@pytest.mark.parametrize("name", ["mrnn", "mlstm"])
+def test_blank_input_and_the_factor_bias(name):
+    """x_t = 0 (a blank MNIST row): without b_m, m_t = 0, so the mRNN's h_t = tanh(b) whatever
+    h_{t-1} (hand-computed) and the mLSTM's ĥ_t and gates lose h_{t-1}; with b_m the step still
+    reads h_{t-1}."""
+    x = torch.zeros(1, 2, 3, dtype=torch.float64)
+    h0 = torch.randn(2, 4, dtype=torch.float64)
+    for fb, reads_h in ((None, False), (1.0, True)):
+        cell = make_cell(name, 3, 4, () if fb is None else (f"factor_bias={fb}",))
+        if fb is None:
+            assert cell.bias_m is None
+        else:
+            assert torch.equal(cell.bias_m.detach(), torch.full((4,), fb, dtype=torch.float64))
+        _perturb(cell)
+        states = [(h, torch.zeros_like(h)) if name == "mlstm" else (h,) for h in (h0, 2 * h0)]
+        y1, y2 = (run_layer(cell, x, s)[0] for s in states)
+        assert torch.allclose(y1, y2) != reads_h
+        if name == "mrnn" and fb is None:
+            torch.testing.assert_close(y1[0], torch.tanh(cell.bias).expand(2, 4).detach(), rtol=0, atol=1e-15)
 
 
 def test_mlstm_reads_both_paths_of_m():
