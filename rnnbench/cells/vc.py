@@ -29,9 +29,11 @@ target m̄ (``target_m``); it is returned by :meth:`extra_loss` and added to the
 e > 0, per step — the computation the cell actually spends), averaged since the last call.
 
 Execution: every step is one matmul ``[x̄, h̄] @ W`` (input and recurrent weights stacked once
-per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook, VC-LSTM runs
-:class:`VCLSTMSequenceFn` (hand-written forward + BPTT, same function, gradchecked); VC-RNN,
-VC-GRU and any hooked VC-LSTM use the generic :meth:`step` under autograd.
+per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook, VC-LSTM and
+VC-GRU run :class:`VCLSTMSequenceFn` / :class:`VCGRUSequenceFn` (hand-written forward + BPTT, same
+function, gradchecked; the state lives in one ``[x, 1, h(, c)]`` buffer so masking, the bias-free
+GEMM and the state lerp are one op each, and the soft threshold is applied in z-space, see
+:func:`_mask_`); VC-RNN and any hooked VC cell use the generic :meth:`step` under autograd.
 """
 from __future__ import annotations
 
@@ -47,30 +49,59 @@ from torch.autograd.function import once_differentiable
 from .base import Cell, State
 
 
-def _masks_and_scheduler_backward(dxh: Tensor, de: Tensor, dx: Tensor, dh: Tensor, ex: Tensor, x: Tensor,
-                                  eh: Tensor, h: Tensor, I: int, dm_direct: Optional[Tensor],
-                                  kz: Optional[Tensor], dmd: Tensor, da_out: Tensor, wmh_t: Tensor) -> None:
-    """One step of the VC backward shared by VC-LSTM and VC-GRU, in place.
+_sig_bwd = torch.ops.aten.sigmoid_backward
+_tanh_bwd = torch.ops.aten.tanh_backward
+_SNAP = 1e30  # z outside the band: z + 1e30·z is ±huge (or ±inf), so σ of it is exactly 0 or 1
 
-    From ``dxh`` = ∂L/∂[x̄, h̄]: the gradients reaching x (through x̄ = e^x ⊙ x) and h (through
-    h̄ = e ⊙ h), ∂L/∂e (into ``de``, whose hidden half already holds the lerps' part), and —
-    through the soft threshold's ∂e/∂m (``kz``; None for the hard one) plus any direct
-    gradient on m (the penalty, ``dm_direct``) — ∂L/∂a of the scheduler's pre-activation
-    (``da_out``), which also flows to h through w_mh. ``dx[:, I:]`` receives ∂L/∂a for the
-    projected scheduler input."""
-    torch.mul(dxh[:, :I], ex, out=dx[:, :I])
-    torch.mul(dxh[:, :I], x, out=de[:, :I])
-    dh.addcmul_(dxh[:, I:], eh)
-    de[:, I:].addcmul_(dxh[:, I:], h)
-    if kz is None:
-        dm = dm_direct.clone() if dm_direct is not None else dxh.new_zeros(dxh.shape[0], 1)
+
+def _mask_(e: Tensor, m: Tensor, zo: Tensor, zs: Tensor, hard: bool, kappa: float, tmp: Tensor) -> Tensor:
+    """The masks of one step, in place into ``e [B, K]`` from ``m [B, 1]``, in z-space
+    (z = m·zs + zo; ``tmp`` is scratch): hard — e = 1[z > κ]; soft — Thres_ε(σ(z)) computed as
+    σ(z + 10³⁰·hardshrink(z, κ)), i.e. z ≥ κ sent to +∞-like and z ≤ −κ to −∞-like before σ
+    (σ(z) ≷ 1 − ε, ε ⇔ z ≷ ±κ with κ = log((1 − ε)/ε): the same function up to rounding at the
+    band's edges), 4 ops instead of sigmoid + 2 × (compare, masked_fill)."""
+    torch.addcmul(zo, m, zs, out=e)
+    if hard:
+        return torch.gt(e, kappa, out=e)
+    torch.ops.aten.hardshrink.out(e, kappa, out=tmp)
+    return e.add_(tmp, alpha=_SNAP).sigmoid_()
+
+
+def _mask_consts(zs: Tensor, zo: Tensor, I: int, dup_h: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``zs, zo`` for the columns ``[x, 1, h(, c)]`` of U (the bias column: e = 1, ∂z/∂m = 0; the
+    hidden half repeated for c) and ``zs`` as a column for the backward's ∂z/∂m."""
+    one_s, one_o = zs.new_zeros(1), zo.new_full((1,), 1e4)
+    parts_s, parts_o = [zs[:I], one_s, zs[I:]], [zo[:I], one_o, zo[I:]]
+    if dup_h:
+        parts_s.append(zs[I:])
+        parts_o.append(zo[I:])
+    zs2 = torch.cat(parts_s)
+    return zs2, torch.cat(parts_o), zs2.unsqueeze(1)
+
+
+def _with_bias_row(w: Tensor, b: Tensor, I: int) -> Tensor:
+    """``[w_x; b; w_h]`` — the weight read by ``[x̄, 1, h̄]`` (the bias inside the GEMM)."""
+    return torch.cat([w[:I], b.unsqueeze(0), w[I:]])
+
+
+def _scheduler_backward_(de: Tensor, e: Tensor, m: Tensor, zs_col: Tensor, dM: Optional[Tensor], da: Tensor,
+                         dh: Tensor, wmh_t: Tensor, hard: bool) -> None:
+    """∂L/∂a of the scheduler's pre-activation a = w_m·[x, h] + b_m for one step into ``da``
+    and its share of ∂L/∂h (through w_mh) added to ``dh``, from ``de`` = ∂L/∂e (overwritten):
+    ∂e/∂z = e (1 − e) inside the soft band (σ'; 0 outside, where e ∈ {0, 1}), ∂z/∂m = zs,
+    plus any direct gradient ``dM`` on m (the penalty); the hard threshold passes only dM."""
+    if hard:
+        if dM is None:
+            da.zero_()
+            return
+        da.copy_(dM)
     else:
-        dm = (de * kz).sum(1, keepdim=True)
-        if dm_direct is not None:
-            dm.add_(dm_direct)
-    da = dm.mul_(dmd)
-    da_out.copy_(da)
-    dx[:, I:] = da
+        _sig_bwd.grad_input(de, e, grad_input=de)
+        if dM is None:
+            torch.mm(de, zs_col, out=da)
+        else:
+            torch.addmm(dM, de, zs_col, out=da)
+    _sig_bwd.grad_input(da, m, grad_input=da)
     dh.addmm_(da, wmh_t)
 
 
@@ -78,11 +109,23 @@ class VCLSTMSequenceFn(torch.autograd.Function):
     """Whole-sequence VC-LSTM with a hand-written BPTT (the no-hook path of :class:`VCLSTMCell`).
 
     Inputs: ``xp [T, B, I + 1]`` (``[x, w_mx·x + b_m]``), ``h0, c0``, the stacked weight
-    ``w [(I + H), 4H]`` (gate order i, f, o, g) and bias ``b [4H]``, ``w_mh [H, 1]``, the mask
+    ``w [(I + H), 4H]`` (gate order o, i, f, g) and bias ``b [4H]``, ``w_mh [H, 1]``, the mask
     constants ``zs, zo [I + H]`` (z = m·zs + zo) and ``(I, hard, eps, kappa)``. Outputs
-    ``y [T, B, H], h_T, c_T, M [T, B, 1]`` (M = m_t, an output so the penalty's gradient flows).
-    The soft threshold passes ``∂e/∂s = 1`` inside the band ε ≤ s ≤ 1 − ε and 0 outside; the
-    hard one passes nothing. Weight gradients are one GEMM each over all steps.
+    ``y [T, B, H], h_T, c_T, M [T, B, 1]`` (M = m_t, an output so the penalty's gradient flows;
+    outputs without a gradient arrive as None). The soft threshold passes ``∂e/∂z = σ'(z)``
+    inside the band and 0 outside; the hard one passes nothing.
+
+    Layout (fewer per-step ops — at these sizes the loop is bound by per-op cost, not FLOPs):
+    ``U[t] = [x_t, 1, h_{t-1}, c_{t-1}]`` is one row of a ``[T + 1, B, I + 1 + 2H]`` buffer and the
+    mask is computed once for all its columns (1 on the bias column, the hidden half repeated
+    for c), so ``[x̄, 1, h̄, c̄] = U[t] ⊙ e`` is one op, one GEMM without a bias add reads its
+    ``[x̄, 1, h̄]`` columns (the bias is a row of the weight, so its gradient comes out of the
+    weight-gradient GEMM), and ``[h_t, c_t] = lerp([h, c], [h̃, c̃], e)`` is one op writing
+    ``U[t + 1]``; y is a view of U. In the backward, gate order o, i, f, g lets one broadcast op
+    form the three gradients ∂c̃ multiplies; the per-step factors (σ', tanh' products, h̃ − h, …)
+    are formed in the forward loop while their inputs are in cache (a vectorized pass over time
+    after the loop measured slower: it streams every operand from memory again); per-step views
+    come from one ``unbind`` per tensor. Weight gradients are one GEMM.
     """
 
     @staticmethod
@@ -91,116 +134,117 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         I, hard, eps, kappa = meta
         T, B, _ = xp.shape
         H = h0.shape[1]
-        x, xa = xp[..., :I], xp[..., I:]
+        J = I + 1  # first h column of U
+        K = J + 2 * H
+        zs2, zo2, _ = _mask_consts(zs, zo, I, True)
+        wf = _with_bias_row(w, b, I)  # [(I + 1 + H), 4H], contiguous
+        U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}, c_{t-1}]
+        U[:T, :, :I] = xp[..., :I]
+        U[:, :, I] = 1.0
+        U[0, :, J:J + H], U[0, :, J + H:] = h0, c0
         ms = xp.new_empty(T, B, 1)
-        es = xp.new_empty(T, B, I + H)  # e (x dims, h dims)
-        xhs = xp.new_empty(T, B, I + H)  # [x̄, h̄]
-        gates = xp.new_empty(T, B, 4 * H)  # activated i, f, o, g
-        cts = xp.new_empty(T, B, H)  # c̃
-        tcs = xp.new_empty(T, B, H)  # tanh(c̃)
-        hs = xp.new_empty(T + 1, B, H)
-        cs = xp.new_empty(T + 1, B, H)
-        hs[0], cs[0] = h0, c0
-        tmp = xp.new_empty(B, H)
-        # per-step views made once (one unbind per tensor instead of ~25 slicing ops per step)
-        V = [tn.unbind(0) for tn in (xa, x, ms, es, es[..., :I], es[..., I:], xhs, xhs[..., :I], xhs[..., I:],
-                                      gates, gates[..., :3 * H], gates[..., 3 * H:], gates[..., :H],
-                                      gates[..., H:2 * H], gates[..., 2 * H:3 * H], cts, tcs, hs, cs)]
+        es = xp.new_empty(T, B, K)  # e (x dims, bias, h dims, h dims again for c)
+        xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄, c̄]
+        gates = xp.new_empty(T, B, 4 * H)  # activated o, i, f, g
+        # the backward's per-step factors, formed here while their inputs are in cache:
+        # d pre = ∂h̃ ⊙ F[0] (o) and ∂c̃ ⊙ F[1:] (i, f, g); ∂c̃ += ∂h̃ ⊙ q; ∂e += ∂[h, c] ⊙ dd
+        F = xp.new_empty(T, B, 4, H)
+        q = xp.new_empty(T, B, H)  # o (1 − tanh²c̃)
+        dd = xp.new_empty(T, B, 2 * H)  # [h̃ − h, c̃ − c]
+        ht, tmp = xp.new_empty(B, 2 * H), xp.new_empty(B, K)  # [h̃, c̃]; scratch
+        h_t, c_t, tc = ht[:, :H], ht[:, H:], xp.new_empty(B, H)  # tc = tanh(c̃)
+        V = [tn.unbind(0) for tn in (xp[..., I:], ms, es, xb, xb[..., :J + H], xb[..., J + H:], gates,
+                                      gates[..., :3 * H], gates[..., :H], gates[..., H:2 * H],
+                                      gates[..., 2 * H:3 * H], gates[..., 3 * H:], F[:, :, 0], F[:, :, 1],
+                                      F[:, :, 2], F[:, :, 3], q, dd, U, U[..., J:J + H], U[..., J:], es[..., J:])]
         for t in range(T):
-            (a_t, x_t, m_t, e, ex, eh, xh, xh_x, xh_h, g, g_sig, g_g, g_i, g_f, g_o, ct, tc) = (lst[t] for lst in V[:17])
-            h, c, h_new, c_new = V[17][t], V[18][t], V[17][t + 1], V[18][t + 1]
-            m = torch.addmm(a_t, h, w_mh, out=m_t).sigmoid_()
-            z = torch.addcmul(zo, m, zs)
-            if hard:
-                torch.gt(z, kappa, out=e)
-            else:
-                torch.sigmoid(z, out=e)
-                e.masked_fill_(e < eps, 0.0).masked_fill_(e > 1.0 - eps, 1.0)
-            torch.mul(x_t, ex, out=xh_x)
-            torch.mul(h, eh, out=xh_h)
-            torch.addmm(b, xh, w, out=g)
-            g_sig.sigmoid_()
+            (a_t, m, e, xbt, xbg, cb, g, g_s, g_o, g_i, g_f, g_g, F0, F1, F2, F3, qt, ddt, u, h, s, eh) = (
+                lst[t] for lst in V)
+            torch.addmm(a_t, h, w_mh, out=m).sigmoid_()
+            _mask_(e, m, zo2, zs2, hard, kappa, tmp)
+            torch.mul(u, e, out=xbt)
+            torch.mm(xbg, wf, out=g)
+            g_s.sigmoid_()
             g_g.tanh_()
-            torch.mul(c, eh, out=tmp).mul_(g_f)
-            torch.addcmul(tmp, g_i, g_g, out=ct)
-            torch.tanh(ct, out=tc)
-            torch.lerp(c, ct, eh, out=c_new)
-            torch.mul(g_o, tc, out=tmp)
-            torch.lerp(h, tmp, eh, out=h_new)
+            torch.mul(g_f, cb, out=c_t).addcmul_(g_i, g_g)  # c̃ = f ⊙ c̄ + i ⊙ g
+            torch.tanh(c_t, out=tc)
+            torch.mul(g_o, tc, out=h_t)
+            torch.lerp(s, ht, eh, out=V[20][t + 1])
+            _sig_bwd.grad_input(tc, g_o, grad_input=F0)  # tanh(c̃) σ'(o)
+            _sig_bwd.grad_input(g_g, g_i, grad_input=F1)  # g σ'(i)
+            _sig_bwd.grad_input(cb, g_f, grad_input=F2)  # c̄ σ'(f)
+            _tanh_bwd.grad_input(g_i, g_g, grad_input=F3)  # i (1 − g²)
+            _tanh_bwd.grad_input(g_o, tc, grad_input=qt)
+            torch.sub(ht, s, out=ddt)
         ctx.meta = meta
-        ctx.save_for_backward(xp, ms, es, xhs, gates, cts, tcs, hs, cs, w, w_mh, zs, zo)
-        return hs[1:], hs[T].clone(), cs[T].clone(), ms
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(xp, ms, es, xb, gates, F, q, dd, U, w, b, w_mh, zs, zo)
+        return U[1:, :, J:J + H], U[T, :, J:J + H].clone(), U[T, :, J + H:].clone(), ms
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor],  # type: ignore[override]
                  dM: Optional[Tensor]):
-        xp, ms, es, xhs, gates, cts, tcs, hs, cs, w, w_mh, zs, zo = ctx.saved_tensors
+        xp, ms, es, xb, gates, F, q, dd, U, w, b, w_mh, zs, zo = ctx.saved_tensors
         I, hard, eps, kappa = ctx.meta
         T, B, _ = xp.shape
-        H = hs.shape[2]
-        dxp = torch.empty_like(xp)
-        dgates = torch.empty_like(gates)
+        H = q.shape[2]
+        J = I + 1
+        K = J + 2 * H
+        _, _, zs_col = _mask_consts(zs, zo, I, True)
+        wt = _with_bias_row(w, b, I).t().contiguous()  # [4H, I + 1 + H] row-major: the faster GEMM
+        wmh_t = w_mh.t()
+        dS, dS2 = xp.new_zeros(B, 2 * H), xp.new_empty(B, 2 * H)  # ∂L/∂[h, c], two buffers in turn
+        if dhT is not None:
+            dS[:, :H] = dhT
+        if dcT is not None:
+            dS[:, H:] = dcT
+        dgates = xp.new_empty(T, B, 4 * H)
+        dU = xp.new_empty(T, B, K)  # ∂L/∂U (the x columns are ∂L/∂x)
         das = xp.new_empty(T, B, 1)
-        dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
-        dc = dcT.clone() if dcT is not None else xp.new_zeros(B, H)
-        wt, wmh_t = w.t(), w_mh.t()
-        # the factors that do not depend on the recursion, vectorized over time (the loop
-        # below is bound by per-op overhead, not memory); then one unbind per tensor
-        sg = gates[..., :3 * H]
-        i_, o_, g_ = gates[..., :H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
-        dsig = torch.addcmul(sg, sg, sg, value=-1.0)  # σ' = s − s² of i, f, o
-        eh_all = es[..., I:]
-        p_o = tcs * dsig[..., 2 * H:]  # d pre_o = dht ⊙ p_o
-        ht = o_ * tcs  # h̃
-        q = torch.addcmul(o_, ht, tcs, value=-1.0)  # o (1 − tanh²c̃): dct += dht ⊙ q
-        p_i = g_ * dsig[..., :H]  # d pre_i = dct ⊙ p_i
-        p_f = cs[:-1] * eh_all
-        p_f.mul_(dsig[..., H:2 * H])  # d pre_f = dct ⊙ (c ⊙ e) σ'(f)
-        p_g = torch.addcmul(i_, i_ * g_, g_, value=-1.0)  # i (1 − g²): d pre_g = dct ⊙ p_g
-        dh_ = ht.sub_(hs[:-1])  # h̃ − h
-        dc_ = cts - cs[:-1]  # c̃ − c
-        if not hard:
-            # ∂e/∂m = e (1 − e) λD inside the band, where e = σ(z); e ∈ {0, 1} outside gives 0
-            kz_l = torch.addcmul(es, es, es, value=-1.0).mul_(zs).unbind(0)
-        dm_ = torch.addcmul(ms, ms, ms, value=-1.0)  # σ'(a) = m (1 − m)
-        L = [tn.unbind(0) for tn in (p_o, q, p_i, p_f, p_g, dh_, dc_, eh_all, gates[..., H:2 * H], cs[:-1],
-                                      hs[:-1], es[..., :I], xp[..., :I], dgates, dxp, dm_)]
+        dhc, dX, de = xp.new_empty(B, 2 * H), xp.new_empty(B, K), xp.new_empty(B, K)
+        dht, dct, dct3, dcb, dXg = dhc[:, :H], dhc[:, H:], dhc[:, H:].unsqueeze(1), dX[:, J + H:], dX[:, :J + H]
+        halves = {id(d): d[:, :H] for d in (dS, dS2)}
+        L = [tn.unbind(0) for tn in (F[:, :, 0], F[:, :, 1:], q, dd, gates[..., 2 * H:3 * H], es,
+                                      es[..., J:], ms, U, dgates, dgates[..., :H], dgates[..., H:].view(T, B, 3, H),
+                                      dU, dU[..., J:], das)]
+        dyl = dy.unbind(0) if dy is not None else None
+        dMl = dM.unbind(0) if dM is not None else None
         for t in range(T - 1, -1, -1):
-            po, qq, pi, pf, pg, dhd, dcd, eh, f, c, h, ex, x, dg, dx, dmd = (lst[t] for lst in L)
-            if dy is not None:
-                dh.add_(dy[t])
-            de = xp.new_empty(B, I + H)
-            deh = de[:, I:]
-            torch.mul(dh, dhd, out=deh).addcmul_(dc, dcd)  # ∂/∂e of the two lerps
-            dht = dh * eh
-            dct = dc * eh
-            dh.sub_(dht)  # (1 − e) dh: the carried part
-            dc.sub_(dct)
-            dct.addcmul_(dht, qq)
-            torch.mul(dht, po, out=dg[:, 2 * H:3 * H])
-            torch.mul(dct, pi, out=dg[:, :H])
-            torch.mul(dct, pf, out=dg[:, H:2 * H])
-            torch.mul(dct, pg, out=dg[:, 3 * H:])
-            dce = dct.mul_(f)  # ∂/∂(c ⊙ e)
-            dc.addcmul_(dce, eh)
-            deh.addcmul_(dce, c)
-            dxh = torch.mm(dg, wt)  # ∂/∂[x̄, h̄]
-            _masks_and_scheduler_backward(dxh, de, dx, dh, ex, x, eh, h, I,
-                                          dM[t] if dM is not None else None,
-                                          None if hard else kz_l[t], dmd, das[t], wmh_t)
+            Fo, F3, qt, ddt, f, e, eh, m, u, dg, dg_o, dg3, du, duh, da = (lst[t] for lst in L)
+            dSh, dS2h = halves[id(dS)], halves[id(dS2)]
+            if dyl is not None:
+                dSh.add_(dyl[t])
+            torch.mul(dS, eh, out=dhc)  # [∂h̃, ∂c̃] direct
+            torch.sub(dS, dhc, out=dS2)  # (1 − e) ⊙ ∂[h, c]: the carried part
+            dct.addcmul_(dht, qt)
+            torch.mul(dht, Fo, out=dg_o)
+            torch.mul(F3, dct3, out=dg3)
+            torch.mul(dct, f, out=dcb)  # ∂c̄
+            torch.mm(dg, wt, out=dXg)  # ∂[x̄, 1, h̄]
+            torch.mul(dX, e, out=du)  # through [x̄, 1, h̄, c̄] = U ⊙ e
+            if not hard:
+                torch.mul(dX, u, out=de)  # ∂/∂e of [x̄, 1, h̄, c̄]
+                de[:, J:].addcmul_(dS, ddt)
+            dS2.add_(duh)
+            _scheduler_backward_(de, e, m, zs_col, dMl[t] if dMl is not None else None, da, dS2h, wmh_t, hard)
+            dS, dS2 = dS2, dS
         G = dgates.reshape(T * B, 4 * H)
-        dw = torch.mm(xhs.reshape(T * B, I + H).t(), G)
-        db = G.sum(0)
-        dw_mh = torch.mm(hs[:-1].reshape(T * B, H).t(), das.reshape(T * B, 1))
-        return dxp, dh, dc, dw, db, dw_mh, None, None, None
+        dwb = torch.mm(xb[..., :J + H].reshape(T * B, J + H).t(), G)  # [w_x; b; w_h] rows
+        dw = torch.cat([dwb[:I], dwb[J:]])
+        dw_mh = torch.mm(U[:T, :, J:J + H].reshape(T * B, H).t(), das.reshape(T * B, 1))
+        dxp = torch.cat([dU[..., :I], das], 2)
+        return dxp, dS[:, :H], dS[:, H:], dw, dwb[I], dw_mh, None, None, None
 
 
 class VCGRUSequenceFn(torch.autograd.Function):
     """Whole-sequence VC-GRU with a hand-written BPTT (the no-hook path of :class:`VCGRUCell`).
 
     Same conventions as :class:`VCLSTMSequenceFn`; ``w [(I + H), 4H]`` is the block matrix whose
-    output is ``[r, z, n_x, n_h]`` pre-activations (see :class:`VCGRUCell`).
+    output is ``[r, z, n_x, n_h]`` pre-activations (see :class:`VCGRUCell`). ``U[t] =
+    [x_t, 1, h_{t-1}]`` rows of one buffer (one mask op, one masking op, a bias-free GEMM, the
+    lerp writes ``U[t + 1]``; y is a view of U). In the backward all four gate gradients are ∂h̃
+    times per-step factors built once, vectorized over time, so they take one broadcast op.
     """
 
     @staticmethod
@@ -209,84 +253,92 @@ class VCGRUSequenceFn(torch.autograd.Function):
         I, hard, eps, kappa = meta
         T, B, _ = xp.shape
         H = h0.shape[1]
-        x, xa = xp[..., :I], xp[..., I:]
+        J = I + 1
+        K = J + H
+        zs2, zo2, _ = _mask_consts(zs, zo, I, False)
+        wf = _with_bias_row(w, b, I)
+        U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}]
+        U[:T, :, :I] = xp[..., :I]
+        U[:, :, I] = 1.0
+        U[0, :, J:] = h0
         ms = xp.new_empty(T, B, 1)
-        es = xp.new_empty(T, B, I + H)
-        xhs = xp.new_empty(T, B, I + H)  # [x̄, h̄]
+        es = xp.new_empty(T, B, K)
+        xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄]
         gs = xp.new_empty(T, B, 4 * H)  # σ(r), σ(z), n_x, n_h
         ns = xp.new_empty(T, B, H)  # n
         hts = xp.new_empty(T, B, H)  # h̃
-        hs = xp.new_empty(T + 1, B, H)
-        hs[0] = h0
-        V = [tn.unbind(0) for tn in (xa, x, ms, es, es[..., :I], es[..., I:], xhs, xhs[..., :I], xhs[..., I:],
-                                      gs, gs[..., :2 * H], gs[..., :H], gs[..., H:2 * H], gs[..., 2 * H:3 * H],
-                                      gs[..., 3 * H:], ns, hts, hs)]
+        tmp = xp.new_empty(B, K)
+        V = [tn.unbind(0) for tn in (xp[..., I:], ms, es, xb, xb[..., J:], gs, gs[..., :2 * H], gs[..., :H],
+                                      gs[..., H:2 * H], gs[..., 2 * H:3 * H], gs[..., 3 * H:], ns, hts, U,
+                                      U[..., J:], es[..., J:])]
         for t in range(T):
-            a_t, x_t, m_t, e, ex, eh, xh, xh_x, xh_h, g, g_rz, r, zg, nx, nh, n, ht = (lst[t] for lst in V[:17])
-            h, h_new = V[17][t], V[17][t + 1]
-            m = torch.addmm(a_t, h, w_mh, out=m_t).sigmoid_()
-            z = torch.addcmul(zo, m, zs)
-            if hard:
-                torch.gt(z, kappa, out=e)
-            else:
-                torch.sigmoid(z, out=e)
-                e.masked_fill_(e < eps, 0.0).masked_fill_(e > 1.0 - eps, 1.0)
-            torch.mul(x_t, ex, out=xh_x)
-            torch.mul(h, eh, out=xh_h)
-            torch.addmm(b, xh, w, out=g)
+            a_t, m, e, xbt, hb, g, g_rz, r, zg, nx, nh, n, ht, u, h, eh = (lst[t] for lst in V)
+            torch.addmm(a_t, h, w_mh, out=m).sigmoid_()
+            _mask_(e, m, zo2, zs2, hard, kappa, tmp)
+            torch.mul(u, e, out=xbt)
+            torch.mm(xbt, wf, out=g)
             g_rz.sigmoid_()
             torch.addcmul(nx, r, nh, out=n).tanh_()
-            torch.lerp(n, xh_h, zg, out=ht)
-            torch.lerp(h, ht, eh, out=h_new)
+            torch.lerp(n, hb, zg, out=ht)  # (1 − z) n + z h̄
+            torch.lerp(h, ht, eh, out=V[14][t + 1])
         ctx.meta = meta
-        ctx.save_for_backward(xp, ms, es, xhs, gs, ns, hts, hs, w, w_mh, zs, zo)
-        return hs[1:], hs[T].clone(), ms
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo)
+        return U[1:, :, J:], U[T, :, J:].clone(), ms
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
-        xp, ms, es, xhs, gs, ns, hts, hs, w, w_mh, zs, zo = ctx.saved_tensors
+        xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo = ctx.saved_tensors
         I, hard, eps, kappa = ctx.meta
         T, B, _ = xp.shape
-        H = hs.shape[2]
-        dxp = torch.empty_like(xp)
-        dgs = torch.empty_like(gs)
-        das = xp.new_empty(T, B, 1)
+        H = ns.shape[2]
+        J = I + 1
+        K = J + H
+        _, _, zs_col = _mask_consts(zs, zo, I, False)
+        wt = _with_bias_row(w, b, I).t().contiguous()
+        wmh_t = w_mh.t()
         dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
-        wt, wmh_t = w.t(), w_mh.t()
-        r, zg, nh, hb = gs[..., :H], gs[..., H:2 * H], gs[..., 3 * H:], xhs[..., I:]
-        dpn = (ns * ns).neg_().add_(1.0).mul_(1 - zg)  # (1 − n²)(1 − z): d pre_n = dht ⊙ dpn
-        p_z = (hb - ns).mul_(torch.addcmul(zg, zg, zg, value=-1.0))  # (h̄ − n) σ'(z)
-        p_r = torch.addcmul(r, r, r, value=-1.0).mul_(nh)  # n_h σ'(r)
-        d_hb = hts - hs[:-1]  # h̃ − h
-        if not hard:  # ∂e/∂m = e (1 − e) λD in the band; e ∈ {0, 1} outside gives 0
-            kz_l = torch.addcmul(es, es, es, value=-1.0).mul_(zs).unbind(0)
-        dm_ = torch.addcmul(ms, ms, ms, value=-1.0)
-        L = [tn.unbind(0) for tn in (dpn, p_z, p_r, d_hb, es[..., I:], zg, r, hs[:-1], es[..., :I], xp[..., :I],
-                                      dgs, dxp, dm_)]
+        dh2 = xp.new_empty(B, H)
+        dgs = xp.new_empty(T, B, 4 * H)
+        dU = xp.new_empty(T, B, K)  # ∂L/∂U (the x columns are ∂L/∂x)
+        das = xp.new_empty(T, B, 1)
+        dht, dX, de = xp.new_empty(B, H), xp.new_empty(B, K), xp.new_empty(B, K)
+        dht4, dXh, deh = dht.unsqueeze(1), dX[:, J:], de[:, J:]
+        # d pre = ∂h̃ ⊙ F per gate r, z, n_x, n_h, vectorized over time
+        r, zg, nh, hb = gs[..., :H], gs[..., H:2 * H], gs[..., 3 * H:], xb[..., J:]
+        F = xp.new_empty(T, B, 4, H)
+        _tanh_bwd.grad_input(1.0 - zg, ns, grad_input=F[:, :, 2])  # (1 − z)(1 − n²)
+        torch.mul(F[:, :, 2], r, out=F[:, :, 3])  # … ⊙ r
+        _sig_bwd.grad_input(F[:, :, 2] * nh, r, grad_input=F[:, :, 0])  # … ⊙ n_h σ'(r)
+        _sig_bwd.grad_input(hb - ns, zg, grad_input=F[:, :, 1])  # (h̄ − n) σ'(z)
+        dd = hts - U[:T, :, J:]  # h̃ − h
+        L = [tn.unbind(0) for tn in (F, dd, zg, es, es[..., J:], ms, U, dgs, dgs.view(T, B, 4, H), dU, dU[..., J:],
+                                      das)]
+        dyl = dy.unbind(0) if dy is not None else None
+        dMl = dM.unbind(0) if dM is not None else None
         for t in range(T - 1, -1, -1):
-            pn, pz, pr, dhd, eh, z_t, r_t, h, ex, x, dg, dx, dmd = (lst[t] for lst in L)
-            if dy is not None:
-                dh.add_(dy[t])
-            de = xp.new_empty(B, I + H)
-            deh = de[:, I:]
-            torch.mul(dh, dhd, out=deh)  # ∂/∂e of h_t = lerp(h, h̃, e)
-            dht = dh * eh
-            dh.sub_(dht)
-            torch.mul(dht, pn, out=dg[:, 2 * H:3 * H])  # d pre_n (= d n_x)
-            torch.mul(dg[:, 2 * H:3 * H], r_t, out=dg[:, 3 * H:])  # d n_h
-            torch.mul(dg[:, 2 * H:3 * H], pr, out=dg[:, :H])  # d pre_r
-            torch.mul(dht, pz, out=dg[:, H:2 * H])  # d pre_z
-            dxh = torch.mm(dg, wt)  # ∂/∂[x̄, h̄]
-            dxh[:, I:].addcmul_(dht, z_t)  # h̄ also enters h̃ = (1 − z) n + z h̄
-            _masks_and_scheduler_backward(dxh, de, dx, dh, ex, x, eh, h, I,
-                                          dM[t] if dM is not None else None,
-                                          None if hard else kz_l[t], dmd, das[t], wmh_t)
+            Ft, ddt, z, e, eh, m, u, dg, dg4, du, duh, da = (lst[t] for lst in L)
+            if dyl is not None:
+                dh.add_(dyl[t])
+            torch.mul(dh, eh, out=dht)
+            torch.sub(dh, dht, out=dh2)  # the carried part
+            torch.mul(Ft, dht4, out=dg4)
+            torch.mm(dg, wt, out=dX)  # ∂[x̄, 1, h̄] through the gates
+            dXh.addcmul_(dht, z)  # h̄ also enters h̃ = (1 − z) n + z h̄
+            torch.mul(dX, e, out=du)  # through [x̄, 1, h̄] = U ⊙ e
+            if not hard:
+                torch.mul(dX, u, out=de)  # ∂/∂e
+                deh.addcmul_(dh, ddt)
+            dh2.add_(duh)
+            _scheduler_backward_(de, e, m, zs_col, dMl[t] if dMl is not None else None, da, dh2, wmh_t, hard)
+            dh, dh2 = dh2, dh
         G = dgs.reshape(T * B, 4 * H)
-        dw = torch.mm(xhs.reshape(T * B, I + H).t(), G)
-        db = G.sum(0)
-        dw_mh = torch.mm(hs[:-1].reshape(T * B, H).t(), das.reshape(T * B, 1))
-        return dxp, dh, dw, db, dw_mh, None, None, None
+        dwb = torch.mm(xb.reshape(T * B, K).t(), G)  # [w_x; b; w_h] rows
+        dw = torch.cat([dwb[:I], dwb[J:]])
+        dw_mh = torch.mm(U[:T, :, J:].reshape(T * B, H).t(), das.reshape(T * B, 1))
+        dxp = torch.cat([dU[..., :I], das], 2)
+        return dxp, dh, dw, dwb[I], dw_mh, None, None, None
 
 
 class VCCell(Cell):
@@ -458,8 +510,9 @@ class VCLSTMCell(VCCell):
         c̃ = σ(f + forget_bias) ⊙ c̄ + σ(i) ⊙ tanh(g);   h̃ = σ(o) ⊙ tanh(c̃)
         c_t = e ⊙ c̃ + (1 − e) ⊙ c_{t-1};   h_t = e ⊙ h̃ + (1 − e) ⊙ h_{t-1}
 
-    Internally the gate rows are reordered to i, f, o, g once per sequence, so one sigmoid
-    covers three gates; parameters keep the ``nn.LSTM`` layout.
+    Internally the gate rows are reordered to o, i, f, g once per sequence, so one sigmoid
+    covers three gates (and, in the backward, the three gates ∂c̃ reaches are adjacent);
+    parameters keep the ``nn.LSTM`` layout.
     """
 
     gates = 4
@@ -475,20 +528,20 @@ class VCLSTMCell(VCCell):
         b = self.bias_ih + self.bias_hh
         if self.forget_bias:
             b = b + torch.cat([b.new_zeros(H), b.new_full((H,), self.forget_bias), b.new_zeros(2 * H)])
-        # rows i, f, g, o -> i, f, o, g by slices (an index permutation's backward, index_put
+        # rows i, f, g, o -> o, i, f, g by slices (an index permutation's backward, index_put
         # with accumulation, cost ~1 ms per sequence)
-        w = torch.cat([w[:2 * H], w[3 * H:], w[2 * H:3 * H]])
-        b = torch.cat([b[:2 * H], b[3 * H:], b[2 * H:3 * H]])
+        w = torch.cat([w[3 * H:], w[:2 * H], w[2 * H:3 * H]])
+        b = torch.cat([b[3 * H:], b[:2 * H], b[2 * H:3 * H]])
         return w.t(), b
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         H = self.hidden_size
         h, c = state
         xh, e = self.masked_xh(xp, h)
-        gates = torch.addmm(self._b, xh, self._w)  # i, f, o, g
+        gates = torch.addmm(self._b, xh, self._w)  # o, i, f, g
         sg = torch.sigmoid(gates[:, :3 * H])
-        ct = torch.addcmul(sg[:, H:2 * H] * (c * e), sg[:, :H], torch.tanh(gates[:, 3 * H:]))
-        ht = sg[:, 2 * H:] * torch.tanh(ct)
+        ct = torch.addcmul(sg[:, 2 * H:] * (c * e), sg[:, H:2 * H], torch.tanh(gates[:, 3 * H:]))
+        ht = sg[:, :H] * torch.tanh(ct)
         c = torch.lerp(c, ct, e)
         h = torch.lerp(h, ht, e)
         return h, (h, c)
