@@ -31,9 +31,10 @@ e > 0, per step — the computation the cell actually spends), averaged since th
 Execution: every step is one matmul ``[x̄, h̄] @ W`` (input and recurrent weights stacked once
 per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook, VC-LSTM and
 VC-GRU run :class:`VCLSTMSequenceFn` / :class:`VCGRUSequenceFn` (hand-written forward + BPTT, same
-function, gradchecked; the state lives in one ``[x, 1, h(, c)]`` buffer so masking, the bias-free
-GEMM and the state lerp are one op each, and the soft threshold is applied in z-space, see
-:func:`_mask_`); VC-RNN and any hooked VC cell use the generic :meth:`step` under autograd.
+function, gradchecked; the state lives in one ``[x, 1, h(, c)]`` buffer so the mask, masking
+``[x, 1, h]``, the bias-free GEMM and the state lerp are one op each, and the soft threshold is
+applied in z-space, see :func:`_mask_`); VC-RNN and any hooked VC cell use the generic
+:meth:`step` under autograd (its soft mask also in z-space: σ(z + 10³⁰·hardshrink(z, κ))).
 """
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ from .base import Cell, State
 
 _sig_bwd = torch.ops.aten.sigmoid_backward
 _tanh_bwd = torch.ops.aten.tanh_backward
+# the out= overloads' bound C++ functions (skip OpOverload.__call__'s Python frame, ~0.7 µs a call)
+_sig_bwd_ = getattr(_sig_bwd.grad_input, "_op", _sig_bwd.grad_input)
+_tanh_bwd_ = getattr(_tanh_bwd.grad_input, "_op", _tanh_bwd.grad_input)
+_hardshrink_ = getattr(torch.ops.aten.hardshrink.out, "_op", torch.ops.aten.hardshrink.out)
 _SNAP = 1e30  # z outside the band: z + 1e30·z is ±huge (or ±inf), so σ of it is exactly 0 or 1
 
 
@@ -63,7 +68,7 @@ def _mask_(e: Tensor, m: Tensor, zo: Tensor, zs: Tensor, hard: bool, kappa: floa
     torch.addcmul(zo, m, zs, out=e)
     if hard:
         return torch.gt(e, kappa, out=e)
-    torch.ops.aten.hardshrink.out(e, kappa, out=tmp)
+    _hardshrink_(e, kappa, out=tmp)
     return e.add_(tmp, alpha=_SNAP).sigmoid_()
 
 
@@ -96,12 +101,12 @@ def _scheduler_backward_(de: Tensor, e: Tensor, m: Tensor, zs_col: Tensor, dM: O
             return
         da.copy_(dM)
     else:
-        _sig_bwd.grad_input(de, e, grad_input=de)
+        _sig_bwd_(de, e, grad_input=de)
         if dM is None:
             torch.mm(de, zs_col, out=da)
         else:
             torch.addmm(dM, de, zs_col, out=da)
-    _sig_bwd.grad_input(da, m, grad_input=da)
+    _sig_bwd_(da, m, grad_input=da)
     dh.addmm_(da, wmh_t)
 
 
@@ -118,14 +123,19 @@ class VCLSTMSequenceFn(torch.autograd.Function):
     Layout (fewer per-step ops — at these sizes the loop is bound by per-op cost, not FLOPs):
     ``U[t] = [x_t, 1, h_{t-1}, c_{t-1}]`` is one row of a ``[T + 1, B, I + 1 + 2H]`` buffer and the
     mask is computed once for all its columns (1 on the bias column, the hidden half repeated
-    for c), so ``[x̄, 1, h̄, c̄] = U[t] ⊙ e`` is one op, one GEMM without a bias add reads its
-    ``[x̄, 1, h̄]`` columns (the bias is a row of the weight, so its gradient comes out of the
-    weight-gradient GEMM), and ``[h_t, c_t] = lerp([h, c], [h̃, c̃], e)`` is one op writing
-    ``U[t + 1]``; y is a view of U. In the backward, gate order o, i, f, g lets one broadcast op
-    form the three gradients ∂c̃ multiplies; the per-step factors (σ', tanh' products, h̃ − h, …)
-    are formed in the forward loop while their inputs are in cache (a vectorized pass over time
-    after the loop measured slower: it streams every operand from memory again); per-step views
-    come from one ``unbind`` per tensor. Weight gradients are one GEMM.
+    for c). ``[x̄, 1, h̄]`` (kept for the weight gradient) is one op, one GEMM without a bias add
+    reads it (the bias is a row of the weight, so its gradient comes out of the weight-gradient
+    GEMM), and ``[h_t, c_t] = lerp([h, c], [h̃, c̃], e)`` is one op writing ``U[t + 1]``; y is a
+    view of U. The gates live in a reused scratch row (only σ(f) is kept, for ∂c̄), and
+    ``tanh(c̃), g, c̄`` (c̄ = e ⊙ c, one more op) sit side by side in another, so one
+    ``sigmoid_backward`` against ``σ(o, i, f)`` forms the backward's factors of o, i and f;
+    the loops iterate ``zip`` over the per-step views. In the backward, gate
+    order o, i, f, g lets one broadcast op form the three gradients ∂c̃ multiplies, and the
+    carried state gradient is one ``lerp`` (``(1 − e) ∂[h, c] + e ∂[h̄, c̄]``); the per-step
+    factors (σ', tanh' products, h̃ − h, …) are formed in the forward loop while their inputs
+    are in cache (a vectorized pass over time after the loop measured slower: it streams every
+    operand from memory again); per-step views come from one ``unbind`` per tensor. Weight
+    gradients are one GEMM.
     """
 
     @staticmethod
@@ -135,62 +145,66 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         T, B, _ = xp.shape
         H = h0.shape[1]
         J = I + 1  # first h column of U
-        K = J + 2 * H
+        JH = J + H  # first c column of U
+        K = JH + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, True)
         wf = _with_bias_row(w, b, I)  # [(I + 1 + H), 4H], contiguous
         U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}, c_{t-1}]
         U[:T, :, :I] = xp[..., :I]
         U[:, :, I] = 1.0
-        U[0, :, J:J + H], U[0, :, J + H:] = h0, c0
+        U[0, :, J:JH], U[0, :, JH:] = h0, c0
         ms = xp.new_empty(T, B, 1)
         es = xp.new_empty(T, B, K)  # e (x dims, bias, h dims, h dims again for c)
-        xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄, c̄]
-        gates = xp.new_empty(T, B, 4 * H)  # activated o, i, f, g
+        xb = xp.new_empty(T, B, JH)  # [x̄, 1, h̄]
+        g = xp.new_empty(B, 4 * H)  # scratch: σ(o), σ(i), σ(f), g's pre-activation
+        g_s, g_o, g_i, g_f, g_g = g[:, :3 * H], g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        fs = xp.new_empty(T, B, H)  # σ(f), kept for ∂c̄ = ∂c̃ ⊙ f
         # the backward's per-step factors, formed here while their inputs are in cache:
         # d pre = ∂h̃ ⊙ F[0] (o) and ∂c̃ ⊙ F[1:] (i, f, g); ∂c̃ += ∂h̃ ⊙ q; ∂e += ∂[h, c] ⊙ dd
         F = xp.new_empty(T, B, 4, H)
         q = xp.new_empty(T, B, H)  # o (1 − tanh²c̃)
         dd = xp.new_empty(T, B, 2 * H)  # [h̃ − h, c̃ − c]
         ht, tmp = xp.new_empty(B, 2 * H), xp.new_empty(B, K)  # [h̃, c̃]; scratch
-        h_t, c_t, tc = ht[:, :H], ht[:, H:], xp.new_empty(B, H)  # tc = tanh(c̃)
-        V = [tn.unbind(0) for tn in (xp[..., I:], ms, es, xb, xb[..., :J + H], xb[..., J + H:], gates,
-                                      gates[..., :3 * H], gates[..., :H], gates[..., H:2 * H],
-                                      gates[..., 2 * H:3 * H], gates[..., 3 * H:], F[:, :, 0], F[:, :, 1],
-                                      F[:, :, 2], F[:, :, 3], q, dd, U, U[..., J:J + H], U[..., J:], es[..., J:])]
-        for t in range(T):
-            (a_t, m, e, xbt, xbg, cb, g, g_s, g_o, g_i, g_f, g_g, F0, F1, F2, F3, qt, ddt, u, h, s, eh) = (
-                lst[t] for lst in V)
+        h_t, c_t = ht[:, :H], ht[:, H:]
+        P = xp.new_empty(B, 3 * H)  # [tanh(c̃), g, c̄]: σ' of o, i, f multiplies these
+        tc, gg, cb = P[:, :H], P[:, H:2 * H], P[:, 2 * H:]
+        V = [tn.unbind(0) for tn in (xp[..., I:], ms, es, es[..., :JH], es[..., JH:], U[..., :JH], U[..., JH:],
+                                      xb, fs, F.view(T, B, 4 * H)[..., :3 * H], F[:, :, 3], q, dd,
+                                      U[..., J:JH], U[..., J:], es[..., J:])]
+        V.append(V[14][1:])  # U[t + 1]'s [h, c]
+        for a_t, m, e, ex, ec, ux, c, xbt, ft, F012, F3, qt, ddt, h, s, eh, s_next in zip(*V):
             torch.addmm(a_t, h, w_mh, out=m).sigmoid_()
             _mask_(e, m, zo2, zs2, hard, kappa, tmp)
-            torch.mul(u, e, out=xbt)
-            torch.mm(xbg, wf, out=g)
+            torch.mul(ux, ex, out=xbt)
+            torch.mul(c, ec, out=cb)
+            torch.mm(xbt, wf, out=g)
             g_s.sigmoid_()
-            g_g.tanh_()
-            torch.mul(g_f, cb, out=c_t).addcmul_(g_i, g_g)  # c̃ = f ⊙ c̄ + i ⊙ g
+            ft.copy_(g_f)
+            torch.tanh(g_g, out=gg)
+            torch.mul(g_f, cb, out=c_t).addcmul_(g_i, gg)  # c̃ = f ⊙ c̄ + i ⊙ g
             torch.tanh(c_t, out=tc)
             torch.mul(g_o, tc, out=h_t)
-            torch.lerp(s, ht, eh, out=V[20][t + 1])
-            _sig_bwd.grad_input(tc, g_o, grad_input=F0)  # tanh(c̃) σ'(o)
-            _sig_bwd.grad_input(g_g, g_i, grad_input=F1)  # g σ'(i)
-            _sig_bwd.grad_input(cb, g_f, grad_input=F2)  # c̄ σ'(f)
-            _tanh_bwd.grad_input(g_i, g_g, grad_input=F3)  # i (1 − g²)
-            _tanh_bwd.grad_input(g_o, tc, grad_input=qt)
+            torch.lerp(s, ht, eh, out=s_next)
+            _sig_bwd_(P, g_s, grad_input=F012)  # [tanh(c̃) σ'(o), g σ'(i), c̄ σ'(f)]
+            _tanh_bwd_(g_i, gg, grad_input=F3)  # i (1 − g²)
+            _tanh_bwd_(g_o, tc, grad_input=qt)
             torch.sub(ht, s, out=ddt)
         ctx.meta = meta
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(xp, ms, es, xb, gates, F, q, dd, U, w, b, w_mh, zs, zo)
-        return U[1:, :, J:J + H], U[T, :, J:J + H].clone(), U[T, :, J + H:].clone(), ms
+        ctx.save_for_backward(xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo)
+        return U[1:, :, J:JH], U[T, :, J:JH].clone(), U[T, :, JH:].clone(), ms
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor],  # type: ignore[override]
                  dM: Optional[Tensor]):
-        xp, ms, es, xb, gates, F, q, dd, U, w, b, w_mh, zs, zo = ctx.saved_tensors
+        xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo = ctx.saved_tensors
         I, hard, eps, kappa = ctx.meta
         T, B, _ = xp.shape
         H = q.shape[2]
         J = I + 1
-        K = J + 2 * H
+        JH = J + H
+        K = JH + H
         _, _, zs_col = _mask_consts(zs, zo, I, True)
         wt = _with_bias_row(w, b, I).t().contiguous()  # [4H, I + 1 + H] row-major: the faster GEMM
         wmh_t = w_mh.t()
@@ -200,40 +214,37 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         if dcT is not None:
             dS[:, H:] = dcT
         dgates = xp.new_empty(T, B, 4 * H)
-        dU = xp.new_empty(T, B, K)  # ∂L/∂U (the x columns are ∂L/∂x)
-        das = xp.new_empty(T, B, 1)
+        dxp = xp.new_empty(T, B, J)  # [∂L/∂x, ∂L/∂a]
         dhc, dX, de = xp.new_empty(B, 2 * H), xp.new_empty(B, K), xp.new_empty(B, K)
-        dht, dct, dct3, dcb, dXg = dhc[:, :H], dhc[:, H:], dhc[:, H:].unsqueeze(1), dX[:, J + H:], dX[:, :J + H]
+        dht, dct, dct3, dcb, dXg = dhc[:, :H], dhc[:, H:], dhc[:, H:].unsqueeze(1), dX[:, JH:], dX[:, :JH]
+        dXx, dXs, deS = dX[:, :I], dX[:, J:], de[:, J:]
         halves = {id(d): d[:, :H] for d in (dS, dS2)}
-        L = [tn.unbind(0) for tn in (F[:, :, 0], F[:, :, 1:], q, dd, gates[..., 2 * H:3 * H], es,
-                                      es[..., J:], ms, U, dgates, dgates[..., :H], dgates[..., H:].view(T, B, 3, H),
-                                      dU, dU[..., J:], das)]
-        dyl = dy.unbind(0) if dy is not None else None
-        dMl = dM.unbind(0) if dM is not None else None
-        for t in range(T - 1, -1, -1):
-            Fo, F3, qt, ddt, f, e, eh, m, u, dg, dg_o, dg3, du, duh, da = (lst[t] for lst in L)
-            dSh, dS2h = halves[id(dS)], halves[id(dS2)]
-            if dyl is not None:
-                dSh.add_(dyl[t])
+        L = [tn.unbind(0)[::-1] for tn in (F[:, :, 0], F[:, :, 1:], q, dd, fs, es, es[..., :I],
+                                      es[..., J:], ms, U[:T], dgates, dgates[..., :H],
+                                      dgates[..., H:].view(T, B, 3, H), dxp[..., :I], dxp[..., I:])]
+        L.append(dy.unbind(0)[::-1] if dy is not None else (None,) * T)
+        L.append(dM.unbind(0)[::-1] if dM is not None else (None,) * T)
+        for Fo, F3, qt, ddt, f, e, ex, eh, m, u, dg, dg_o, dg3, dx, da, dyt, dMt in zip(*L):
+            if dyt is not None:
+                halves[id(dS)].add_(dyt)
             torch.mul(dS, eh, out=dhc)  # [∂h̃, ∂c̃] direct
-            torch.sub(dS, dhc, out=dS2)  # (1 − e) ⊙ ∂[h, c]: the carried part
             dct.addcmul_(dht, qt)
             torch.mul(dht, Fo, out=dg_o)
             torch.mul(F3, dct3, out=dg3)
             torch.mul(dct, f, out=dcb)  # ∂c̄
             torch.mm(dg, wt, out=dXg)  # ∂[x̄, 1, h̄]
-            torch.mul(dX, e, out=du)  # through [x̄, 1, h̄, c̄] = U ⊙ e
+            torch.mul(dXx, ex, out=dx)  # ∂x through x̄ = e ⊙ x
             if not hard:
                 torch.mul(dX, u, out=de)  # ∂/∂e of [x̄, 1, h̄, c̄]
-                de[:, J:].addcmul_(dS, ddt)
-            dS2.add_(duh)
-            _scheduler_backward_(de, e, m, zs_col, dMl[t] if dMl is not None else None, da, dS2h, wmh_t, hard)
+                deS.addcmul_(dS, ddt)
+            torch.lerp(dS, dXs, eh, out=dS2)  # (1 − e) ∂[h, c] + e ∂[h̄, c̄]
+            _scheduler_backward_(de, e, m, zs_col, dMt, da, halves[id(dS2)],
+                                 wmh_t, hard)
             dS, dS2 = dS2, dS
         G = dgates.reshape(T * B, 4 * H)
-        dwb = torch.mm(xb[..., :J + H].reshape(T * B, J + H).t(), G)  # [w_x; b; w_h] rows
+        dwb = torch.mm(xb.reshape(T * B, JH).t(), G)  # [w_x; b; w_h] rows
         dw = torch.cat([dwb[:I], dwb[J:]])
-        dw_mh = torch.mm(U[:T, :, J:J + H].reshape(T * B, H).t(), das.reshape(T * B, 1))
-        dxp = torch.cat([dU[..., :I], das], 2)
+        dw_mh = torch.mm(U[:T, :, J:JH].reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))
         return dxp, dS[:, :H], dS[:, H:], dw, dwb[I], dw_mh, None, None, None
 
 
@@ -457,9 +468,8 @@ class VCCell(Cell):
         z = torch.addcmul(self._zo, m, self._zs)  # λ (m·D − i) for every x and h dim
         if self.threshold == "hard":
             e = (z > self._kappa).to(z.dtype)
-        else:
-            s = torch.sigmoid(z)
-            e = torch.where(s > 1.0 - self.eps, 1.0, torch.where(s < self.eps, 0.0, s))
+        else:  # Thres_ε(σ(z)) in z-space as in :func:`_mask_` (no gradient outside the band)
+            e = torch.sigmoid(torch.add(z, nn.functional.hardshrink(z, self._kappa), alpha=_SNAP))
         xh = torch.cat([xp[:, :I], h], 1) * e
         return xh, e[:, I:]
 
