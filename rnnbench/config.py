@@ -36,6 +36,9 @@ class TrainConf:
     max_eval_batches: Optional[int] = None  #: cap evaluation batches (smoke runs)
     num_threads: Optional[int] = None  #: torch.set_num_threads (None: torch's default)
     deterministic: bool = False  #: torch.use_deterministic_algorithms (slower on CUDA)
+    #: CPU: treat subnormal floats as zero (torch.set_flush_denormal). Saturated gates and Adam
+    #: moments decaying toward 0 produce subnormals, and x86 arithmetic on them is ~100x slower
+    flush_denormal: bool = True
 
 
 @dataclass

@@ -24,3 +24,4 @@ def _threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+    torch.set_flush_denormal(False)  # a training run turns it on (train.flush_denormal) for the process

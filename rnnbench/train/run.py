@@ -130,6 +130,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             torch.set_num_threads(int(cfg.train.num_threads))
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
+        # process-wide: set either way, a joblib worker runs several jobs
+        if not torch.set_flush_denormal(bool(cfg.train.flush_denormal)) and cfg.train.flush_denormal:
+            log.warning("train.flush_denormal: this CPU does not support flushing subnormals; ignored")
         device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         task = build_task(cfg)

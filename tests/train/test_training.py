@@ -120,3 +120,13 @@ def test_atomic_checkpoint_survives_a_crash_during_save(tmp_path, monkeypatch):
 def test_max_steps_and_limit(tmp_path):
     res = run_in_process(TINY_ADD + ["train.max_steps=4", "dataset.limit=100"], tmp_path)
     assert res["steps"] == 4
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_follows_the_config(tmp_path, flush):
+    """``train.flush_denormal`` (default true) sets the process-wide flag on every run, either
+    way (a joblib worker runs several jobs): a subnormal product then becomes 0 or stays."""
+    torch.set_flush_denormal(not flush)
+    run_in_process(SMOKE + [f"train.flush_denormal={str(flush).lower()}"], tmp_path)
+    tiny = torch.tensor([1e-39], dtype=torch.float32) * 1.0
+    assert (tiny.item() == 0.0) == flush
