@@ -82,6 +82,14 @@ def test_window_attention_refuses_locked_dropout(tmp_path):
         _train(tmp_path, ["cell=rnn", "model=attention_seq2seq", "regularizer=[variational_dropout]"])
 
 
+@pytest.mark.parametrize("cell", ["mrnn", "mlstm"])
+def test_factor_bias_run_verifies(tmp_path, cell):
+    """``cell.factor_bias`` adds ``bias_m``: the NumPy forward must read it (an unread saved
+    parameter would be refused, a wrong use would disagree)."""
+    run = _train(tmp_path, [f"cell={cell}", "cell.factor_bias=1.0", "model=seq2seq"])
+    assert verify_run(run, echo=None).ok
+
+
 def test_vc_lambda_schedule_run_verifies(tmp_path):
     """λ moves during training (linear 1 -> 6, hard threshold): verify must use λ at the right step."""
     run = _train(tmp_path, ["cell=vcrnn", "cell.lam_schedule=linear", "cell.lam_final=6", "cell.threshold=hard",

@@ -273,8 +273,13 @@ class NpVCGRU(NpVC):
         return h, (h,)
 
 
+def _factor(p: Params, wx: Array, H: int) -> Array:
+    """The input factor ``W_mx x (+ b_m)`` of mRNN/mLSTM; ``bias_m`` exists with ``cell.factor_bias``."""
+    return wx[:, :H] + p["bias_m"] if p.has("bias_m") else wx[:, :H]
+
+
 class NpMRNN(NpCell):
-    """mRNN (Sutskever et al. 2011; article 004): ``m = (W_mx x) ⊙ (W_mh h)``,
+    """mRNN (Sutskever et al. 2011; article 004): ``m = (W_mx x + b_m) ⊙ (W_mh h)``,
     ``h = tanh(W_hm m + W_hx x + b)``; ``weight_ix = [W_mx; W_hx]``."""
 
     hidden_from = "weight_mh"
@@ -282,13 +287,13 @@ class NpMRNN(NpCell):
     def step(self, x, state):
         p, H = self.p, self.hidden_size
         wx = x @ p["weight_ix"].T
-        m = wx[:, :H] * (state[0] @ p["weight_mh"].T)
+        m = _factor(p, wx, H) * (state[0] @ p["weight_mh"].T)
         h = np.tanh(m @ p["weight_hm"].T + wx[:, H:] + p["bias"])
         return h, (h,)
 
 
 class NpMLSTM(NpCell):
-    """mLSTM (Krause et al. 2016; article 004): ``m = (W_mx x) ⊙ (W_mh h)``; ``ĥ = W_hm m + W_hx x + b_h``;
+    """mLSTM (Krause et al. 2016; article 004): ``m = (W_mx x + b_m) ⊙ (W_mh h)``; ``ĥ = W_hm m + W_hx x + b_h``;
     ``i, f, o = σ(W_*x x + W_*m m + b_*)``; ``c = f c + i ĥ``; ``h = tanh(c ⊙ o)``.
     ``weight_ix = [W_mx; W_hx; W_ix; W_fx; W_ox]``, ``weight_m = [W_hm; W_im; W_fm; W_om]``,
     ``bias = [b_h; b_i; b_f; b_o]``."""
@@ -300,7 +305,7 @@ class NpMLSTM(NpCell):
         p, H = self.p, self.hidden_size
         h, c = state
         wx = x @ p["weight_ix"].T
-        m = wx[:, :H] * (h @ p["weight_mh"].T)
+        m = _factor(p, wx, H) * (h @ p["weight_mh"].T)
         pre = wx[:, H:] + m @ p["weight_m"].T + p["bias"]
         hhat, i, f, o = pre[:, :H], sigmoid(pre[:, H:2 * H]), sigmoid(pre[:, 2 * H:3 * H]), sigmoid(pre[:, 3 * H:])
         c = f * c + i * hhat
