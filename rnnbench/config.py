@@ -176,7 +176,10 @@ class VCCellConf(CellConf):
     target_m: float = 0.5  #: m̄, the target mean of m_t for the computation penalty
     penalty: float = 0.0  #: weight of penalty·mean_b((mean_t m_t − m̄)²) added to the loss
     index_offset: int = 0  #: i runs over o..D−1+o: 0 as the article's code, 1 as the paper's formula
-    mask_input: bool = True  #: also mask the input dims (separate mask with D = n_in)
+    #: also mask the input dims (separate mask with D = n_in): true | false | auto — auto masks dense
+    #: inputs (pixels, embeddings, a lower layer's h: the paper's "first d dims of x_t") and leaves
+    #: one-hot symbol inputs unmasked (seq2seq/attention on addition), where masking dim i deletes symbol i
+    mask_input: Any = "auto"
     m_bias_init: float = 0.0  #: initial scheduler bias b_m (> 0: start near full computation, m_t ≈ σ(b_m))
 
 

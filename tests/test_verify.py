@@ -53,7 +53,8 @@ def test_bidir_mnist_verifies(tmp_path, data_dir, cell):
     ["dataset=ptb_char", "cell=lstm", "dataset.bptt=20", "train.max_eval_batches=3", "model.num_layers=2"],
     ["dataset=pmnist", "cell=gru", "train.eval_batch_size=10"],
     ["dataset=mnist_row", "model=classifier", "cell=vclstm", "model.num_layers=2"],
-], ids=["lm_state_carried", "pmnist", "classifier_2layers"])
+    ["model=seq2seq", "cell=vcgru", "model.num_layers=2"],  # mask_input auto: layer 0 unmasked, layer 1 masked
+], ids=["lm_state_carried", "pmnist", "classifier_2layers", "seq2seq_vc_2layers"])
 def test_other_models_verify(tmp_path, data_dir, overrides):
     if "dataset=ptb_char" in overrides and not (data_dir / "PTB").is_dir():
         pytest.skip("PTB not in the data folder")

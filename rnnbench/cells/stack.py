@@ -12,15 +12,22 @@ from torch import Tensor, nn
 
 from .base import Cell, RecurrentLayer, State, cells_extra_loss, cells_stats
 
-CellFactory = Callable[[int, int], Cell]
+CellFactory = Callable[..., Cell]
 
 
 def cell_factory(cell_cfg: Any) -> CellFactory:
-    """``(input_size, hidden_size) -> Cell`` from a cell config node (``_target_`` + options)."""
+    """``(input_size, hidden_size, one_hot_input=False) -> Cell`` from a cell config node
+    (``_target_`` + options).
+
+    ``one_hot_input`` says the cell reads one-hot symbols (a seq2seq encoder's or decoder's first
+    layer); it resolves the VC cells' ``mask_input: auto`` — mask dense inputs, not one-hot ones."""
     from hydra.utils import instantiate
 
-    def make(input_size: int, hidden_size: int) -> Cell:
-        return instantiate(cell_cfg, input_size=input_size, hidden_size=hidden_size)
+    def make(input_size: int, hidden_size: int, one_hot_input: bool = False) -> Cell:
+        extra = {}
+        if "mask_input" in cell_cfg and cell_cfg["mask_input"] == "auto":
+            extra["mask_input"] = not one_hot_input
+        return instantiate(cell_cfg, input_size=input_size, hidden_size=hidden_size, **extra)
 
     return make
 
@@ -47,7 +54,7 @@ class RNNStack(nn.Module):
     """
 
     def __init__(self, make_cell: CellFactory, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0) -> None:
+                 bidirectional: bool = False, dropout: float = 0.0, one_hot_input: bool = False) -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -57,11 +64,13 @@ class RNNStack(nn.Module):
         layers = []
         for i in range(num_layers):
             n_in = input_size if i == 0 else self.output_size
+            # the first layer reads the (one-hot) input; plain (input, hidden) factories stay valid
+            kw = {"one_hot_input": True} if one_hot_input and i == 0 else {}
             if bidirectional:
-                layers.append(Bidirectional(RecurrentLayer(make_cell(n_in, hidden_size)),
-                                            RecurrentLayer(make_cell(n_in, hidden_size), reverse=True)))
+                layers.append(Bidirectional(RecurrentLayer(make_cell(n_in, hidden_size, **kw)),
+                                            RecurrentLayer(make_cell(n_in, hidden_size, **kw), reverse=True)))
             else:
-                layers.append(RecurrentLayer(make_cell(n_in, hidden_size)))
+                layers.append(RecurrentLayer(make_cell(n_in, hidden_size, **kw)))
         self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 

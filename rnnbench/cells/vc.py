@@ -362,7 +362,7 @@ class VCCell(Cell):
 
     def __init__(self, input_size: int, hidden_size: int, lam: float = 1.0, eps: float = 0.1,
                  threshold: str = "soft", lam_schedule: str = "constant", lam_final: Optional[float] = None,
-                 target_m: float = 0.5, penalty: float = 0.0, index_offset: int = 0, mask_input: bool = True,
+                 target_m: float = 0.5, penalty: float = 0.0, index_offset: int = 0, mask_input: bool | str = True,
                  m_bias_init: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
         if threshold not in ("soft", "hard"):
@@ -380,7 +380,11 @@ class VCCell(Cell):
         self.target_m = float(target_m)
         self.penalty = float(penalty)
         self.index_offset = int(index_offset)
-        self.mask_input = bool(mask_input)
+        if mask_input == "auto":  # resolved by cell_factory from the model's input; alone: dense input
+            mask_input = True
+        if not isinstance(mask_input, bool):
+            raise ValueError(f"mask_input must be true, false or auto, not {mask_input!r}")
+        self.mask_input = mask_input
         self.m_bias_init = float(m_bias_init)
         H, I, G = hidden_size, input_size, self.gates
         # scheduler m_t = σ(w_mx·x + w_mh·h + b_m), the article's w_m_x, w_m_h, b_m

@@ -154,8 +154,8 @@ class AttentionSeq2Seq(nn.Module):
         else:
             A = attn_size or H
             Va = attn_vec_size or H
-            self.encoder = RNNStack(make, spec.input_size, H, 1)  # a stack: locked dropout applies
-            self.decoder = RecurrentLayer(make(spec.num_classes + H, H))
+            self.encoder = RNNStack(make, spec.input_size, H, 1, one_hot_input=True)  # a stack: locked dropout applies
+            self.decoder = RecurrentLayer(make(spec.num_classes + H, H, one_hot_input=True))  # [one-hot symbol, context]
             self.attention = AdditiveScore(H, _state_size(self.decoder.cell), Va)
             self.out_proj = nn.Linear(2 * H, A)
             self.head = nn.Linear(A, spec.num_classes)

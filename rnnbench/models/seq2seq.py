@@ -24,8 +24,8 @@ class Seq2Seq(nn.Module):
         self.out_len = spec.out_len
         self.vocab = spec.num_classes
         make = cell_factory(cell)
-        self.encoder = RNNStack(make, spec.input_size, hidden_size, num_layers, False, dropout)
-        self.decoder = RNNStack(make, spec.num_classes, hidden_size, num_layers, False, dropout)
+        self.encoder = RNNStack(make, spec.input_size, hidden_size, num_layers, False, dropout, one_hot_input=True)
+        self.decoder = RNNStack(make, spec.num_classes, hidden_size, num_layers, False, dropout, one_hot_input=True)
         self.head = nn.Linear(hidden_size, spec.num_classes)
 
     def forward(self, x: Tensor, y_onehot: Optional[Tensor] = None) -> Tensor:

@@ -201,7 +201,7 @@ class NpVC(NpCell):
 
         m = σ(x·w_mx + h·w_mh + b_m)                           (one scalar per example)
         e_i = Thres_ε(σ(λ(m·D − i)))   i = o..D−1+o            (hard: 1[σ > 1−ε]; soft: snap within ε)
-        x̄ = e^x ⊙ x (mask over the I input dims, if mask_input),  h̄ = e ⊙ h,  c̄ = e ⊙ c
+        x̄ = e^x ⊙ x (mask over the I input dims, if mask_input; auto: unless x is one-hot),  h̄ = e ⊙ h,  c̄ = e ⊙ c
         h̃ (, c̃) = base cell on x̄, h̄ (, c̄);   h = e ⊙ h̃ + (1 − e) ⊙ h  (same for c)
 
     λ at evaluation: ``lam`` (constant), or the schedule's value at the end of training."""
@@ -482,8 +482,9 @@ class Context:
             return False
         return bool(p["qat_enabled"]) if p.has("qat_enabled") else self.qat_enabled
 
-    def cell(self, prefix: str) -> NpCell:
-        """The NumPy cell whose parameters live under ``prefix`` (``....cell.``), regularizers applied."""
+    def cell(self, prefix: str, one_hot_input: bool = False) -> NpCell:
+        """The NumPy cell whose parameters live under ``prefix`` (``....cell.``), regularizers applied.
+        ``one_hot_input``: the cell reads one-hot symbols (VC ``mask_input: auto`` leaves them unmasked)."""
         name = str(self.cell_cfg.get("name"))
         if name not in CELLS:
             raise VerifyUnsupported(f"verify has no NumPy implementation for cell {name}")
@@ -492,7 +493,10 @@ class Context:
         if "qat" in self.regularizers:
             obs = p.sub("x_obs.")
             p = p.sub("float_cell.")
-        cell = CELLS[name](p, self.cell_cfg, self.progress)
+        cfg = dict(self.cell_cfg)
+        if cfg.get("mask_input") == "auto":
+            cfg["mask_input"] = not one_hot_input
+        cell = CELLS[name](p, cfg, self.progress)
         if qat_on:
             if name not in ("lstm", "rnn"):
                 raise VerifyUnsupported(f"verify has no NumPy implementation for qat on cell {name}")
@@ -545,21 +549,23 @@ def run_layer(cell: NpCell, x: Array, state: Optional[NpState] = None, reverse: 
 
 
 def run_stack(ctx: Context, prefix: str, x: Array, num_layers: int, bidirectional: bool = False,
-              states: Optional[list] = None) -> tuple[Array, list]:
+              states: Optional[list] = None, one_hot_input: bool = False) -> tuple[Array, list]:
     """``RNNStack`` (``prefix`` = ``....``): layer i reads layer i−1's output; a bidirectional
-    layer concatenates ``[fw_t, bw_t]`` (article 003 §2, ``static_bidirectional_rnn``)."""
+    layer concatenates ``[fw_t, bw_t]`` (article 003 §2, ``static_bidirectional_rnn``).
+    ``one_hot_input``: x is one-hot symbols (read by layer 0 only)."""
     states = list(states) if states is not None else [None] * num_layers
     new = []
     for i in range(num_layers):
         lp = f"{prefix}layers.{i}."
+        oh = one_hot_input and i == 0
         if bidirectional:
             s_fw, s_bw = states[i] if states[i] is not None else (None, None)
-            y_fw, s_fw = run_layer(ctx.cell(lp + "fw.cell."), x, s_fw)
-            y_bw, s_bw = run_layer(ctx.cell(lp + "bw.cell."), x, s_bw, reverse=True)
+            y_fw, s_fw = run_layer(ctx.cell(lp + "fw.cell.", oh), x, s_fw)
+            y_bw, s_bw = run_layer(ctx.cell(lp + "bw.cell.", oh), x, s_bw, reverse=True)
             x = np.concatenate([y_fw, y_bw], -1)
             new.append((s_fw, s_bw))
         else:
-            x, s = run_layer(ctx.cell(lp + "cell."), x, states[i])
+            x, s = run_layer(ctx.cell(lp + "cell.", oh), x, states[i])
             new.append(s)
     return x, new
 
@@ -576,10 +582,10 @@ def seq2seq_forward(ctx: Context, model_cfg: Mapping[str, Any], x: Array, state:
     """Article 003 §1: encoder over x; ``score_0 = V h_enc + b``; then greedy: the decoder reads
     ``one_hot(argmax score_{t-1})`` from the encoder's final state on."""
     L = int(model_cfg.get("num_layers", 1))
-    enc, st = run_stack(ctx, "encoder.", np.transpose(x, (1, 0, 2)), L)
+    enc, st = run_stack(ctx, "encoder.", np.transpose(x, (1, 0, 2)), L, one_hot_input=True)
     scores = [ctx.linear("head.", enc[-1])]
     for _ in range(1, ctx.out_len):
-        dec, st = run_stack(ctx, "decoder.", one_hot_argmax(scores[-1])[None], L, states=st)
+        dec, st = run_stack(ctx, "decoder.", one_hot_argmax(scores[-1])[None], L, states=st, one_hot_input=True)
         scores.append(ctx.linear("head.", dec[0]))
     return np.stack(scores, 1), None
 
@@ -634,14 +640,14 @@ def attention_forward(ctx: Context, model_cfg: Mapping[str, Any], x: Array, stat
             scores.append(ctx.linear("head.", out))
         return np.stack(scores, 1), None
     if kind == "additive":
-        mem, states = run_stack(ctx, "encoder.", np.transpose(x, (1, 0, 2)), 1)
+        mem, states = run_stack(ctx, "encoder.", np.transpose(x, (1, 0, 2)), 1, one_hot_input=True)
         mem, st = np.transpose(mem, (1, 0, 2)), states[0]
         keys = ctx.linear("attention.attn_k.", mem)
         ctx_vec, a = _additive_attention(ctx, "attention.", mem, np.concatenate(st, 1), keys)
         out = ctx.linear("out_proj.", np.concatenate([mem[:, -1], ctx_vec], 1))
         rec({"h": mem[:, -1], "alpha": a, "out": out})
         scores = [ctx.linear("head.", out)]
-        dec_cell = ctx.cell("decoder.cell.")
+        dec_cell = ctx.cell("decoder.cell.", one_hot_input=True)  # reads [one-hot symbol, context]
         for _ in range(1, ctx.out_len):
             ctx_vec, a = _additive_attention(ctx, "attention.", mem, np.concatenate(st, 1), keys)
             h, st = dec_cell.step(np.concatenate([one_hot_argmax(scores[-1]), ctx_vec], 1), st)

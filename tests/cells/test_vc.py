@@ -169,3 +169,85 @@ def test_compute_fraction_counts_updated_units(threshold, offset, lam):
     e = (s > 1 - eps).astype(float) if threshold == "hard" else np.where(s > 1 - eps, 1.0, np.where(s < eps, 0.0, s))
     got = cell.units_updated(torch.tensor(m, dtype=torch.float64)).numpy()
     np.testing.assert_array_equal(got, (e > 0).sum(1))
+
+
+def _mask_inputs(net) -> list[bool]:
+    from rnnbench.cells.vc import VCCell
+
+    return [m.mask_input for m in net.modules() if isinstance(m, VCCell)]
+
+
+@pytest.mark.parametrize("name", ["vclstm", "vcrnn", "vcgru"])
+def test_mask_input_auto_masks_dense_inputs_not_one_hot_symbols(name):
+    """``mask_input: auto``: cells reading one-hot symbols (the seq2seq encoder's and decoder's first
+    layer, the additive-attention decoder's [symbol, context]) keep every input dim; dense inputs
+    (pixels, embeddings, a lower layer's h, window attention's projection) are masked. An explicit
+    true / false is kept everywhere."""
+    from rnnbench.models.attention import AttentionSeq2Seq
+    from rnnbench.models.classifier import Classifier
+    from rnnbench.models.lm import LanguageModel
+    from rnnbench.models.seq2seq import Seq2Seq
+    from rnnbench.tasks.base import TaskSpec
+    from cellutil import cell_cfg
+
+    auto = cell_cfg(name)
+    assert auto["mask_input"] == "auto"  # the shipped default
+    s2s = TaskSpec("seq2seq", 12, 12, 7, 4)
+    net = Seq2Seq(s2s, auto, hidden_size=6, num_layers=2)
+    # encoder layers 0, 1, then decoder layers 0, 1
+    assert _mask_inputs(net) == [False, True, False, True]
+    assert _mask_inputs(AttentionSeq2Seq(s2s, auto, hidden_size=6, attention="additive")) == [False, False]
+    assert _mask_inputs(AttentionSeq2Seq(s2s, auto, hidden_size=6, attention="window", attn_length=3)) == [True, True]
+    assert _mask_inputs(Classifier(TaskSpec("classification", 5, 3, 6), auto, hidden_size=6, bidirectional=True)) == [True, True]
+    assert _mask_inputs(LanguageModel(TaskSpec("lm", 10, 10), auto, hidden_size=6, embedding_size=4)) == [True]
+    for forced in (True, False):
+        cfg = cell_cfg(name, (f"mask_input={str(forced).lower()}",))
+        assert _mask_inputs(Seq2Seq(s2s, cfg, hidden_size=6, num_layers=2)) == [forced] * 4
+    from rnnbench.cells.vc import VCRNNCell
+
+    with pytest.raises(ValueError, match="mask_input"):
+        VCRNNCell(3, 4, mask_input="sometimes")
+
+
+def test_unmasked_one_hot_input_reaches_every_symbol():
+    """Why auto exists: with m_t ≈ 0.5 a masked one-hot input zeroes the symbols past ⌈m·I⌉, so two
+    different high-index symbols give the same state; unmasked, they differ."""
+    I, H = 12, 8
+    out = {}
+    for mask in (True, False):
+        cell = make_cell("vcrnn", I, H, (f"mask_input={str(mask).lower()}", "threshold=hard"), seed=3)
+        _set_scheduler(cell, 0.0)  # m = 0.5 for every input
+        x = torch.zeros(1, 2, I, dtype=torch.float64)  # [T=1, B=2, I]: two examples
+        x[0, 0, I - 1] = 1.0  # symbol 11
+        x[0, 1, I - 2] = 1.0  # symbol 10
+        y, _ = RecurrentLayer(cell)(x)
+        out[mask] = y[0]
+    assert torch.equal(out[True][0], out[True][1])
+    assert not torch.allclose(out[False][0], out[False][1])
+
+
+@pytest.mark.parametrize("name", ["vclstm", "vcgru"])
+def test_verify_numpy_seq2seq_resolves_auto_per_layer(name):
+    """verify's NumPy seq2seq (2 layers, greedy decoding) == the torch model at 1e-10 with
+    ``mask_input: auto`` — so the NumPy side leaves layer 0's one-hot input unmasked and masks
+    layer 1's, as the model does (a wrong resolution changes the logits by ~1e-2)."""
+    import torch.nn.functional as F
+
+    from rnnbench.models.seq2seq import Seq2Seq
+    from rnnbench.tasks.base import TaskSpec
+    from rnnbench.verify import numpy_ref
+    from cellutil import cell_cfg
+
+    torch.manual_seed(0)
+    cfg = cell_cfg(name)
+    net = Seq2Seq(TaskSpec("seq2seq", 12, 12, 7, 4), cfg, hidden_size=10, num_layers=2).double()
+    x = F.one_hot(torch.randint(0, 12, (6, 7)), 12).double()
+    with torch.no_grad():
+        logits = net(x).numpy()
+    arrays = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    ctx = numpy_ref.Context(numpy_ref.Params(arrays), dict(cfg), {}, out_len=4)
+    scores, _ = numpy_ref.seq2seq_forward(ctx, {"num_layers": 2}, x.numpy())
+    np.testing.assert_allclose(scores, logits, rtol=1e-10, atol=1e-10)
+    for wrong in (True, False):  # either fixed setting disagrees: the test can fail
+        ctx = numpy_ref.Context(numpy_ref.Params(arrays), {**dict(cfg), "mask_input": wrong}, {}, out_len=4)
+        assert np.abs(numpy_ref.seq2seq_forward(ctx, {"num_layers": 2}, x.numpy())[0] - logits).max() > 1e-4
