@@ -144,6 +144,8 @@ class CellConf:
     name: str = MISSING
     fused: bool = True  #: use the native fused kernel when nothing needs the per-step loop
     compile: bool = False  #: torch.compile the custom step (measured: no gain on CPU; see rnnbench/cells/base.py)
+    #: default (the cell's own init) | orthogonal: each H×H gate block of the recurrent matrices orthogonal
+    recurrent_init: str = "default"
 
 
 @dataclass

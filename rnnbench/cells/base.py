@@ -47,19 +47,48 @@ class Cell(nn.Module, metaclass=ABCMeta):
     num_states: int = 1  #: 1 for (h,), 2 for (h, c)
 
     def __init__(self, input_size: int, hidden_size: int, fused: bool = True, compile: bool = False,
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None, recurrent_init: str = "default") -> None:
         super().__init__()
+        if recurrent_init not in ("default", "orthogonal"):
+            raise ValueError(f"recurrent_init must be default or orthogonal, not {recurrent_init!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.fused = fused
         self.compile = compile
+        self.recurrent_init = recurrent_init
         self.cell_name = name or type(self).__name__.lower()
+
+    def initialize(self) -> None:
+        """What a cell's constructor calls: :meth:`reset_parameters`, then ``recurrent_init``."""
+        self.reset_parameters()
+        self.init_recurrent()
 
     def reset_parameters(self) -> None:
         """``torch.nn.RNN``'s initialisation: every parameter ~ U(−1/√H, 1/√H)."""
         k = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -k, k)
+
+    def recurrent_matrices(self) -> list[Tensor]:
+        """The matrices that act on the previous hidden state (or on the factor m_t of the
+        multiplicative cells): ``regularizer_weights["recurrent"]`` if the cell declares it,
+        else its 2-D ``weight_h*`` parameters (``nn.LSTM``'s ``weight_hh``)."""
+        names = getattr(self, "regularizer_weights", {}).get("recurrent")
+        if names is None:
+            names = [n for n, p in self.named_parameters(recurse=False) if n.startswith("weight_h") and p.dim() == 2]
+        return [getattr(self, n) for n in names]
+
+    @torch.no_grad()
+    def init_recurrent(self) -> None:
+        """``recurrent_init=orthogonal`` (Saxe et al. 2014): every H×H gate block of every
+        recurrent matrix (:meth:`recurrent_matrices`) drawn orthogonal, so at initialisation the
+        recurrence neither shrinks nor grows the state; ``default`` keeps the cell's own init."""
+        if self.recurrent_init != "orthogonal":
+            return
+        for w in self.recurrent_matrices():
+            rows, cols = w.shape
+            for r in range(0, rows, cols):
+                nn.init.orthogonal_(w[r:r + cols])
 
     # -- interface --------------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:

@@ -135,7 +135,7 @@ class DeltaRNNCell(Cell):
         self.beta2 = nn.Parameter(torch.empty(H))
         self.bias_z = nn.Parameter(torch.empty(H))
         self.bias_r = nn.Parameter(torch.empty(H))
-        self.reset_parameters()
+        self.initialize()
 
     def reset_parameters(self) -> None:
         k = 1.0 / math.sqrt(self.hidden_size)

@@ -110,7 +110,7 @@ class GRUCell(Cell):
         self.weight_hh = nn.Parameter(torch.empty(3 * H, H))
         self.bias_ih = nn.Parameter(torch.empty(3 * H))
         self.bias_hh = nn.Parameter(torch.empty(3 * H))
-        self.reset_parameters()
+        self.initialize()
 
     def project_input(self, x: Tensor) -> Tensor:
         return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)

@@ -147,7 +147,7 @@ class LSTMCell(Cell):
         self.weight_hh = nn.Parameter(torch.empty(self.gates * H, H))
         self.bias_ih = nn.Parameter(torch.empty(self.gates * H))
         self.bias_hh = nn.Parameter(torch.empty(self.gates * H))
-        self.reset_parameters()
+        self.initialize()
 
     def _bias_ih(self) -> Tensor:
         b = self.bias_ih

@@ -127,7 +127,7 @@ class MRNNCell(Cell):
         self.weight_hm = nn.Parameter(torch.empty(H, H))
         self.bias = nn.Parameter(torch.empty(H))
         self.bias_m = nn.Parameter(torch.empty(H)) if factor_bias is not None else None
-        self.reset_parameters()
+        self.initialize()
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -178,7 +178,7 @@ class MLSTMCell(Cell):
         self.weight_m = nn.Parameter(torch.empty(4 * H, H))
         self.bias = nn.Parameter(torch.empty(4 * H))
         self.bias_m = nn.Parameter(torch.empty(H)) if factor_bias is not None else None
-        self.reset_parameters()
+        self.initialize()
 
     def reset_parameters(self) -> None:
         H = self.hidden_size

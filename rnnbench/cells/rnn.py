@@ -24,7 +24,7 @@ class RNNCell(Cell):
         self.weight_hh = nn.Parameter(torch.empty(H, H))
         self.bias_ih = nn.Parameter(torch.empty(H))
         self.bias_hh = nn.Parameter(torch.empty(H))
-        self.reset_parameters()
+        self.initialize()
 
     def project_input(self, x: Tensor) -> Tensor:
         return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)

@@ -403,7 +403,7 @@ class VCCell(Cell):
         self._sum_m = 0.0
         self._sum_frac = 0.0
         self._n = 0
-        self.reset_parameters()
+        self.initialize()
 
     def reset_parameters(self) -> None:
         k = 1.0 / math.sqrt(self.hidden_size)
