@@ -210,10 +210,8 @@ class MLSTMCellConf(CellConf):
     name: str = "mlstm"
     forget_bias: float = 0.0  #: added to the forget-gate bias at initialisation
     #: None: m = (W_mx x) ⊙ (W_mh h), the paper's form; a number: a learnable bias b_m on the
-    #: input factor, m = (W_mx x + b_m) ⊙ (W_mh h), initialised to it (default 1, with
-    #: ``recurrent_init=orthogonal``: trains far better than the paper's form; conf/cell/mlstm.yaml)
-    factor_bias: Optional[float] = 1.0
-    recurrent_init: str = "orthogonal"
+    #: input factor, m = (W_mx x + b_m) ⊙ (W_mh h), initialised to it
+    factor_bias: Optional[float] = None
 
 
 @dataclass

@@ -14,7 +14,7 @@ CASES = [
     ("vclstm", ("threshold=soft", "lam=0.5", "penalty=1.0")), ("vclstm", ("threshold=hard", "penalty=1.0")),
     ("vcrnn", ("threshold=soft", "lam=0.5")), ("vcgru", ("threshold=soft", "lam=0.5")),
     ("vcgru", ("threshold=hard", "penalty=1.0")), ("vcgru", ("threshold=soft", "lam=0.5", "penalty=1.0")),
-    ("mlstm", ()), ("mlstm", ("factor_bias=null",)), ("mrnn", ()), ("mrnn", ("factor_bias=1.0",)), ("delta_rnn", ()), ("delta_rnn", ("outer_activation=identity",)),
+    ("mlstm", ()), ("mlstm", ("factor_bias=1.0",)), ("mrnn", ()), ("mrnn", ("factor_bias=1.0",)), ("delta_rnn", ()), ("delta_rnn", ("outer_activation=identity",)),
 ]
 
 
