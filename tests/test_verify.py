@@ -83,11 +83,12 @@ def test_window_attention_refuses_locked_dropout(tmp_path):
         _train(tmp_path, ["cell=rnn", "model=attention_seq2seq", "regularizer=[variational_dropout]"])
 
 
+@pytest.mark.parametrize("fb", ["1.0", "null"])
 @pytest.mark.parametrize("cell", ["mrnn", "mlstm"])
-def test_factor_bias_run_verifies(tmp_path, cell):
+def test_factor_bias_run_verifies(tmp_path, cell, fb):
     """``cell.factor_bias`` adds ``bias_m``: the NumPy forward must read it (an unread saved
-    parameter would be refused, a wrong use would disagree)."""
-    run = _train(tmp_path, [f"cell={cell}", "cell.factor_bias=1.0", "model=seq2seq"])
+    parameter would be refused, a wrong use would disagree); null is the papers' form."""
+    run = _train(tmp_path, [f"cell={cell}", f"cell.factor_bias={fb}", "model=seq2seq"])
     assert verify_run(run, echo=None).ok
 
 

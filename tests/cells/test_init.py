@@ -35,7 +35,7 @@ def test_orthogonal_recurrent_init(name):
         assert w.shape[0] % H == 0 and w.shape[1] == H
         for b in _blocks(w.detach()):
             torch.testing.assert_close(b @ b.T, torch.eye(H, dtype=b.dtype), atol=1e-6, rtol=0)  # drawn in float32
-    default = make_cell(name, 3, H)
+    default = make_cell(name, 3, H, ("recurrent_init=default",))
     for w in default.recurrent_matrices():  # U(−k, k) blocks are not orthogonal
         b = _blocks(w.detach())[0]
         assert not torch.allclose(b @ b.T, torch.eye(H, dtype=b.dtype), atol=0.1)
@@ -50,3 +50,13 @@ def test_bad_recurrent_init_is_refused():
 
     with pytest.raises(ValueError, match="recurrent_init"):
         RNNCell(3, 4, recurrent_init="identity")
+
+
+def test_shipped_defaults_are_the_cells_own_init():
+    """Every cell config ships ``recurrent_init: default`` (the papers' / torch.nn's init); the
+    multiplicative cells ship the papers' form (no factor bias)."""
+    from cellutil import cell_cfg
+
+    for name in CELLS:
+        assert cell_cfg(name).recurrent_init == "default", name
+    assert cell_cfg("mlstm").factor_bias is None and cell_cfg("mrnn").factor_bias is None
