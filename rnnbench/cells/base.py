@@ -31,6 +31,7 @@ from __future__ import annotations
 from abc import ABCMeta, abstractmethod
 
 import math
+import re
 from typing import Callable, Optional
 
 import torch
@@ -39,6 +40,9 @@ from torch.nn.utils import parametrize
 
 State = tuple[Tensor, ...]
 StateHook = Callable[[State, State, "RecurrentLayer"], State]
+
+RECURRENT_NAME = re.compile(r"^weight_h\w*$")
+INPUT_NAME = re.compile(r"^weight_[ix]\w*$")
 
 
 class Cell(nn.Module, metaclass=ABCMeta):
@@ -69,23 +73,34 @@ class Cell(nn.Module, metaclass=ABCMeta):
         for p in self.parameters():
             nn.init.uniform_(p, -k, k)
 
-    def recurrent_matrices(self) -> list[Tensor]:
-        """The matrices that act on the previous hidden state (or on the factor m_t of the
-        multiplicative cells): ``regularizer_weights["recurrent"]`` if the cell declares it,
-        else its 2-D ``weight_h*`` parameters (``nn.LSTM``'s ``weight_hh``)."""
-        names = getattr(self, "regularizer_weights", {}).get("recurrent")
-        if names is None:
-            names = [n for n, p in self.named_parameters(recurse=False) if n.startswith("weight_h") and p.dim() == 2]
-        return [getattr(self, n) for n in names]
+    def matrix_names(self, kind: str) -> list[str]:
+        """Names of the cell's ``kind`` ('input' | 'recurrent') matrices, for the regularizers and
+        ``recurrent_init``: the class attribute ``regularizer_weights = {"input": (...),
+        "recurrent": (...)}`` if the cell declares it, otherwise ``torch.nn.LSTM``'s naming
+        convention: a 2-D parameter directly on the cell named ``weight_h*`` (``weight_hh``,
+        ``weight_hm``...) reads the previous hidden state and is *recurrent*; one named
+        ``weight_i*`` / ``weight_x*`` reads the input and is *input*."""
+        declared = getattr(self, "regularizer_weights", None)
+        if declared is not None:
+            return list(declared.get(kind, ()))
+        pattern = RECURRENT_NAME if kind == "recurrent" else INPUT_NAME
+        return sorted(n for n in self._own_matrix_names() if pattern.match(n))
+
+    def _own_matrix_names(self) -> list[str]:
+        """2-D parameters directly on the cell (parametrized ones by their public name)."""
+        names = [n for n, p in self.named_parameters(recurse=False) if p.dim() == 2]
+        if parametrize.is_parametrized(self):
+            names += [n for n in self.parametrizations.keys() if getattr(self, n).dim() == 2]  # type: ignore[union-attr]
+        return names
 
     @torch.no_grad()
     def init_recurrent(self) -> None:
         """``recurrent_init=orthogonal`` (Saxe et al. 2014): every H×H gate block of every
-        recurrent matrix (:meth:`recurrent_matrices`) drawn orthogonal, so at initialisation the
+        recurrent matrix (:meth:`matrix_names`) drawn orthogonal, so at initialisation the
         recurrence neither shrinks nor grows the state; ``default`` keeps the cell's own init."""
         if self.recurrent_init != "orthogonal":
             return
-        for w in self.recurrent_matrices():
+        for w in (getattr(self, n) for n in self.matrix_names("recurrent")):
             rows, cols = w.shape
             for r in range(0, rows, cols):
                 nn.init.orthogonal_(w[r:r + cols])

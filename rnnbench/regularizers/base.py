@@ -7,28 +7,20 @@ Every regularizer is a small object built from its config node (``_target_`` + o
   it raises :class:`~rnnbench.errors.ConfigError` (one line) when it cannot apply;
 * ``after_step(model)`` runs after every optimizer step (``use_vd`` mask resampling).
 
-Which parameters count as *input* and *recurrent* matrices of a cell
-(:func:`cell_matrices`): a cell may declare them with the class attribute
-``regularizer_weights = {"input": (...names...), "recurrent": (...names...)}``; otherwise
-the naming convention of ``torch.nn.LSTM`` is used, source first: a 2-D parameter directly on
-the cell named ``weight_h*`` (``weight_hh``, ``weight_hm``...) reads the previous hidden state
-and is *recurrent*; one named ``weight_i*`` / ``weight_x*`` reads the input and is *input*.
+Which parameters count as *input* and *recurrent* matrices of a cell (:func:`cell_matrices`)
+is the cell's own answer, :meth:`~rnnbench.cells.base.Cell.matrix_names` (a declared
+``regularizer_weights``, else ``torch.nn.LSTM``'s ``weight_h*`` / ``weight_i*`` naming).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import re
-from typing import Any, Iterable
+from typing import Iterable
 
 from torch import nn
-from torch.nn.utils import parametrize
 
 from ..cells.base import Cell, RecurrentLayer
 from ..errors import ConfigError
-
-RECURRENT_NAME = re.compile(r"^weight_h\w*$")
-INPUT_NAME = re.compile(r"^weight_[ix]\w*$")
 
 
 class Regularizer(ABC):
@@ -64,26 +56,10 @@ def require_cells(model: nn.Module, who: str) -> list[Cell]:
     return cells
 
 
-def _own_matrices(cell: Cell) -> dict[str, Any]:
-    """2-D parameters directly on ``cell`` (parametrized ones by their public name)."""
-    out = {}
-    for name, p in cell.named_parameters(recurse=False):
-        if p.dim() == 2:
-            out[name] = p
-    if parametrize.is_parametrized(cell):
-        for name in cell.parametrizations.keys():  # type: ignore[union-attr]
-            if getattr(cell, name).dim() == 2:
-                out[name] = True
-    return out
-
-
 def cell_matrices(cell: Cell, kind: str) -> list[str]:
-    """Names of the ``kind`` ('input' | 'recurrent') matrices of ``cell`` (see module doc)."""
-    declared = getattr(cell, "regularizer_weights", None)
-    if declared is not None:
-        return list(declared.get(kind, ()))
-    pattern = RECURRENT_NAME if kind == "recurrent" else INPUT_NAME
-    return sorted(n for n in _own_matrices(cell) if pattern.match(n))
+    """Names of the ``kind`` ('input' | 'recurrent') matrices of ``cell``
+    (:meth:`~rnnbench.cells.base.Cell.matrix_names`)."""
+    return cell.matrix_names(kind)
 
 
 def cell_name(cell: Cell) -> str:
