@@ -54,6 +54,8 @@ class Config:
     optimizer: Any = MISSING
     regularizer: Any = field(default_factory=dict)
     experiment: Any = None
+    #: which conf/tuned/<dataset>_<cell>.yaml was applied (each sets its own name), None: none
+    tuned: Optional[str] = None
 
 
 # ----------------------------------------------------------------------------- datasets

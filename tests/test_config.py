@@ -105,3 +105,41 @@ def test_unknown_group_option_fails():
 def test_clip_config():
     cfg = compose(["optimizer.clip={kind: per_tensor, max_norm: 0.5}"])
     assert cfg.optimizer.clip.kind == "per_tensor" and cfg.optimizer.clip.max_norm == 0.5
+
+
+TUNED = [n for n in options("tuned") if n != "none"]
+
+
+def _tuned_pair(name: str) -> tuple[str, str]:
+    """``<dataset>_<cell>`` split on the one cut that names an existing dataset and cell."""
+    cuts = [(name[:i], name[i + 1:]) for i, ch in enumerate(name) if ch == "_"]
+    pairs = [(d, c) for d, c in cuts if d in options("dataset") and c in options("cell")]
+    assert len(pairs) == 1, f"conf/tuned/{name}.yaml must be named <dataset>_<cell>"
+    return pairs[0]
+
+
+@pytest.mark.parametrize("name", TUNED)
+def test_tuned_file_applies_to_its_pair_only_and_keeps_the_budget(name):
+    """conf/tuned/<dataset>_<cell>.yaml is picked by that pair, names itself in ``tuned``, and
+    changes only the cell's options and the optimizer: never the budget (epochs, batch size,
+    steps) nor the model's size, so "within the default budget" stays true."""
+    import yaml
+
+    dataset, cell = _tuned_pair(name)
+    text = yaml.safe_load((CONF / "tuned" / f"{name}.yaml").read_text())
+    assert set(text) <= {"tuned", "cell", "optimizer"}, set(text)
+    assert text["tuned"] == name
+    base, tuned = compose([f"dataset={dataset}", f"cell={cell}", "tuned=none"]), compose([f"dataset={dataset}", f"cell={cell}"])
+    assert base.tuned is None and tuned.tuned == name
+    assert base.train == tuned.train and base.model == tuned.model and base.dataset == tuned.dataset
+    assert base.cell != tuned.cell or base.optimizer != tuned.optimizer
+    others = [c for c in options("cell") if c != cell]
+    assert compose([f"dataset={dataset}", f"cell={others[0]}"]).tuned is None
+
+
+@pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_experiments_never_pick_up_tuned_settings(exp):
+    """An experiment reproduces its article with one setting for all its cells (on its own dataset)."""
+    for cell in sorted({_tuned_pair(n)[1] for n in TUNED}):
+        cfg = compose([f"experiment={exp}", f"cell={cell}"])
+        assert cfg.tuned is None, (exp, cell)

@@ -72,6 +72,8 @@ def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
                             f"{cfg.optimizer.clip.get('kind', 'global')}:{cfg.optimizer.clip.max_norm}"}
     if "attention" in cfg.model:
         flat["attention"] = cfg.model.attention
+    if cfg.get("tuned"):
+        flat["tuned"] = cfg.tuned
     # whatever else the command line (e.g. a sweep) set, so the HParams dashboard tells jobs apart
     over = Path(run_dir) / ".hydra" / "overrides.yaml" if run_dir is not None else None
     if over is not None and over.exists():
@@ -148,6 +150,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         log.info("run dir %s | %s on %s | %s %s x%d, %d parameters | %s", run_dir, cfg.model.name,
                  cfg.dataset.name, cfg.cell.name, cfg.model.hidden_size, cfg.model.num_layers,
                  results["params"], device)
+        if cfg.get("tuned"):
+            log.info("tuned settings for this dataset x cell applied: conf/tuned/%s.yaml (tuned=none turns them off)",
+                     cfg.tuned)
         trainer = Trainer(cfg, task, model, run_dir, device, regs)
         if resume_from is not None:
             trainer.resume(resume_from)

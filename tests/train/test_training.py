@@ -130,3 +130,20 @@ def test_flush_denormal_follows_the_config(tmp_path, flush):
     run_in_process(SMOKE + [f"train.flush_denormal={str(flush).lower()}"], tmp_path)
     tiny = torch.tensor([1e-39], dtype=torch.float32) * 1.0
     assert (tiny.item() == 0.0) == flush
+
+
+def test_tuned_settings_are_named_in_the_results(tmp_path):
+    """A run of a dataset x cell pair with a conf/tuned file records which one (results.json hparams,
+    saved config); tuned=none records none."""
+    from testutil import CONF
+
+    tuned = sorted(p.stem for p in (CONF / "tuned").glob("addition_*.yaml"))
+    if not tuned:
+        pytest.skip("no conf/tuned/addition_*.yaml")
+    cell = tuned[0].removeprefix("addition_")
+    res = run_in_process(SMOKE + [f"cell={cell}"], tmp_path / "a")
+    assert res["hparams"]["tuned"] == tuned[0]
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["hparams"]["tuned"] == tuned[0]
+    res = run_in_process(SMOKE + [f"cell={cell}", "tuned=none"], tmp_path / "b")
+    assert "tuned" not in res["hparams"]
