@@ -101,3 +101,30 @@ def test_corrupt_mnist(data_dir, tmp_path):
     p.write_bytes(bytes(data))
     with pytest.raises(DataError, match="corrupt data file"):
         ImageSequenceTask(root=str(tmp_path))
+
+
+def test_paper_mrnn_cannot_classify_mnist_rows(data_dir):
+    """Why conf/tuned/mnist_row_mrnn.yaml exists: 99.1 % of MNIST test images end in a blank row,
+    and the bias-free mRNN maps a blank row to h = tanh(b) whatever came before, so the
+    classifier gives them all one answer: test accuracy ≤ (non-blank + largest class among the
+    blank) / N = 12.25 %. With the factor bias the last output depends on the image."""
+    from testutil import compose
+
+    from rnnbench.models import build_model
+
+    task = ImageSequenceTask(root=str(data_dir), layout="row")
+    x, y = task.data["test"]
+    blank = x[:, 27].abs().sum(1) == 0
+    assert float(blank.float().mean()) > 0.99
+    ceiling = (int((~blank).sum()) + int(torch.bincount(y[blank], minlength=10).max())) / len(y)
+    assert ceiling == pytest.approx(0.1225)
+    imgs = task.encode_inputs(x[blank][:16])
+    assert not torch.equal(imgs[0], imgs[1])
+    for extra, same in ((["tuned=none"], True), (["cell.factor_bias=1.0"], False)):
+        cfg = compose(["dataset=mnist_row", "cell=mrnn", "model.hidden_size=16"] + extra)
+        torch.manual_seed(0)
+        model = build_model(cfg.model, cfg.cell, task.spec).eval()
+        with torch.no_grad():
+            out = model(imgs)
+        out = out[0] if isinstance(out, tuple) else out
+        assert torch.allclose(out, out[:1].expand_as(out), atol=0) == same
