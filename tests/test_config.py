@@ -129,17 +129,18 @@ def test_tuned_file_applies_to_its_pair_only_and_keeps_the_budget(name):
     text = yaml.safe_load((CONF / "tuned" / f"{name}.yaml").read_text())
     assert set(text) <= {"tuned", "cell", "optimizer"}, set(text)
     assert text["tuned"] == name
-    base, tuned = compose([f"dataset={dataset}", f"cell={cell}", "tuned=none"]), compose([f"dataset={dataset}", f"cell={cell}"])
+    base = compose([f"dataset={dataset}", f"cell={cell}"])
+    tuned = compose([f"dataset={dataset}", f"cell={cell}"], tuned=True)
     assert base.tuned is None and tuned.tuned == name
     assert base.train == tuned.train and base.model == tuned.model and base.dataset == tuned.dataset
     assert base.cell != tuned.cell or base.optimizer != tuned.optimizer
     others = [c for c in options("cell") if c != cell]
-    assert compose([f"dataset={dataset}", f"cell={others[0]}"]).tuned is None
+    assert compose([f"dataset={dataset}", f"cell={others[0]}"], tuned=True).tuned is None
 
 
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_experiments_never_pick_up_tuned_settings(exp):
     """An experiment reproduces its article with one setting for all its cells (on its own dataset)."""
     for cell in sorted({_tuned_pair(n)[1] for n in TUNED}):
-        cfg = compose([f"experiment={exp}", f"cell={cell}"])
+        cfg = compose([f"experiment={exp}", f"cell={cell}"], tuned=True)
         assert cfg.tuned is None, (exp, cell)

@@ -20,14 +20,20 @@ def data_root() -> Optional[Path]:
     return None
 
 
-def compose(overrides: list[str] = (), data: Optional[Path] = None):
-    """Compose the primary config with overrides (compose API), data.root pointed at ``data``."""
+def compose(overrides: list[str] = (), data: Optional[Path] = None, tuned: bool = False):
+    """Compose the primary config with overrides (compose API), data.root pointed at ``data``.
+
+    ``tuned=False`` adds ``tuned=none``: the tests check the cell, model and dataset configs
+    themselves, whatever pair a test happens to compose; the conf/tuned files have their own
+    tests (``tuned=True``: the pair's file applies, as on the command line)."""
     from hydra import compose as hcompose, initialize_config_dir
 
     from rnnbench.config import register_configs
 
     register_configs()
     ov = list(overrides)
+    if not tuned and not any(o.startswith("tuned=") for o in ov):
+        ov.append("tuned=none")
     if data is not None:
         ov.append(f"data.root={data}")
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -38,13 +44,13 @@ SMOKE = ["train.max_steps=3", "train.max_eval_batches=1", "dataset.limit=256", "
          "train.progress=false", "train.epochs=1"]
 
 
-def run_in_process(overrides: list[str], run_dir: Path, data: Optional[Path] = None) -> dict:
+def run_in_process(overrides: list[str], run_dir: Path, data: Optional[Path] = None, tuned: bool = False) -> dict:
     """Train in this process (no Hydra runtime) and save the config as the CLI would."""
     from omegaconf import OmegaConf
 
     from rnnbench.train.run import run_training
 
-    cfg = compose(overrides, data)
+    cfg = compose(overrides, data, tuned)
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     return run_training(cfg, run_dir)

@@ -11,13 +11,9 @@ REGULARIZERS = sorted(p.stem for p in (CONF / "regularizer").glob("*.yaml"))
 
 
 def compose_cfg(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from testutil import compose
 
-    from rnnbench.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose(overrides)
 
 
 @functools.lru_cache(maxsize=None)

@@ -141,9 +141,9 @@ def test_tuned_settings_are_named_in_the_results(tmp_path):
     if not tuned:
         pytest.skip("no conf/tuned/addition_*.yaml")
     cell = tuned[0].removeprefix("addition_")
-    res = run_in_process(SMOKE + [f"cell={cell}"], tmp_path / "a")
+    res = run_in_process(SMOKE + [f"cell={cell}"], tmp_path / "a", tuned=True)
     assert res["hparams"]["tuned"] == tuned[0]
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
     assert saved["hparams"]["tuned"] == tuned[0]
-    res = run_in_process(SMOKE + [f"cell={cell}", "tuned=none"], tmp_path / "b")
+    res = run_in_process(SMOKE + [f"cell={cell}", "tuned=none"], tmp_path / "b", tuned=True)
     assert "tuned" not in res["hparams"]
