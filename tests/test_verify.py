@@ -101,6 +101,25 @@ def test_vc_lambda_schedule_run_verifies(tmp_path):
     assert verify_run(run, echo=None).ok
 
 
+def test_vc_lambda_schedule_test_metric_is_the_checkpoints(tmp_path):
+    """results.json's test numbers are those of best.pt as saved: a fresh model loading it (λ
+    included, no training progress given) reproduces them exactly."""
+    from rnnbench.tasks import build_task
+    from rnnbench.train.checkpoint import load_checkpoint
+    from rnnbench.verify import framework_metrics
+
+    run = _train(tmp_path, ["cell=vclstm", "cell.lam_schedule=linear", "cell.lam_final=8",
+                            "train.epochs=3", "train.max_steps=6", "train.batch_size=128", "optimizer.lr=0.05"])
+    results = json.loads((run / "results.json").read_text())
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    lams = [float(v) for k, v in best["model"].items() if k.endswith("lam_now")]
+    assert lams and all(1.0 < lam <= 8.0 for lam in lams)
+    got = framework_metrics(cfg, build_task(cfg), best["model"], ["test"], False)["test"]
+    assert got["acc"] == results["test"]["acc"] and got["loss"] == pytest.approx(results["test"]["loss"], rel=1e-12)
+    assert verify_run(run, echo=None).ok
+
+
 def test_progress_valid_at_best_epoch_test_at_end(tmp_path):
     """The trainer last called set_training_progress(step − 1, total) before each evaluation: valid
     metrics come from the best epoch (metrics.jsonl), test from the end of training."""

@@ -22,7 +22,8 @@ Two thresholds:
   values in between pass unchanged, so the edge dims carry a gradient to m_t.
 
 Paper extras: the sharpness λ can follow a schedule over training (``lam_schedule`` linear or
-exp from ``lam`` to ``lam_final``; the trainer calls :meth:`set_training_progress`), and a
+exp from ``lam`` to ``lam_final``; the trainer calls :meth:`set_training_progress`; the current
+λ is a buffer, ``lam_now``, so a checkpoint evaluates with the λ it was saved at), and a
 computation penalty ``penalty · mean_b((mean_t m_t − m̄)²)`` pulls the average m_t toward the
 target m̄ (``target_m``); it is returned by :meth:`extra_loss` and added to the loss.
 :meth:`stats` reports ``mean_m`` and ``compute_fraction`` (the fraction of hidden units updated,
@@ -82,6 +83,11 @@ def _mask_consts(zs: Tensor, zo: Tensor, I: int, dup_h: bool) -> tuple[Tensor, T
         parts_o.append(zo[I:])
     zs2 = torch.cat(parts_s)
     return zs2, torch.cat(parts_o), zs2.unsqueeze(1)
+
+
+def _keep_lam_if_missing(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """A checkpoint saved before λ was a buffer: keep the cell's current λ."""
+    state_dict.setdefault(prefix + "lam_now", module.lam_now.detach().clone())
 
 
 def _with_bias_row(w: Tensor, b: Tensor, I: int) -> Tensor:
@@ -375,6 +381,12 @@ class VCCell(Cell):
         self.lam = float(lam)
         self.lam_final = float(lam_final) if lam_final is not None else float(lam)
         self.lam_schedule = lam_schedule
+        if lam_schedule != "constant":
+            # a scheduled λ is part of the function: it travels with the weights (state_dict), so a
+            # checkpoint evaluates with the λ it was saved at; checkpoints without it keep the current λ
+            self.register_buffer("lam_now", torch.tensor(self.lam, dtype=torch.float64))
+            self.register_load_state_dict_pre_hook(_keep_lam_if_missing)
+            self.register_load_state_dict_post_hook(lambda mod, keys: setattr(mod, "lam", float(mod.lam_now)))
         self.eps = float(eps)
         self.threshold = threshold
         self.target_m = float(target_m)
@@ -421,6 +433,8 @@ class VCCell(Cell):
             self.lam = self.lam0 * (self.lam_final / self.lam0) ** p
         else:
             self.lam = self.lam0
+        if self.lam_schedule != "constant":
+            self.lam_now.fill_(self.lam)
 
     # -- masks -------------------------------------------------------------------------------
     def units_updated(self, m: Tensor) -> Tensor:

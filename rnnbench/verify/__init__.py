@@ -164,8 +164,8 @@ def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[st
     model.load_state_dict(state_dict)
     model.eval()
     # QAT: the mode the run ended in travels with the checkpoint (``qat_enabled`` buffers);
-    # VC λ schedules: the value at the last training step
-    if progress[0] is not None:
+    # VC λ schedules too (``lam_now``); a checkpoint from before that buffer: λ from the progress
+    if progress[0] is not None and not any(k.endswith("lam_now") for k in state_dict):
         for m in model.modules():
             if hasattr(m, "lam_schedule") and hasattr(m, "set_training_progress"):
                 m.set_training_progress(progress[0], progress[1])

@@ -204,7 +204,8 @@ class NpVC(NpCell):
         x̄ = e^x ⊙ x (mask over the I input dims, if mask_input; auto: unless x is one-hot),  h̄ = e ⊙ h,  c̄ = e ⊙ c
         h̃ (, c̃) = base cell on x̄, h̄ (, c̄);   h = e ⊙ h̃ + (1 − e) ⊙ h  (same for c)
 
-    λ at evaluation: ``lam`` (constant), or the schedule's value at the end of training."""
+    λ at evaluation: ``lam`` (constant), else the checkpoint's saved ``lam_now`` (older checkpoints:
+    the schedule's value at the step the run evaluated at)."""
 
     def lam(self) -> float:
         cfg = self.cfg
@@ -214,6 +215,8 @@ class NpVC(NpCell):
         kind = str(cfg.get("lam_schedule", "constant"))
         if kind == "constant":
             return lam0
+        if self.p.has("lam_now"):  # saved with the weights: the λ the checkpoint was evaluated with
+            return float(self.p["lam_now"])
         if self.progress is None:
             raise VerifyUnsupported(f"cell {cfg.get('name')}: lam_schedule={kind} needs the run's training progress")
         p = min(max(self.progress, 0.0), 1.0)

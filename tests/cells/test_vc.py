@@ -144,6 +144,29 @@ def test_lambda_schedule(schedule, mid):
     assert cell.lam == pytest.approx(10.0 if schedule != "constant" else 1.0)
 
 
+@pytest.mark.parametrize("name", ["vclstm", "vcgru", "vcrnn"])
+def test_scheduled_lambda_travels_with_the_state_dict(name):
+    """A checkpoint evaluates with the λ it was saved at: a fresh cell loading it gets that λ and
+    the same outputs; a constant λ adds nothing to the state_dict; a checkpoint from before the
+    buffer (no ``lam_now``) loads and keeps the cell's current λ."""
+    opts = ("lam=1.0", "lam_schedule=linear", "lam_final=10.0")
+    cell = make_cell(name, 3, 4, opts)
+    cell.set_training_progress(30, 100)
+    assert cell.lam == pytest.approx(3.7) and float(cell.lam_now) == pytest.approx(3.7)
+    fresh = make_cell(name, 3, 4, opts, seed=1)
+    assert fresh.lam == 1.0
+    fresh.load_state_dict(cell.state_dict())
+    assert fresh.lam == pytest.approx(3.7)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    torch.testing.assert_close(RecurrentLayer(fresh)(x)[0], RecurrentLayer(cell)(x)[0], rtol=0, atol=0)
+    old = {k: v for k, v in cell.state_dict().items() if k != "lam_now"}
+    fresh2 = make_cell(name, 3, 4, opts, seed=1)
+    fresh2.set_training_progress(100, 100)
+    fresh2.load_state_dict(old)
+    assert fresh2.lam == pytest.approx(10.0)
+    assert "lam_now" not in make_cell(name, 3, 4).state_dict()
+
+
 def test_stack_aggregates_stats_and_penalty():
     from rnnbench.cells import RNNStack, cell_factory
     from cellutil import cell_cfg
