@@ -345,3 +345,22 @@ def test_near_tie_rule_compares_only_answers_without_a_near_tie():
     fw, mine = _near_tie_loss({"_answer_loss": fw_answers}, sums)
     assert fw == pytest.approx((0.5 + 0.25) / 4) and mine == pytest.approx(want_np, rel=1e-12)
     assert _near_tie_loss({}, sums) is None
+
+
+TUNED = sorted(p.stem for p in (CONF / "tuned").glob("*_*.yaml"))
+
+
+@pytest.mark.parametrize("name", TUNED)
+def test_tuned_pairs_train_and_verify(tmp_path, name):
+    """Every conf/tuned pair file as the command line gets it: trains, names itself, verifies."""
+    dataset = next(d for d in sorted((p.stem for p in (CONF / "dataset").glob("*.yaml")), key=len, reverse=True)
+                   if name.startswith(d + "_"))
+    cell = name[len(dataset) + 1:]
+    data = None
+    if dataset != "addition":
+        data = data_root()
+        if data is None:
+            pytest.skip("real datasets not found")
+    res = run_in_process(FAST + [f"dataset={dataset}", f"cell={cell}"], tmp_path, data, tuned=True)
+    assert res["status"] == "ok" and res["hparams"]["tuned"] == name
+    assert verify_run(tmp_path, echo=None).ok
