@@ -7,9 +7,9 @@ Every regularizer is a small object built from its config node (``_target_`` + o
   it raises :class:`~rnnbench.errors.ConfigError` (one line) when it cannot apply;
 * ``after_step(model)`` runs after every optimizer step (``use_vd`` mask resampling).
 
-Which parameters count as *input* and *recurrent* matrices of a cell (:func:`cell_matrices`)
-is the cell's own answer, :meth:`~rnnbench.cells.base.Cell.matrix_names` (a declared
-``regularizer_weights``, else ``torch.nn.LSTM``'s ``weight_h*`` / ``weight_i*`` naming).
+Which parameters count as *input* and *recurrent* matrices of a cell is the cell's own answer,
+:meth:`~rnnbench.cells.base.Cell.matrix_names` (a declared ``regularizer_weights``, else
+``torch.nn.LSTM``'s ``weight_h*`` / ``weight_i*`` naming).
 """
 from __future__ import annotations
 
@@ -56,18 +56,12 @@ def require_cells(model: nn.Module, who: str) -> list[Cell]:
     return cells
 
 
-def cell_matrices(cell: Cell, kind: str) -> list[str]:
-    """Names of the ``kind`` ('input' | 'recurrent') matrices of ``cell``
-    (:meth:`~rnnbench.cells.base.Cell.matrix_names`)."""
-    return cell.matrix_names(kind)
-
-
 def cell_name(cell: Cell) -> str:
     return getattr(cell, "cell_name", type(cell).__name__)
 
 
 def matrices_or_fail(cell: Cell, kinds: Iterable[str], who: str) -> list[str]:
-    names = [n for k in kinds for n in cell_matrices(cell, k)]
+    names = [n for k in kinds for n in cell.matrix_names(k)]
     if not names:
         raise ConfigError(f"regularizer {who} cannot apply to cell {cell_name(cell)}: it has no "
                           f"{'/'.join(kinds)} weight matrix (weight_h*/weight_i* or regularizer_weights)")

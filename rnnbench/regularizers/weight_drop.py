@@ -4,7 +4,7 @@ article 002's ``WeightDropLSTMCell``).
     W_hh_eff = W_hh ⊙ M / (1 − p),    M_ij ~ Bernoulli(1 − p)   (training only)
 
 It is a ``torch.nn.utils.parametrize`` parametrization of every recurrent matrix
-(:func:`~rnnbench.regularizers.base.cell_matrices`). ``RecurrentLayer`` evaluates
+(:meth:`~rnnbench.cells.base.Cell.matrix_names`). ``RecurrentLayer`` evaluates
 parametrized weights once per sequence (``parametrize.cached()``), so one mask serves every
 step of a sequence and the fused native kernel (``torch._VF.lstm``/``gru``/``rnn_tanh``) keeps
 running — fed the dropped matrix, no per-step Python loop, no change to the cell.

@@ -3,7 +3,7 @@
     w_r = g_r · v_r / ‖v_r‖        for every output unit r (a row in nn.LSTM layout)
 
 applied with :func:`torch.nn.utils.parametrizations.weight_norm` (``dim=0``) to the input
-and/or recurrent matrices of every cell (see :func:`~rnnbench.regularizers.base.cell_matrices`).
+and/or recurrent matrices of every cell (see :meth:`~rnnbench.cells.base.Cell.matrix_names`).
 ``g`` and ``v`` become the parameters (``parametrizations.<name>.original0`` / ``original1``);
 the weight is recomputed once per sequence (``parametrize.cached()`` in ``RecurrentLayer``),
 so the fused native kernel keeps running on the normalized weights.
