@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import ValidationError
 
-from testutil import CONF, compose
+from testutil import CONF, compose, tuned_pairs
 
 from rnnbench.models import build_model
 from rnnbench.tasks.base import TaskSpec
@@ -107,25 +107,13 @@ def test_clip_config():
     assert cfg.optimizer.clip.kind == "per_tensor" and cfg.optimizer.clip.max_norm == 0.5
 
 
-TUNED = [n for n in options("tuned") if n != "none"]
-
-
-def _tuned_pair(name: str) -> tuple[str, str]:
-    """``<dataset>_<cell>`` split on the one cut that names an existing dataset and cell."""
-    cuts = [(name[:i], name[i + 1:]) for i, ch in enumerate(name) if ch == "_"]
-    pairs = [(d, c) for d, c in cuts if d in options("dataset") and c in options("cell")]
-    assert len(pairs) == 1, f"conf/tuned/{name}.yaml must be named <dataset>_<cell>"
-    return pairs[0]
-
-
-@pytest.mark.parametrize("name", TUNED)
-def test_tuned_file_applies_to_its_pair_only_and_keeps_the_budget(name):
+@pytest.mark.parametrize("name,dataset,cell", tuned_pairs())
+def test_tuned_file_applies_to_its_pair_only_and_keeps_the_budget(name, dataset, cell):
     """conf/tuned/<dataset>_<cell>.yaml is picked by that pair, names itself in ``tuned``, and
     changes only the cell's options and the optimizer: never the budget (epochs, batch size,
     steps) nor the model's size, so "within the default budget" stays true."""
     import yaml
 
-    dataset, cell = _tuned_pair(name)
     text = yaml.safe_load((CONF / "tuned" / f"{name}.yaml").read_text())
     assert set(text) <= {"tuned", "cell", "optimizer"}, set(text)
     assert text["tuned"] == name
@@ -141,6 +129,6 @@ def test_tuned_file_applies_to_its_pair_only_and_keeps_the_budget(name):
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_experiments_never_pick_up_tuned_settings(exp):
     """An experiment reproduces its article with one setting for all its cells (on its own dataset)."""
-    for cell in sorted({_tuned_pair(n)[1] for n in TUNED}):
+    for cell in sorted({c for _, _, c in tuned_pairs()}):
         cfg = compose([f"experiment={exp}", f"cell={cell}"], tuned=True)
         assert cfg.tuned is None, (exp, cell)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from testutil import CONF, REPO, SMOKE, data_root, run_in_process
+from testutil import CONF, REPO, SMOKE, data_root, run_in_process, tuned_pairs
 
 from rnnbench.verify import VerifyError, numpy_ref, verify_run
 
@@ -347,15 +347,9 @@ def test_near_tie_rule_compares_only_answers_without_a_near_tie():
     assert _near_tie_loss({}, sums) is None
 
 
-TUNED = sorted(p.stem for p in (CONF / "tuned").glob("*_*.yaml"))
-
-
-@pytest.mark.parametrize("name", TUNED)
-def test_tuned_pairs_train_and_verify(tmp_path, name):
+@pytest.mark.parametrize("name,dataset,cell", tuned_pairs())
+def test_tuned_pairs_train_and_verify(tmp_path, name, dataset, cell):
     """Every conf/tuned pair file as the command line gets it: trains, names itself, verifies."""
-    dataset = next(d for d in sorted((p.stem for p in (CONF / "dataset").glob("*.yaml")), key=len, reverse=True)
-                   if name.startswith(d + "_"))
-    cell = name[len(dataset) + 1:]
     data = None
     if dataset != "addition":
         data = data_root()

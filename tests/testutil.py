@@ -40,6 +40,22 @@ def compose(overrides: list[str] = (), data: Optional[Path] = None, tuned: bool 
         return hcompose("config", overrides=ov)
 
 
+def tuned_pairs() -> list[tuple[str, str, str]]:
+    """``(name, dataset, cell)`` of every conf/tuned/<dataset>_<cell>.yaml (``none`` aside), split
+    on the one cut that names an existing dataset and cell."""
+    def options(group: str) -> set[str]:
+        return {p.stem for p in (CONF / group).glob("*.yaml")}
+
+    datasets, cells = options("dataset"), options("cell")
+    out = []
+    for name in sorted(options("tuned") - {"none"}):
+        cuts = [(name[:i], name[i + 1:]) for i, ch in enumerate(name) if ch == "_"]
+        pairs = [(d, c) for d, c in cuts if d in datasets and c in cells]
+        assert len(pairs) == 1, f"conf/tuned/{name}.yaml must be named <dataset>_<cell>"
+        out.append((name, *pairs[0]))
+    return out
+
+
 SMOKE = ["train.max_steps=3", "train.max_eval_batches=1", "dataset.limit=256", "model.hidden_size=16",
          "train.progress=false", "train.epochs=1"]
 

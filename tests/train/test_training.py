@@ -135,15 +135,15 @@ def test_flush_denormal_follows_the_config(tmp_path, flush):
 def test_tuned_settings_are_named_in_the_results(tmp_path):
     """A run of a dataset x cell pair with a conf/tuned file records which one (results.json hparams,
     saved config); tuned=none records none."""
-    from testutil import CONF
+    from testutil import tuned_pairs
 
-    tuned = sorted(p.stem for p in (CONF / "tuned").glob("addition_*.yaml"))
+    tuned = [(name, cell) for name, dataset, cell in tuned_pairs() if dataset == "addition"]
     if not tuned:
         pytest.skip("no conf/tuned/addition_*.yaml")
-    cell = tuned[0].removeprefix("addition_")
+    name, cell = tuned[0]
     res = run_in_process(SMOKE + [f"cell={cell}"], tmp_path / "a", tuned=True)
-    assert res["hparams"]["tuned"] == tuned[0]
+    assert res["hparams"]["tuned"] == name
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
-    assert saved["hparams"]["tuned"] == tuned[0]
+    assert saved["hparams"]["tuned"] == name
     res = run_in_process(SMOKE + [f"cell={cell}", "tuned=none"], tmp_path / "b", tuned=True)
     assert "tuned" not in res["hparams"]
