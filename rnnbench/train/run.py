@@ -131,6 +131,10 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         if cfg.train.num_threads:
             torch.set_num_threads(int(cfg.train.num_threads))
         if cfg.train.deterministic:
+            # cuBLAS is deterministic only with a fixed workspace; it reads this when it starts,
+            # i.e. at the first CUDA matmul, which comes later (the PyTorch reproducibility notes)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
             torch.use_deterministic_algorithms(True)
         # process-wide: set either way, a joblib worker runs several jobs
         if not torch.set_flush_denormal(bool(cfg.train.flush_denormal)) and cfg.train.flush_denormal:
