@@ -251,6 +251,14 @@ class ScheduleConf:
 
 
 @dataclass
+class LrScaleConf:
+    """Learning-rate multipliers by parameter role (train.optim.param_groups): every cell's
+    recurrent / input matrices train at lr × scale, everything else at lr."""
+    recurrent: float = 1.0
+    input: float = 1.0
+
+
+@dataclass
 class OptimizerConf:
     _target_: str = MISSING
     name: str = MISSING
@@ -258,6 +266,7 @@ class OptimizerConf:
     weight_decay: float = 0.0
     clip: Optional[Any] = None  #: null | {kind: per_tensor|global, max_norm: x} (checked by train.optim)
     schedule: ScheduleConf = field(default_factory=ScheduleConf)
+    lr_scale: LrScaleConf = field(default_factory=lambda: LrScaleConf())
 
 
 @dataclass

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 
-NON_OPTIMIZER_KEYS = ("name", "clip", "schedule")
+NON_OPTIMIZER_KEYS = ("name", "clip", "schedule", "lr_scale")
+ROLES = ("input", "recurrent")
 
 
 def validate_clip(clip: Optional[Any]) -> None:
@@ -30,7 +31,59 @@ def validate_clip(clip: Optional[Any]) -> None:
         raise ConfigError(f"optimizer.clip.max_norm must be > 0, got {clip.max_norm}")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+def validate_lr_scale(lr_scale: Optional[Any]) -> dict[str, float]:
+    """``{role: scale}`` (roles from :data:`ROLES`) of the scales that are not 1; each must be a
+    positive finite number."""
+    out = {}
+    for role, scale in (lr_scale or {}).items():
+        if role not in ROLES:
+            raise ConfigError(f"optimizer.lr_scale: unknown role {role!r}; use {' or '.join(ROLES)}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise ConfigError(f"optimizer.lr_scale.{role} must be a positive number, got {scale!r}")
+        if scale != 1:
+            out[str(role)] = float(scale)
+    return out
+
+
+def role_parameters(model: torch.nn.Module, role: str) -> list[torch.nn.Parameter]:
+    """The parameters behind every cell's ``role`` matrices (:meth:`Cell.matrix_names`); for a
+    parametrized matrix (weight norm, weight drop) the parametrization's own parameters."""
+    from torch.nn.utils import parametrize
+
+    from ..cells.base import Cell
+
+    out: dict[int, torch.nn.Parameter] = {}
+    for cell in model.modules():
+        if not isinstance(cell, Cell):
+            continue
+        for name in cell.matrix_names(role):
+            if parametrize.is_parametrized(cell, name):
+                params = list(cell.parametrizations[name].parameters())  # type: ignore[index]
+            else:
+                params = [getattr(cell, name)]
+            out.update((id(p), p) for p in params if p.requires_grad)
+    return list(out.values())
+
+
+def param_groups(model: torch.nn.Module, lr_scale: Optional[Any]) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: everything at the base lr first (group 0, the one logged),
+    then one group per ``optimizer.lr_scale`` role with ``lr_scale`` set on it."""
+    scales = validate_lr_scale(lr_scale)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = []
+    taken: set[int] = set()
+    for role, scale in scales.items():
+        ps = [p for p in role_parameters(model, role) if id(p) not in taken]
+        if not ps:
+            raise ConfigError(f"optimizer.lr_scale.{role}: this model's cells have no {role} matrices")
+        taken.update(id(p) for p in ps)
+        groups.append({"params": ps, "lr_scale": scale, "role": role})
+    return [{"params": [p for p in params if id(p) not in taken], "lr_scale": 1.0, "role": "rest"}, *groups]
+
+
+def build_optimizer(params: Iterable[Any], cfg: Any) -> torch.optim.Optimizer:
+    """The configured optimizer over ``params``: parameters, or groups from :func:`param_groups`
+    (each group's lr = optimizer.lr × its ``lr_scale``; schedules keep the ratio)."""
     from ..errors import instantiate
 
     validate_clip(cfg.clip)
@@ -39,7 +92,12 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: Any) -> torch.opt
         raise ConfigError(f"optimizer.lr must be a positive finite number, got {kwargs.get('lr')}")
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
-    return instantiate(kwargs, params=list(params))
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        lr = float(kwargs["lr"])
+        params = [{**g, "lr": lr * g.get("lr_scale", 1.0)} for g in params if g["params"]]
+    # partial: Hydra would turn a list of group dicts (tensors inside) into a config
+    return instantiate(kwargs, _partial_=True)(params=params)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: Any, epochs: int):

@@ -74,6 +74,9 @@ def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
         flat["attention"] = cfg.model.attention
     if cfg.get("tuned"):
         flat["tuned"] = cfg.tuned
+    for role, scale in (cfg.optimizer.get("lr_scale") or {}).items():
+        if scale != 1:
+            flat[f"optimizer.lr_scale.{role}"] = scale
     # whatever else the command line (e.g. a sweep) set, so the HParams dashboard tells jobs apart
     over = Path(run_dir) / ".hydra" / "overrides.yaml" if run_dir is not None else None
     if over is not None and over.exists():

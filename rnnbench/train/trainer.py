@@ -24,7 +24,7 @@ from ..errors import DivergedError
 from ..tasks.base import EvalSums, Task
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .logger import Board, MetricsLog
-from .optim import build_optimizer, build_scheduler, clip_gradients, grad_norm
+from .optim import build_optimizer, build_scheduler, clip_gradients, grad_norm, param_groups
 
 log = logging.getLogger("rnnbench")
 
@@ -57,7 +57,7 @@ class Trainer:
         self.tc = cfg.train
         self.regs = regularizers or []
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.opt = build_optimizer(self.params, cfg.optimizer)
+        self.opt = build_optimizer(param_groups(model, cfg.optimizer.get("lr_scale")), cfg.optimizer)
         self.sched = build_scheduler(self.opt, cfg.optimizer.schedule, self.tc.epochs)
         # modules that report their cells' auxiliary losses and statistics (RNNStack, and models
         # that step cells themselves such as the attention seq2seq); cells report through them
