@@ -13,16 +13,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
 from cells.cellutil import CELLS, make_cell, run_layer
-from testutil import SMOKE, run_in_process
+from testutil import SMOKE, TINY_ADD, kill_mid_run_and_resume, run_in_process
 
 from rnnbench import bench
 from rnnbench.train.checkpoint import load_checkpoint
@@ -30,9 +26,6 @@ from rnnbench.verify import verify_run
 
 DEVICE = os.environ.get("RNNBENCH_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="no CUDA device")
-
-TINY_ADD = ["dataset.n_train=2000", "dataset.n_valid=200", "dataset.n_test=200", "model.hidden_size=16",
-            "train.batch_size=50", "train.progress=false", "train.num_threads=1"]
 
 # every cell on its default path, and the custom per-step paths of the cells that have a native kernel
 PATHS = [(c, ()) for c in CELLS] + [(c, ("fused=false",)) for c in ("lstm", "gru", "rnn")] + [
@@ -100,32 +93,14 @@ def test_training_on_device_verifies_on_cpu(tmp_path, name):
     assert report.ok
 
 
-def _cli(args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "rnnbench", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_deterministic_run_resumes_exactly_after_sigkill(tmp_path):
-    args = TINY_ADD + ["train.epochs=2", "train.checkpoint_every=7", f"device={DEVICE}", "train.deterministic=true",
+    args = TINY_ADD + ["train.epochs=3", "train.checkpoint_every=7", f"device={DEVICE}", "train.deterministic=true",
                        "cell=lstm", "regularizer=[weight_drop]"]
-    ref = _cli(args + [f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()
-    run = tmp_path / "killed"
-    p = _cli(args + [f"hydra.run.dir={run}"], tmp_path)
-    last = run / "checkpoints" / "last.pt"
-    deadline = time.time() + 200
-    while not last.exists() and time.time() < deadline and p.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    assert p.poll() is None, "run finished before it could be killed"
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    r = _cli(args + [f"hydra.run.dir={tmp_path / 'resume_log'}", f"train.resume={run}"], tmp_path)
-    assert r.wait(timeout=300) == 0, r.stderr.read()
-    assert (run / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
+    ref, run, state = kill_mid_run_and_resume(args, tmp_path)
+    assert 0 < state["step"] < 3 * 40, state
+    assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
     a = json.loads((run / "results.json").read_text())
-    b = json.loads((tmp_path / "ref" / "results.json").read_text())
+    b = json.loads((ref / "results.json").read_text())
     assert a["test"] == b["test"] and a["steps"] == b["steps"] and a["device"].startswith(DEVICE)
 
 

@@ -2,22 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 
-from testutil import SMOKE, run_in_process
+from testutil import SMOKE, TINY_ADD, kill_mid_run_and_resume, run_in_process, train_cli
 
 from rnnbench.train import checkpoint as ckpt_mod
 from rnnbench.train.checkpoint import load_checkpoint, save_atomic
-
-TINY_ADD = ["dataset.n_train=2000", "dataset.n_valid=200", "dataset.n_test=200", "model.hidden_size=16",
-            "train.batch_size=50", "train.progress=false", "train.num_threads=1"]
 
 
 def test_run_writes_everything(tmp_path):
@@ -62,41 +54,20 @@ def test_same_seed_same_metrics(tmp_path):
     assert c["test"] != a["test"]
 
 
-def _cli(args, cwd, **kw):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "rnnbench", "train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-
-
 def test_resume_after_sigkill_is_exact(tmp_path):
-    args = TINY_ADD + ["train.epochs=3", "train.checkpoint_every=7"]
-    ref = _cli(args + [f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()
-    run = tmp_path / "killed"
-    p = _cli(args + [f"hydra.run.dir={run}"], tmp_path)
-    last = run / "checkpoints" / "last.pt"
-    deadline = time.time() + 200
-    while not last.exists() and time.time() < deadline and p.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)  # let it run on past the checkpoint, mid-epoch
-    assert p.poll() is None, "run finished before it could be killed"
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    state = load_checkpoint(last)["state"]
+    ref, run, state = kill_mid_run_and_resume(TINY_ADD + ["train.epochs=3", "train.checkpoint_every=7"], tmp_path)
     assert 0 < state["step"] < 3 * 40, state
-    r = _cli(args + [f"hydra.run.dir={tmp_path / 'resume_log'}", f"train.resume={run}"], tmp_path)
-    assert r.wait(timeout=300) == 0, r.stderr.read()
-    assert (run / "metrics.jsonl").read_text() == (tmp_path / "ref" / "metrics.jsonl").read_text()
+    assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
     a = json.loads((run / "results.json").read_text())
-    b = json.loads((tmp_path / "ref" / "results.json").read_text())
+    b = json.loads((ref / "results.json").read_text())
     assert a["test"] == b["test"] and a["valid"] == b["valid"] and a["steps"] == b["steps"]
 
 
 def test_resume_refuses_a_different_config(tmp_path):
     run = tmp_path / "r"
-    p = _cli(SMOKE + [f"hydra.run.dir={run}"], tmp_path)
+    p = train_cli(SMOKE + [f"hydra.run.dir={run}"], tmp_path)
     assert p.wait(timeout=120) == 0
-    q = _cli(SMOKE + ["cell=gru", f"hydra.run.dir={tmp_path / 'x'}", f"train.resume={run}"], tmp_path)
+    q = train_cli(SMOKE + ["cell=gru", f"hydra.run.dir={tmp_path / 'x'}", f"train.resume={run}"], tmp_path)
     assert q.wait(timeout=120) != 0
     assert "error: train.resume: this run's cell differs" in q.stderr.read()
 
