@@ -41,6 +41,8 @@ from torch.nn.utils import parametrize
 State = tuple[Tensor, ...]
 StateHook = Callable[[State, State, "RecurrentLayer"], State]
 
+#: the kinds of matrix a cell names (:meth:`Cell.matrix_names`), for regularizers and optimizer groups
+MATRIX_KINDS = ("input", "recurrent")
 RECURRENT_NAME = re.compile(r"^weight_h\w*$")
 INPUT_NAME = re.compile(r"^weight_[ix]\w*$")
 

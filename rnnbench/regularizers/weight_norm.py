@@ -21,10 +21,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm as torch_weight_norm
 
+from ..cells.base import MATRIX_KINDS as KINDS
 from ..errors import ConfigError
 from .base import Regularizer, matrices_or_fail, require_cells
-
-KINDS = ("input", "recurrent")
 
 
 def article_init_(v: torch.Tensor, g: torch.Tensor, std: float = 0.05, g_value: float = 0.1) -> None:

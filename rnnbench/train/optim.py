@@ -11,11 +11,12 @@ from typing import Any, Iterable, Optional
 
 import torch
 from omegaconf import OmegaConf
+from torch.nn.utils import parametrize
 
+from ..cells.base import MATRIX_KINDS, Cell
 from ..errors import ConfigError
 
 NON_OPTIMIZER_KEYS = ("name", "clip", "schedule", "lr_scale")
-ROLES = ("input", "recurrent")
 
 
 def validate_clip(clip: Optional[Any]) -> None:
@@ -32,12 +33,12 @@ def validate_clip(clip: Optional[Any]) -> None:
 
 
 def validate_lr_scale(lr_scale: Optional[Any]) -> dict[str, float]:
-    """``{role: scale}`` (roles from :data:`ROLES`) of the scales that are not 1; each must be a
-    positive finite number."""
+    """``{role: scale}`` of the scales that are not 1 (roles: the cells' ``MATRIX_KINDS``); each
+    must be a positive finite number."""
     out = {}
     for role, scale in (lr_scale or {}).items():
-        if role not in ROLES:
-            raise ConfigError(f"optimizer.lr_scale: unknown role {role!r}; use {' or '.join(ROLES)}")
+        if role not in MATRIX_KINDS:
+            raise ConfigError(f"optimizer.lr_scale: unknown role {role!r}; use {' or '.join(MATRIX_KINDS)}")
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise ConfigError(f"optimizer.lr_scale.{role} must be a positive number, got {scale!r}")
         if scale != 1:
@@ -48,10 +49,6 @@ def validate_lr_scale(lr_scale: Optional[Any]) -> dict[str, float]:
 def role_parameters(model: torch.nn.Module, role: str) -> list[torch.nn.Parameter]:
     """The parameters behind every cell's ``role`` matrices (:meth:`Cell.matrix_names`); for a
     parametrized matrix (weight norm, weight drop) the parametrization's own parameters."""
-    from torch.nn.utils import parametrize
-
-    from ..cells.base import Cell
-
     out: dict[int, torch.nn.Parameter] = {}
     for cell in model.modules():
         if not isinstance(cell, Cell):
