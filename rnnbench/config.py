@@ -32,6 +32,9 @@ class TrainConf:
     checkpoint_every: int = 200  #: also write last.pt every N steps inside an epoch (0: epoch ends only)
     log_every: int = 20  #: TensorBoard step-scalar interval
     progress: bool = True  #: tqdm progress bars
+    #: also evaluate on valid every N optimizer steps inside an epoch (0: at epoch ends only): a
+    #: metrics.jsonl row pair at the fractional epoch, TensorBoard valid_step/*, best.pt when best
+    eval_every: int = 0
     eval_train: bool = False  #: also evaluate (acc etc.) on a sample of the training split each epoch
     max_eval_batches: Optional[int] = None  #: cap evaluation batches (smoke runs)
     num_threads: Optional[int] = None  #: torch.set_num_threads (None: torch's default)

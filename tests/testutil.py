@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -81,32 +80,25 @@ TINY_ADD = ["dataset.n_train=2000", "dataset.n_valid=200", "dataset.n_test=200",
             "train.batch_size=50", "train.progress=false", "train.num_threads=1"]
 
 
-def train_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+def train_cli(args: list[str], cwd: Path, env: Optional[dict] = None) -> subprocess.Popen:
     """``python -m rnnbench train ARGS`` in a subprocess (output captured, text)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "rnnbench", "train", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def kill_mid_run_and_resume(args: list[str], tmp: Path) -> tuple[Path, Path, dict]:
-    """Train ``args`` uninterrupted into ``tmp/ref``; train them again into ``tmp/killed``, SIGKILL
-    that run just after its first checkpoint (mid-epoch with ``train.checkpoint_every``), then
+def kill_mid_run_and_resume(args: list[str], tmp: Path, fault: str) -> tuple[Path, Path, dict]:
+    """Train ``args`` uninterrupted into ``tmp/ref``; train them again into ``tmp/killed`` with
+    ``RNNBENCH_FAULT=fault`` (e.g. ``sigkill@step=52``: the run kills itself there, no race), then
     resume it to the end. Returns (ref dir, killed dir, the trainer state its last.pt held)."""
     from rnnbench.train.checkpoint import load_checkpoint
 
     ref = train_cli(args + [f"hydra.run.dir={tmp / 'ref'}"], tmp)
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     run = tmp / "killed"
-    p = train_cli(args + [f"hydra.run.dir={run}"], tmp)
-    last = run / "checkpoints" / "last.pt"
-    deadline = time.time() + 200
-    while not last.exists() and time.time() < deadline and p.poll() is None:
-        time.sleep(0.02)
-    time.sleep(0.3)  # let it run on past the checkpoint
-    assert p.poll() is None, "run finished before it could be killed"
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    state = load_checkpoint(last)["state"]
+    p = train_cli(args + [f"hydra.run.dir={run}"], tmp, env={"RNNBENCH_FAULT": fault})
+    assert p.wait(timeout=300) == -signal.SIGKILL, p.stderr.read()
+    state = load_checkpoint(run / "checkpoints" / "last.pt")["state"]
     r = train_cli(args + [f"hydra.run.dir={tmp / 'resume_log'}", f"train.resume={run}"], tmp)
     assert r.wait(timeout=300) == 0, r.stderr.read()
     return tmp / "ref", run, state

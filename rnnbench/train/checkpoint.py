@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import RnnbenchError
+from . import faults
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -24,6 +25,7 @@ def save_atomic(obj: Any, path: str | Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        faults.in_save()
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -23,7 +23,8 @@ class MetricsLog:
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
     def truncate_after(self, step: int, epoch: int) -> None:
-        keep = [r for r in self.read() if r["step"] <= step and r["epoch"] <= epoch]
+        # eval-point rows of the current epoch sit at fractional epochs < epoch + 1 (train.eval_every)
+        keep = [r for r in self.read() if r["step"] <= step and r["epoch"] < epoch + 1]
         self.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
 
 

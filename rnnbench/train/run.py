@@ -174,7 +174,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             if report is not None:
                 results.update(report(model, task, trainer) or {})
         results.update({
-            "status": "ok", "best_epoch": st.best_epoch, "epochs": st.epoch, "steps": st.step,
+            "status": "ok", "best_epoch": st.best_epoch, "best_step": st.best_step, "epochs": st.epoch, "steps": st.step,
             "epoch_times_s": st.epoch_times,
             "s_per_epoch": (sum(st.epoch_times) / len(st.epoch_times)) if st.epoch_times else None,
             "examples_per_s": st.examples / st.train_time if st.train_time > 0 else None,

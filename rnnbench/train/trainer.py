@@ -22,6 +22,7 @@ from ..cells.base import Cell
 from ..cells.stack import map_state
 from ..errors import DivergedError
 from ..tasks.base import EvalSums, Task
+from . import faults
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .logger import Board, MetricsLog
 from .optim import build_optimizer, build_scheduler, clip_gradients, grad_norm, param_groups
@@ -36,8 +37,11 @@ class TrainState:
     batch_in_epoch: int = 0  #: batches done in the current epoch
     best_metric: Optional[float] = None
     best_epoch: int = -1
+    best_step: int = -1  #: optimizer step of the best valid evaluation (an epoch end or an eval point)
     train_loss_sum: float = 0.0
     train_count: int = 0
+    window_loss_sum: float = 0.0  #: train loss since the last evaluation (train.eval_every rows)
+    window_count: int = 0
     epoch_time: float = 0.0  #: seconds spent in the current epoch so far
     epoch_times: list = field(default_factory=list)
     examples: int = 0
@@ -174,8 +178,11 @@ class Trainer:
                     n_ex = self.task.num_examples(batch)
                     st.step += 1
                     st.batch_in_epoch += 1
+                    faults.at_step(st.step)
                     st.train_loss_sum += loss.item() * n_ex
                     st.train_count += n_ex
+                    st.window_loss_sum += loss.item() * n_ex
+                    st.window_count += n_ex
                     st.examples += n_ex
                     now = time.perf_counter()
                     dt, t_last = now - t_last, now
@@ -189,16 +196,46 @@ class Trainer:
                         for s in self.stacks:
                             vals.update(s.stats())
                         board.scalars("train_step", vals, st.step)
-                    if tc.checkpoint_every and st.step % tc.checkpoint_every == 0:
-                        self.save_last()
                     if tc.max_steps is not None and st.step >= tc.max_steps:
                         stop = True
+                    # an evaluation point inside the epoch; the epoch's last step is _end_epoch's
+                    if tc.eval_every and st.step % tc.eval_every == 0 and not stop and st.batch_in_epoch < n_batches:
+                        self._eval_point(epoch, n_batches, board)
+                        t_last = time.perf_counter()  # evaluation time is not training time
+                    elif tc.checkpoint_every and st.step % tc.checkpoint_every == 0:
+                        self.save_last()
+                    if stop:
                         break
                 bar.close()
                 self._end_epoch(epoch, board)
         finally:
             board.close()
         return st
+
+    def _record_best(self, valid: dict, epoch: int) -> None:
+        """best.pt and the best-so-far fields when ``valid`` (taken during 1-based ``epoch``) is best."""
+        st = self.state
+        if self._better(valid[self.task.metric]):
+            st.best_metric, st.best_epoch, st.best_step = valid[self.task.metric], epoch, st.step
+            self.save_best(valid)
+
+    def _eval_point(self, epoch: int, n_batches: int, board: Board) -> None:
+        """``train.eval_every``: a valid evaluation inside the epoch, its metrics.jsonl rows (at the
+        fractional epoch), TensorBoard points, best.pt when best, then last.pt, so a resumed run
+        neither repeats nor skips it."""
+        st = self.state
+        valid = self.evaluate("valid")
+        at = round(epoch + st.batch_in_epoch / n_batches, 6)  # < epoch + 1: resume's truncation relies on it
+        train = {"loss": st.window_loss_sum / max(st.window_count, 1)}
+        st.window_loss_sum, st.window_count = 0.0, 0
+        lr = self.opt.param_groups[0]["lr"]
+        self.metrics.write({"epoch": at, "step": st.step, "split": "train", **train, "lr": lr})
+        self.metrics.write({"epoch": at, "step": st.step, "split": "valid", **valid})
+        board.scalars("valid_step", valid, st.step)
+        log.info("step %d (epoch %.2f): train loss %.4f | valid %s", st.step, at, train["loss"],
+                 " ".join(f"{k} {v:.4f}" for k, v in valid.items()))
+        self._record_best(valid, epoch + 1)
+        self.save_last()
 
     def _end_epoch(self, epoch: int, board: Board) -> None:
         st = self.state
@@ -212,7 +249,8 @@ class Trainer:
         self.metrics.write({"epoch": epoch + 1, "step": st.step, "split": "valid", **valid})
         board.scalars("train", {**train, "lr": lr, "epoch_time_s": st.epoch_time}, epoch + 1)
         board.scalars("valid", valid, epoch + 1)
-        metric = valid[self.task.metric]
+        if self.tc.eval_every:
+            board.scalars("valid_step", valid, st.step)
         log.info("epoch %d: train loss %.4f | valid %s | %.1f s", epoch + 1, train["loss"],
                  " ".join(f"{k} {v:.4f}" for k, v in valid.items()), st.epoch_time)
         if self.sched is not None:
@@ -225,8 +263,7 @@ class Trainer:
         st.epoch_time = 0.0
         st.batch_in_epoch = 0
         st.train_loss_sum, st.train_count = 0.0, 0
-        if self._better(metric):
-            st.best_metric, st.best_epoch = metric, epoch + 1
-            self.save_best(valid)
+        st.window_loss_sum, st.window_count = 0.0, 0
+        self._record_best(valid, epoch + 1)
         self.carry = None
         self.save_last()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -55,8 +56,9 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_resume_after_sigkill_is_exact(tmp_path):
-    ref, run, state = kill_mid_run_and_resume(TINY_ADD + ["train.epochs=3", "train.checkpoint_every=7"], tmp_path)
-    assert 0 < state["step"] < 3 * 40, state
+    ref, run, state = kill_mid_run_and_resume(TINY_ADD + ["train.epochs=3", "train.checkpoint_every=7"], tmp_path,
+                                               "sigkill@step=52")
+    assert (state["epoch"], state["step"], state["batch_in_epoch"]) == (1, 49, 9), state  # mid-epoch 2
     assert (run / "metrics.jsonl").read_text() == (ref / "metrics.jsonl").read_text()
     a = json.loads((run / "results.json").read_text())
     b = json.loads((ref / "results.json").read_text())
@@ -118,3 +120,59 @@ def test_tuned_settings_are_named_in_the_results(tmp_path):
     assert saved["hparams"]["tuned"] == name
     res = run_in_process(SMOKE + [f"cell={cell}", "tuned=none"], tmp_path / "b", tuned=True)
     assert "tuned" not in res["hparams"]
+
+
+# ----------------------------------------------------------------------------- train.eval_every
+class _Crash(Exception):
+    """Stands in for a kill: raised from inside the trainer at a chosen checkpoint write."""
+
+
+def _crash_at_save(monkeypatch, nth: int, before: bool) -> None:
+    """Make the ``nth`` call of Trainer.save_last raise, before or after it has written last.pt."""
+    from rnnbench.train.trainer import Trainer
+
+    orig, calls = Trainer.save_last, {"n": 0}
+
+    def save_last(self):
+        calls["n"] += 1
+        if calls["n"] == nth and before:
+            raise _Crash()
+        orig(self)
+        if calls["n"] == nth:
+            raise _Crash()
+
+    monkeypatch.setattr(Trainer, "save_last", save_last)
+
+
+EVAL_EVERY = TINY_ADD + ["train.epochs=2", "train.eval_every=15", "train.checkpoint_every=0"]
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_eval_every_adds_valid_points_and_best_is_the_best_of_them(tmp_path):
+    res = run_in_process(EVAL_EVERY, tmp_path)
+    valid = [r for r in _rows(tmp_path) if r["split"] == "valid"]
+    # 40 steps an epoch, eval_every 15: steps 15, 30 | 40 (epoch end) | 45, 60, 75 | 80 (epoch end)
+    assert [r["step"] for r in valid] == [15, 30, 40, 45, 60, 75, 80]
+    assert [r["epoch"] for r in valid] == [0.375, 0.75, 1, 1.125, 1.5, 1.875, 2]
+    best = max(valid, key=lambda r: r["acc"])  # addition: accuracy is maximised (first of ties)
+    assert res["valid"]["acc"] == best["acc"] and res["best_step"] == best["step"]
+    assert res["best_epoch"] == math.ceil(best["epoch"])
+    train = [r for r in _rows(tmp_path) if r["split"] == "train"]
+    assert [r["step"] for r in train] == [r["step"] for r in valid]
+
+
+@pytest.mark.parametrize("nth,before", [(2, True), (1, False), (3, True), (4, False)])
+def test_eval_every_resume_is_exact(tmp_path, monkeypatch, nth, before):
+    """A crash at an eval point's checkpoint (before or after last.pt is written), or at an epoch
+    end's, resumes to the same metrics.jsonl as an uninterrupted run."""
+    ref = run_in_process(EVAL_EVERY, tmp_path / "ref")
+    _crash_at_save(monkeypatch, nth, before)
+    with pytest.raises(_Crash):
+        run_in_process(EVAL_EVERY, tmp_path / "run")
+    monkeypatch.undo()
+    res = run_in_process(EVAL_EVERY + [f"train.resume={tmp_path / 'run'}"], tmp_path / "run")
+    assert (tmp_path / "run/metrics.jsonl").read_text() == (tmp_path / "ref/metrics.jsonl").read_text()
+    assert res["valid"] == ref["valid"] and res["test"] == ref["test"] and res["best_step"] == ref["best_step"]
