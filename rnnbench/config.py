@@ -7,7 +7,7 @@ config is composed, not halfway through a run. Key names follow SPEC section 10.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -56,9 +56,49 @@ class Config:
     cell: Any = MISSING
     optimizer: Any = MISSING
     regularizer: Any = field(default_factory=dict)
-    experiment: Any = None
+    experiment: Optional["ExperimentConf"] = None  #: set by conf/experiment/<name>.yaml
     #: which conf/tuned/<dataset>_<cell>.yaml was applied (each sets its own name), None: none
     tuned: Optional[str] = None
+
+
+# ----------------------------------------------------------------------------- experiments
+@dataclass
+class FigureConf:
+    """One figure the article (or the paper it cites) reports for one variant."""
+    match: Dict[str, Any] = field(default_factory=dict)  #: config values picking the variant's runs
+    value: float = MISSING  #: in the metric's stored units (accuracy as a fraction)
+    source: str = MISSING  #: paper, table or section
+    note: str = ""  #: the paper's set-up in a few words (size, regularizer settings)
+
+
+@dataclass
+class ComparisonConf:
+    """One variant-vs-baseline difference the claim is about."""
+    variant: Dict[str, Any] = MISSING  #: config values picking the variant's runs
+    baseline: Optional[Dict[str, Any]] = None  #: None: the experiment's ``baseline``
+
+
+@dataclass
+class ClaimConf:
+    """What the article says the variant does, in a form ``rnnbench table`` can test: the
+    difference of means (variant - baseline) of ``split``/``metric`` over seeds, with a 95 % Welch
+    interval; reproduced when the interval lies on the claimed side of 0."""
+    kind: str = MISSING  #: regularizer (about over-fitting) | cell (what a cell reaches) | model | method
+    statement: str = MISSING  #: the claim in words
+    source: str = MISSING  #: where the article / paper makes it
+    metric: str = MISSING  #: a results.json metric name: bpc, acc, seq_acc, loss
+    split: str = "test"  #: test | valid (the best evaluation's)
+    direction: str = MISSING  #: lower | higher: the variant's metric against the baseline's
+    compare: List[ComparisonConf] = MISSING
+    figures: List[FigureConf] = field(default_factory=list)
+
+
+@dataclass
+class ExperimentConf:
+    name: str = MISSING
+    article: str = MISSING  #: the source article (../shared/seeds numbering) and its subject
+    baseline: Dict[str, Any] = field(default_factory=dict)  #: config values picking the baseline's runs
+    claim: ClaimConf = MISSING
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -12,6 +12,10 @@ variant of the sweep (lowest job number). The Δ column is the variant's mean te
 baseline's. ``experiment.reference`` (a list of ``{match: {...}, value: x, note: "..."}``) puts the
 paper's figure beside the matching rows.
 
+``experiment.claim`` (see ``reports.claims``) leads every output: for each variant/baseline pair of
+the claim, the difference of means with its 95 % Welch interval over seeds and the verdict
+(reproduced / contradicted / inconclusive), then whether the baseline is in the claim's regime.
+
 Failed, diverged or unfinished runs are counted in the ``runs`` column and listed under the table;
 a variant whose runs all failed still gets its row.
 """
@@ -29,6 +33,7 @@ from typing import Any, Optional
 
 from ..errors import RnnbenchError
 from ..sweep import job_dirs, read_job
+from . import claims as claims_mod
 
 # metrics shown as percentages in Markdown / LaTeX (stored as fractions in results.json)
 FRACTION_METRICS = {"acc", "seq_acc", "int_agreement", "int_acc", "fq_acc", "compute_fraction", "mean_m"}
@@ -197,6 +202,12 @@ def summarize(variants: list[dict], metric: str) -> None:
             "s_per_epoch": mean_std([x.get("s_per_epoch") for x in res]),
             "examples_per_s": mean_std([x.get("examples_per_s") for x in res]),
         }
+        v["stats"]["best_step"] = mean_std([x.get("best_step") for x in res if (x.get("best_step") or -1) >= 0])
+        finals = []
+        for r in ok:
+            valid_rows = [row for row in r["metrics"] if row.get("split") == "valid" and metric in row]
+            finals.append(valid_rows[-1][metric] if valid_rows else None)
+        v["stats"]["final_valid"] = mean_std(finals)
         for key, _ in EXTRA_COLUMNS:
             vals = [x.get(key, (x.get("valid") or {}).get(key)) for x in res]
             v["stats"][key] = mean_std(vals)
@@ -238,9 +249,9 @@ def build_rows(variants: list[dict], metric: str, baseline: int, refs: list[dict
     """Header and formatted rows (Markdown/LaTeX) plus raw records (CSV)."""
     extras = [(k, t) for k, t in EXTRA_COLUMNS if any(v["stats"][k][0] is not None for v in variants)]
     unit = " (%)" if metric in FRACTION_METRICS else ""
-    header = ["variant", "runs", f"valid {metric}{unit} (best epoch)", f"test {metric}{unit}",
-              f"Δ test vs baseline{' (points)' if unit else ''}", "paper (test)", "params", "s/epoch",
-              "examples/s", *[t + (" (%)" if k in FRACTION_METRICS else "") for k, t in extras]]
+    header = ["variant", "runs", f"valid {metric}{unit} (best)", "best at step", f"final valid {metric}{unit}",
+              f"test {metric}{unit}", f"Δ test vs baseline{' (points)' if unit else ''}", "paper (test)", "params",
+              "s/epoch", "examples/s", *[t + (" (%)" if k in FRACTION_METRICS else "") for k, t in extras]]
     base_test = variants[baseline]["stats"]["test"][0] if variants else None
     rows, records = [], []
     for i, v in enumerate(variants):
@@ -251,22 +262,25 @@ def build_rows(variants: list[dict], metric: str, baseline: int, refs: list[dict
             val = ref.get("value")
             if isinstance(val, (int, float)):
                 val = f"{100 * val:.1f}" if metric in FRACTION_METRICS else f"{val:g}"
-            ref_txt = f"{val}" + (f" ({ref['note']})" if ref.get("note") else "")
+            about = "; ".join(str(ref[k]) for k in ("note", "source") if ref.get(k))
+            ref_txt = f"{val}" + (f" ({about})" if about else "")
         delta = None
         if i != baseline and st["test"][0] is not None and base_test is not None:
             delta = st["test"][0] - base_test
         scale = 100 if metric in FRACTION_METRICS else 1
         delta_txt = "baseline" if i == baseline else ("—" if delta is None else f"{scale * delta:+.{2 if scale == 100 else 4}f}")
         label = v["label"] + (" **(baseline)**" if i == baseline else "")
-        rows.append([label, _runs_text(v), _fmt(st["valid"], metric), _fmt(st["test"], metric), delta_txt,
+        rows.append([label, _runs_text(v), _fmt(st["valid"], metric), _fmt(st["best_step"], "params"),
+                     _fmt(st["final_valid"], metric), _fmt(st["test"], metric), delta_txt,
                      ref_txt or "—", _fmt(st["params"], "params"), _fmt(st["s_per_epoch"], "s_per_epoch"),
                      _fmt(st["examples_per_s"], "examples_per_s"), *[_fmt(st[k], k) for k, _ in extras]])
-        rec: dict[str, Any] = {"variant": v["label"], "baseline": i == baseline, "overrides": " ".join(v["key"]),
+        rec: dict[str, Any] = {"row": "variant", "variant": v["label"], "baseline": i == baseline, "overrides": " ".join(v["key"]),
                                "seeds": " ".join(str(s) for s in v["seeds"]), "n_ok": v["counts"].get("ok", 0),
                                "n_runs": sum(v["counts"].values()),
                                "statuses": ";".join(f"{k}={n}" for k, n in sorted(v["counts"].items())),
                                "metric": metric}
-        for key in ("valid", "test", "params", "s_per_epoch", "examples_per_s", *[k for k, _ in extras]):
+        for key in ("valid", "best_step", "final_valid", "test", "params", "s_per_epoch", "examples_per_s",
+                    *[k for k, _ in extras]):
             m, s, n = st[key]
             rec[f"{key}_mean"], rec[f"{key}_std"], rec[f"{key}_n"] = m, s, n
         rec["delta_test"] = delta
@@ -286,7 +300,7 @@ def to_markdown(header: list[str], rows: list[list[str]]) -> str:
 def _tex(s: str) -> str:
     s = s.replace("**(baseline)**", "(baseline)")
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("—", "--")):
+                 ("{", r"\{"), ("}", r"\}"), ("±", r"$\pm$"), ("Δ", r"$\Delta$"), ("—", "--"), ("−", "-")):
         s = s.replace(a, b) if a != "\\" else s.replace(a, b)
     return s
 
@@ -381,6 +395,53 @@ def plot_curves(variants: list[dict], metric: str, baseline: int, path: Path, ti
     return path
 
 
+# ----------------------------------------------------------------------------- claim
+def _num(x: Optional[float], metric: str, signed: bool = True) -> str:
+    if x is None:
+        return "—"
+    if metric in FRACTION_METRICS:
+        return f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
+    return f"{x:+.4f}" if signed else f"{x:.4f}"
+
+
+def claim_rows(verdicts: list[dict]) -> tuple[list[str], list[list[str]]]:
+    unit = lambda c: " (points)" if c["metric"] in FRACTION_METRICS else ""  # noqa: E731
+    header = ["comparison", "verdict", "Δ (variant − baseline)", "95 % CI", "seeds", "paper's Δ"]
+    rows = []
+    for c in verdicts:
+        m = c["metric"]
+        ci = "—" if c["ci_low"] is None else f"[{_num(c['ci_low'], m)}, {_num(c['ci_high'], m)}]"
+        verdict = c["verdict"] + (f" ({c['why']})" if c["why"] else "")
+        paper = "—" if c["paper_delta"] is None else f"{_num(c['paper_delta'], m)} ({c['paper_source']})"
+        rows.append([f"{c['variant']} vs {c['baseline']}: {c['split']} {m}{unit(c)}", verdict,
+                     _num(c["delta"], m), ci, f"{c['n_variant']} vs {c['n_baseline']}", paper])
+    return header, rows
+
+
+def claim_markdown(claim: dict, verdicts: list[dict], regimes: list[dict]) -> str:
+    md = (f"**Claim** ({claim.get('kind', '?')}, {claim.get('split', 'test')} {claim.get('metric')} "
+          f"{claim.get('direction')} than the baseline): {claim.get('statement', '').strip()} "
+          f"— {claim.get('source', '')}\n\n")
+    if verdicts:
+        md += to_markdown(*claim_rows(verdicts)) + "\n\n"
+        md += ("Δ: difference of the means over seeds; 95 % CI: Welch's t interval (scipy.stats); reproduced = "
+               "the interval lies on the claimed side of 0, contradicted = on the other side, inconclusive = "
+               "it contains 0.\n\n")
+    for r in regimes:
+        md += f"Regime ({r['baseline']}): {r['line']}.\n\n"
+    return md
+
+
+def claim_latex(verdicts: list[dict]) -> str:
+    header, rows = claim_rows(verdicts)
+    out = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+           r"\toprule", " & ".join(_tex(h) for h in header) + r" \\", r"\midrule"]
+    out += [" & ".join(_tex(c) for c in r) + r" \\" for r in rows]
+    out += [r"\bottomrule", r"\end{tabular}", r"\caption{The claim: difference of means with a 95\,\% Welch "
+            r"interval over seeds, and the verdict}", r"\end{table}"]
+    return "\n".join(out) + "\n\n"
+
+
 # ----------------------------------------------------------------------------- main
 def make_table(dirs: list[str], out_dir: Optional[Path] = None, baseline_spec: Optional[dict] = None,
                name: Optional[str] = None, figure: bool = True) -> dict:
@@ -402,16 +463,26 @@ def make_table(dirs: list[str], out_dir: Optional[Path] = None, baseline_spec: O
             raise RnnbenchError(f"table: no variant matches --baseline {baseline_spec}; variants: "
                                 + "; ".join(v["label"] for v in variants))
         baseline = hits[0] if hits else 0
-    refs = list(exp.get("reference") or [])
+    claim = exp.get("claim") if isinstance(exp.get("claim"), dict) else None
+    refs = list((claim or {}).get("figures") or exp.get("reference") or [])  # reference: runs from before claims
     header, rows, records = build_rows(variants, metric, baseline, refs)
+    mode = next((r["results"].get("metric_mode") for r in runs if r["results"].get("metric_mode")), None)
+    verdicts, regimes = [], []
+    if claim:
+        verdicts = claims_mod.evaluate(claim, variants, spec or {}, matches)
+        for base_label in dict.fromkeys(c["baseline"] for c in verdicts):
+            base = next((v for v in variants if v["label"] == base_label), None)
+            if base is not None:
+                facts = claims_mod.regime(base, metric, mode or "min")
+                ok, line = claims_mod.regime_verdict(claim.get("kind", ""), facts)
+                regimes.append({"baseline": base_label, "in_regime": ok, "line": line, **facts})
     datasets = sorted({str(r["results"].get("dataset") or _select(r["cfg"], "dataset.name")) for r in runs})
     from_override = next((o.split("=", 1)[1] for r in runs for o in r["overrides"] if o.startswith("experiment=")), None)
     name = name or exp.get("name") or from_override or Path(dirs[0]).resolve().name
-    mode = next((r["results"].get("metric_mode") for r in runs if r["results"].get("metric_mode")), None)
     better = {"max": "higher is better", "min": "lower is better"}.get(mode or "", "")
     caption = (f"{name}: {', '.join(datasets)}, {metric}" + (f" ({better})" if better else "")
                + f"; mean ± std over seeds; {len(runs)} runs")
-    md = f"**{caption}**\n\n" + to_markdown(header, rows) + "\n"
+    md = (claim_markdown(claim, verdicts, regimes) if claim else "") + f"**{caption}**\n\n" + to_markdown(header, rows) + "\n"
     bad = [r for v in variants for r in v["runs"] if r["results"].get("status") != "ok"]
     if bad:
         md += "\nRuns that did not finish ok (not in the means):\n\n"
@@ -422,11 +493,11 @@ def make_table(dirs: list[str], out_dir: Optional[Path] = None, baseline_spec: O
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"md": out_dir / "table.md", "csv": out_dir / "table.csv", "tex": out_dir / "table.tex"}
     files["md"].write_text(md)
-    files["csv"].write_text(to_csv(records))
-    files["tex"].write_text(to_latex(header, rows, caption))
+    files["csv"].write_text(to_csv([{"row": "comparison", **c} for c in verdicts] + records))
+    files["tex"].write_text((claim_latex(verdicts) if verdicts else "") + to_latex(header, rows, caption))
     if figure:
         files["png"] = plot_curves(variants, metric, baseline, out_dir / "curves.png", caption)
-    return {"markdown": md, "records": records, "files": files, "baseline": baseline, "metric": metric,
+    return {"markdown": md, "records": records, "claims": verdicts, "regimes": regimes, "files": files, "baseline": baseline, "metric": metric,
             "variants": [v["label"] for v in variants]}
 
 
