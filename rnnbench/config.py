@@ -89,6 +89,9 @@ class ClaimConf:
     metric: str = MISSING  #: a results.json metric name: bpc, acc, seq_acc, loss
     split: str = "test"  #: test | valid (the best evaluation's)
     direction: str = MISSING  #: lower | higher: the variant's metric against the baseline's
+    #: a non-inferiority claim ("close to", "comparable"): the variant may be this much worse, in the
+    #: metric's units; the interval is then judged against -margin (higher) / +margin (lower), not 0
+    margin: float = 0.0
     compare: List[ComparisonConf] = MISSING
     figures: List[FigureConf] = field(default_factory=list)
 

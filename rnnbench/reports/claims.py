@@ -1,7 +1,8 @@
 """An experiment's claim tested on its runs: the difference of means (variant - baseline) with a
 95 % Welch interval over seeds, and a verdict.
 
-- ``reproduced``: the interval lies entirely on the claimed side of 0;
+- ``reproduced``: the interval lies entirely on the claimed side of 0 (of the claim's ``margin`` for
+  a non-inferiority claim);
 - ``contradicted``: entirely on the other side;
 - ``inconclusive``: it contains 0 (or a side has fewer than 2 finished runs).
 
@@ -33,11 +34,13 @@ def welch_interval(a: list[float], b: list[float], level: float = LEVEL) -> tupl
     return delta, float(ci.low), float(ci.high), float(res.df)
 
 
-def verdict(low: float, high: float, direction: str) -> str:
-    """``direction``: the claim says the variant's metric is ``lower`` / ``higher`` than the baseline's."""
+def verdict(low: float, high: float, direction: str, margin: float = 0.0) -> str:
+    """``direction``: the claim says the variant's metric is ``lower`` / ``higher`` than the baseline's;
+    with a ``margin``, that it is at most ``margin`` worse (the threshold moves from 0 to ±margin)."""
     if direction not in ("lower", "higher"):
         raise ValueError(f"claim.direction must be lower or higher, got {direction!r}")
-    below, above = high < 0, low > 0
+    threshold = margin if direction == "lower" else -margin
+    below, above = high < threshold, low > threshold
     if direction == "lower":
         return "reproduced" if below else ("contradicted" if above else "inconclusive")
     return "reproduced" if above else ("contradicted" if below else "inconclusive")
@@ -63,6 +66,7 @@ def evaluate(claim: dict, variants: list[dict], exp_baseline: dict,
     """One record per ``claim.compare`` pair: the variant's and baseline's labels and values,
     Δ, the interval, the verdict, and the paper's Δ where both figures come from one source."""
     metric, split, direction = claim["metric"], claim.get("split", "test"), claim["direction"]
+    margin = float(claim.get("margin") or 0.0)
     figures = list(claim.get("figures") or [])
     out = []
     for pair in claim.get("compare") or []:
@@ -86,7 +90,7 @@ def evaluate(claim: dict, variants: list[dict], exp_baseline: dict,
                 rec["delta"] = statistics.fmean(a) - statistics.fmean(b)
         else:
             rec["delta"], rec["ci_low"], rec["ci_high"], rec["df"] = welch_interval(a, b)
-            rec["verdict"] = verdict(rec["ci_low"], rec["ci_high"], direction)
+            rec["verdict"] = verdict(rec["ci_low"], rec["ci_high"], direction, margin)
         fv, fb = _figure(figures, var, matches), _figure(figures, base, matches)
         if fv is not None and fb is not None and fv.get("source") == fb.get("source"):
             rec["paper_delta"], rec["paper_source"] = fv["value"] - fb["value"], fv["source"]

@@ -419,14 +419,18 @@ def claim_rows(verdicts: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def claim_markdown(claim: dict, verdicts: list[dict], regimes: list[dict]) -> str:
-    md = (f"**Claim** ({claim.get('kind', '?')}, {claim.get('split', 'test')} {claim.get('metric')} "
-          f"{claim.get('direction')} than the baseline): {claim.get('statement', '').strip()} "
+    margin = float(claim.get("margin") or 0.0)
+    side = (f"{claim.get('direction')} than the baseline" if not margin else
+            f"at most {_num(margin, claim.get('metric'), signed=False)}{' points' if claim.get('metric') in FRACTION_METRICS else ''} "
+            f"{'higher' if claim.get('direction') == 'lower' else 'lower'} than the baseline")
+    md = (f"**Claim** ({claim.get('kind', '?')}, {claim.get('split', 'test')} {claim.get('metric')} {side}): {claim.get('statement', '').strip()} "
           f"— {claim.get('source', '')}\n\n")
     if verdicts:
         md += to_markdown(*claim_rows(verdicts)) + "\n\n"
+        zero = "0" if not margin else ("−" if claim.get("direction") == "higher" else "+") + _num(margin, claim.get("metric"), signed=False)
         md += ("Δ: difference of the means over seeds; 95 % CI: Welch's t interval (scipy.stats); reproduced = "
-               "the interval lies on the claimed side of 0, contradicted = on the other side, inconclusive = "
-               "it contains 0.\n\n")
+               f"the interval lies on the claimed side of {zero}, contradicted = on the other side, inconclusive = "
+               f"it contains {zero}.\n\n")
     for r in regimes:
         md += f"Regime ({r['baseline']}): {r['line']}.\n\n"
     return md

@@ -51,6 +51,14 @@ def test_verdict_rule(lo, hi, direction, want):
     assert verdict(lo, hi, direction) == want
 
 
+@pytest.mark.parametrize("lo,hi,want", [(-0.008, 0.004, "reproduced"), (-0.03, -0.02, "contradicted"),
+                                        (-0.02, 0.01, "inconclusive")])
+def test_a_non_inferiority_margin_moves_the_threshold(lo, hi, want):
+    # "close to the float model": at most 1 point lower (margin 0.01) with direction higher
+    assert verdict(lo, hi, "higher", margin=0.01) == want
+    assert verdict(-hi, -lo, "lower", margin=0.01) == want
+
+
 def _job(root: Path, num: int, cell: str, seed: int, test_bpc: float, curve: list[float]) -> None:
     d = root / str(num)
     (d / ".hydra").mkdir(parents=True)
