@@ -14,16 +14,72 @@ import pytest
 
 from testutil import CONF, compose
 
+from rnnbench.reports.claims import VERDICTS
+
 COMPARISONS = ["wn_mnist", "seq2seq_addition", "bidir_mnist", "attention_addition", "vc_ptb", "mlstm_ptb",
                "delta_ptb", "zoneout_ptb", "awd_ptb", "vc_mnist", "zoneout_pmnist", "qat_mnist"]
 # one fast representative per dataset kind and per table extra; the others are @slow
 FAST = {"wn_mnist", "seq2seq_addition", "awd_ptb", "zoneout_pmnist", "qat_mnist", "vc_mnist"}
+TWO_SEEDS = "awd_ptb"
 SCALED_KEYS = ("model.hidden_size", "train.epochs", "dataset.limit", "model.num_layers")
 
 
 def test_every_experiment_is_listed():
     on_disk = {p.stem for p in (CONF / "experiment").glob("*.yaml")} - {"optuna_lstm_addition"}
     assert on_disk == set(COMPARISONS)
+
+
+KINDS = {"regularizer", "cell", "model", "method"}
+METRICS = {"mnist_row": {"acc", "loss"}, "pmnist": {"acc", "loss"}, "addition": {"acc", "seq_acc", "loss"},
+           "ptb_char": {"bpc", "acc", "loss"}}
+
+
+def _sweep_variants(exp: str) -> list[list[str]]:
+    """The override lists of the experiment's sweep variants (seed left out), as Hydra expands them."""
+    import itertools
+
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = yaml.safe_load((CONF / "experiment" / f"{exp}.yaml").read_text())["hydra"]["sweeper"]["params"]
+    parser = OverridesParser.create()
+    axes = []
+    for key, val in params.items():
+        if key == "seed":
+            continue
+        ov = parser.parse_override(f"{key}={val}")
+        vals = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [str(val)]
+        axes.append([f"{key}={v}" for v in vals])
+    return [list(c) for c in itertools.product(*axes)]
+
+
+@pytest.mark.parametrize("exp", COMPARISONS)
+def test_every_comparison_states_a_testable_claim(exp):
+    """The claim's fields are complete, its metric is one the task reports, and every pair's variant
+    and baseline each pick exactly one of the sweep's variants."""
+    from omegaconf import OmegaConf
+
+    from rnnbench.reports.table import matches
+
+    cfg = compose([f"experiment={exp}"])
+    claim = cfg.experiment.claim
+    assert claim.kind in KINDS and claim.direction in ("lower", "higher") and claim.split in ("test", "valid")
+    assert claim.metric in METRICS[cfg.dataset.name] and claim.margin >= 0
+    assert len(claim.statement) > 40 and claim.source and claim.compare
+    for fig in claim.figures:
+        assert fig.source and fig.value > 0 and (fig.value <= 1 or claim.metric != "acc")
+    composed = [{"cfg": OmegaConf.to_container(compose([f"experiment={exp}", *v]), resolve=True)}
+                for v in _sweep_variants(exp)]
+    for pair in claim.compare:
+        base = OmegaConf.to_container(pair.baseline) if pair.baseline is not None else \
+            OmegaConf.to_container(cfg.experiment.baseline)
+        for spec in (OmegaConf.to_container(pair.variant), base):
+            assert sum(matches(run, spec) for run in composed) == 1, (exp, spec)
+
+
+def test_only_the_search_has_no_claim():
+    # optuna_lstm_addition is a hyperparameter search with no base and variant to compare
+    assert compose(["experiment=optuna_lstm_addition"]).experiment is None
 
 
 def _variants(exp: str) -> int:
@@ -83,21 +139,34 @@ def _table_rows(path: Path) -> list[dict]:
 @pytest.mark.parametrize("exp", [pytest.param(e, marks=() if e in FAST else pytest.mark.slow) for e in COMPARISONS])
 def test_experiment_smoke_end_to_end(exp, tmp_path, data_dir):
     sweep_dir = tmp_path / "sweep"
+    seeds = "0,1" if exp == TWO_SEEDS else "0"  # two seeds: the claim gets a real interval
     p = _run(["train", "-m", f"experiment={exp}", "scale=smoke", f"data.root={data_dir}", "train.num_threads=1",
-              "hydra.sweeper.params.seed=0", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+              f"hydra.sweeper.params.seed={seeds}", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     index = json.loads((sweep_dir / "sweep.json").read_text())
     n = _variants(exp)
-    assert index["counts"] == {"ok": n}, index["jobs"]
+    n_seeds = len(seeds.split(","))
+    assert index["counts"] == {"ok": n * n_seeds}, index["jobs"]
     out = tmp_path / "report"
     t = _run(["table", str(sweep_dir), "--out", str(out)], tmp_path, timeout=300)
     assert t.returncode == 0, t.stderr[-3000:]
     for f in ("table.md", "table.csv", "table.tex", "curves.png"):
         assert (out / f).stat().st_size > 0, f
-    rows = _table_rows(out / "table.csv")
+    all_rows = _table_rows(out / "table.csv")
+    claim = compose([f"experiment={exp}"]).experiment.claim
+    comparisons = [r for r in all_rows if r["row"] == "comparison"]
+    assert all_rows[:len(comparisons)] == comparisons and len(comparisons) == len(claim.compare)  # the claim leads
+    for c in comparisons:
+        assert c["metric"] == claim.metric and c["n_variant"] == c["n_baseline"] == str(n_seeds)
+        if n_seeds == 1:
+            assert (c["verdict"], c["ci_low"]) == ("inconclusive", "") and "fewer than 2" in c["why"]
+        else:
+            assert c["verdict"] in VERDICTS and float(c["ci_low"]) <= float(c["delta"]) <= float(c["ci_high"])
+    assert t.stdout.startswith("**Claim**") and "95 % CI" in t.stdout
+    rows = [r for r in all_rows if r["row"] == "variant"]
     assert len(rows) == n and len({r["variant"] for r in rows}) == n  # readable, distinct labels
     assert sum(r["baseline"] == "True" for r in rows) == 1
-    assert all(r["n_ok"] == "1" and r["test_mean"] for r in rows)
+    assert all(r["n_ok"] == str(n_seeds) and r["test_mean"] for r in rows)
     assert "**(baseline)**" in t.stdout
     if exp.startswith("vc_"):
         assert "compute fraction" in t.stdout
