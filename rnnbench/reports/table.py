@@ -505,6 +505,43 @@ def make_table(dirs: list[str], out_dir: Optional[Path] = None, baseline_spec: O
             "variants": [v["label"] for v in variants]}
 
 
+def cfg_from_overrides(record: dict) -> dict:
+    """A config-shaped dict from a table.csv row's ``overrides`` (for matching an older table's rows)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg: dict = {}
+    parser = OverridesParser.create()
+    for o in (record.get("overrides") or "").split():
+        ov = parser.parse_override(o)
+        key, val = ov.key_or_group.lstrip("+~"), ov.value()
+        node = cfg
+        parts = key.split(".")
+        if len(parts) == 1 and key == "regularizer":
+            cfg["regularizer"] = {r: {} for r in (val or [])}
+            continue
+        if len(parts) == 1:  # a group choice: cell=lstm
+            cfg.setdefault(key, {})["name"] = val
+            continue
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = val
+    return cfg
+
+
+def summary_main(results_dir: Path) -> str:
+    """``--summary``: the README's one-table summary of every page's claim and verdict."""
+    from . import summary as summary_mod
+    from ..cli import CONF_DIR
+    from omegaconf import OmegaConf
+
+    claims = {}
+    for path in sorted((CONF_DIR / "experiment").glob("*.yaml")):
+        exp = (OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}).get("experiment") or {}
+        if exp.get("claim"):
+            claims[path.stem] = {"claim": exp["claim"], "baseline": exp.get("baseline") or {}}
+    return summary_mod.summary(results_dir, claims, _num, matches, cfg_from_overrides)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line via the CLI's RnnbenchError handling
         raise RnnbenchError(f"table: {message} (see rnnbench table --help)")
@@ -515,6 +552,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  description="Comparison table (Markdown on stdout; table.md/.csv/.tex) and "
                                              "curves.png from sweep or run directories.")
     ap.add_argument("dirs", nargs="+", metavar="DIR", help="sweep directories (or single run directories)")
+    ap.add_argument("--summary", action="store_true",
+                    help="instead: one line per claim of every <experiment>/table.csv under DIR (docs/results)")
     ap.add_argument("--out", "-o", type=Path, default=None, help="where to write the files (default: the first DIR)")
     ap.add_argument("--baseline", nargs="+", default=None, metavar="KEY=VALUE",
                     help="config values that pick the baseline row, e.g. cell=lstm 'regularizer=[]' "
@@ -522,6 +561,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--name", default=None, help="title (default: the experiment's name or the DIR's name)")
     ap.add_argument("--no-figure", action="store_true", help="skip curves.png")
     args = ap.parse_args(argv)
+    if args.summary:
+        sys.stdout.write(summary_main(Path(args.dirs[0])))
+        return 0
     summary = make_table(args.dirs, args.out, _parse_kv(args.baseline) if args.baseline else None, args.name,
                          figure=not args.no_figure)
     sys.stdout.write(summary["markdown"])
