@@ -132,3 +132,39 @@ def test_regularizer_regime_wants_the_turn_beyond_the_seeds_spread():
     # accuracy (max): final 0.80 below the best 0.90 by 0.10 > spread
     acc = regime({"runs": [run([0.5, 0.9, 0.8]), run([0.5, 0.91, 0.81])]}, "bpc", "max")
     assert acc["overfit"][0] == pytest.approx(0.1) and regime_verdict("regularizer", acc)[0] is True
+
+
+def test_summary_reads_new_and_old_tables(sweep: Path, tmp_path: Path):
+    """``table --summary``: a page with comparison rows is read as written; a table from before
+    the claims gets the same Welch interval from its means, stds and counts."""
+    from rnnbench.reports import summary as summary_mod
+    from rnnbench.reports.table import _num, cfg_from_overrides, matches
+
+    pages = tmp_path / "results"
+    make_table([str(sweep)], pages / "toy", figure=False)
+    old = pages / "old"
+    old.mkdir()
+    # an old table: variant rows only, overrides as Hydra wrote them
+    (old / "table.csv").write_text(
+        "variant,baseline,overrides,test_mean,test_std,test_n\n"
+        f"lstm,True,cell=lstm,1.2,0.2,3\n"
+        f"gru,False,cell=gru,0.6,0.1,3\n")
+    claims = {"toy": {"claim": CLAIM, "baseline": {"cell": "lstm"}},
+              "old": {"claim": {**CLAIM, "compare": [{"variant": {"cell": "gru"}}]}, "baseline": {"cell": "lstm"}}}
+    md = summary_mod.summary(pages, claims, _num, matches, cfg_from_overrides)
+    lines = [ln for ln in md.splitlines() if ln.startswith("| [")]
+    assert len(lines) == 4  # three pairs of toy, one of old
+    old_line = next(ln for ln in lines if ln.startswith("| [old]"))
+    new_gru = next(ln for ln in lines if ln.startswith("| [toy]") and "gru vs lstm" in ln)
+    assert "**reproduced** (old table)" in old_line and "-0.6000 [-1.0155, -0.1845]" in old_line
+    assert "**reproduced** |" in new_gru and "-0.6000 [-1.0155, -0.1845]" in new_gru and "-0.2500" in new_gru
+
+
+def test_cfg_from_overrides_matches_like_a_saved_config():
+    from rnnbench.reports.table import cfg_from_overrides, matches
+
+    row = {"overrides": "optimizer.clip={kind:per_tensor,max_norm:0.5} regularizer=[weight_norm] cell=lstm"}
+    cfg = cfg_from_overrides(row)
+    assert matches({"cfg": cfg}, {"regularizer": ["weight_norm"], "cell": "lstm",
+                                  "optimizer.clip": {"kind": "per_tensor", "max_norm": 0.5}})
+    assert not matches({"cfg": cfg}, {"regularizer": []})
