@@ -51,6 +51,11 @@ def _old_comparisons(rows: list[dict], claim: dict, exp_baseline: dict,
               for r in (var, base)]
         rec = {"variant": var["variant"], "baseline": base["variant"], "metric": metric, "split": split,
                "n_variant": st[0][2], "n_baseline": st[1][2], "paper_delta": None, "old": True}
+        if var.get("metric") and var["metric"] != metric:  # the old table's columns hold another metric
+            rec.update(delta=None, ci_low=None, ci_high=None,
+                       verdict=f"not testable (the table holds {var['metric']}, the claim is about {metric})")
+            out.append(rec)
+            continue
         figs = [next((f for f in claim.get("figures") or [] if matches({"cfg": cfg_of(r)}, f.get("match") or {})), None)
                 for r in (var, base)]
         if all(figs) and figs[0].get("source") == figs[1].get("source"):

@@ -101,7 +101,7 @@ def fold_parametrizations(arrays: Mapping[str, Array], regularizers: Mapping[str
                                         "not configured; verify has no NumPy implementation for it")
             out[owner + name] = fold_weight_norm(parts["0"], parts["1"])
         elif set(parts) == {""}:
-            if not ({"weight_drop", "awd"} & set(regularizers)):
+            if not ({"weight_drop", "awd", "awd_char"} & set(regularizers)):
                 raise VerifyUnsupported(f"{owner}{name} is parametrized but no configured regularizer "
                                         "(weight_drop/awd) explains it; verify has no NumPy implementation for it")
             out[owner + name] = parts[""]

@@ -158,6 +158,11 @@ def test_summary_reads_new_and_old_tables(sweep: Path, tmp_path: Path):
     new_gru = next(ln for ln in lines if ln.startswith("| [toy]") and "gru vs lstm" in ln)
     assert "**reproduced** (old table)" in old_line and "-0.6000 [-1.0155, -0.1845]" in old_line
     assert "**reproduced** |" in new_gru and "-0.6000 [-1.0155, -0.1845]" in new_gru and "-0.2500" in new_gru
+    # an old table of another metric than the claim's gives no verdict
+    (old / "table.csv").write_text("variant,baseline,overrides,metric,test_mean,test_std,test_n\n"
+                                   "lstm,True,cell=lstm,acc,0.9,0.01,3\ngru,False,cell=gru,acc,0.95,0.01,3\n")
+    md = summary_mod.summary(pages, claims, _num, matches, cfg_from_overrides)
+    assert "**not testable (the table holds acc, the claim is about bpc)** (old table) | — — |" in md
 
 
 def test_cfg_from_overrides_matches_like_a_saved_config():
