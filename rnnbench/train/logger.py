@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+from .rundir import append_text, write_text
+
 
 class MetricsLog:
     """Append-only ``metrics.jsonl``. ``truncate_after(step)`` drops lines a resumed run will redo."""
@@ -14,8 +16,7 @@ class MetricsLog:
         self.path = path
 
     def write(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        append_text(self.path, json.dumps(record, sort_keys=True) + "\n")
 
     def read(self) -> list[dict]:
         if not self.path.exists():
@@ -25,7 +26,7 @@ class MetricsLog:
     def truncate_after(self, step: int, epoch: int) -> None:
         # eval-point rows of the current epoch sit at fractional epochs < epoch + 1 (train.eval_every)
         keep = [r for r in self.read() if r["step"] <= step and r["epoch"] < epoch + 1]
-        self.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+        write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
 
 
 class Board:
