@@ -58,4 +58,26 @@ def instantiate(cfg, *args, **kwargs):
             cause = cause.__cause__
         if cause is not None:
             raise cause from None
+        bad = _bad_setting(e)
+        if bad is not None:
+            raise bad from None
         raise
+
+
+def _bad_setting(e: BaseException):
+    """A ValueError from a configured constructor (a cell refusing ``threshold=...``, say) is a bad
+    setting of that group option: a ConfigError naming the group, not an internal error."""
+    import re
+
+    from .config import SCHEMAS
+
+    target, cause = None, e
+    while cause is not None and not isinstance(cause, ValueError):
+        m = re.search(r"target '([\w.]+)'", str(cause).splitlines()[0] if str(cause) else "")
+        target = m.group(1) if m else target
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    group = next((g for g, opts in SCHEMAS.items() for s in opts.values()
+                  if getattr(s, "_target_", None) == target), target or "config")
+    return ConfigError(f"{group}: {cause}")
