@@ -55,7 +55,11 @@ def test_failing_jobs_do_not_stop_the_sweep(tmp_path):
         by_lr.setdefault(lr, []).append(j["status"])
     assert by_lr == {"optimizer.lr=0.001": ["ok", "ok"], "optimizer.lr=inf": ["failed", "failed"]}
     failed = [j for j in jobs if j["status"] == "failed"]
-    assert all("optimizer.lr must be a positive finite number" in j["error"] for j in failed)
+    # every job's config is checked (config.RANGES): one line in results.json and the job's log
+    assert all(j["error"] == "optimizer.lr=inf: must be a finite number > 0" for j in failed)
+    for j in failed:
+        log = (tmp_path / j["dir"] / "cli.log").read_text()
+        assert "error: optimizer.lr=inf" in log and "Traceback" not in log
 
 
 def test_killed_sweep_relaunched_equals_uninterrupted(tmp_path):
