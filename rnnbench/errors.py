@@ -38,7 +38,7 @@ class Interrupted(RnnbenchError):
 
         self.signum, self.epoch, self.step = signum, epoch, step
         self.signame = signal.Signals(signum).name
-        super().__init__(message or f"interrupted by {self.signame} at step {step} ({epoch} epochs done)")
+        super().__init__(message or f"interrupted by {self.signame} at step {step} (epochs done: {epoch})")
 
     @property
     def exit_code(self) -> int:

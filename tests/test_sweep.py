@@ -123,6 +123,8 @@ def test_slurm_launcher_config_composes(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "SlurmLauncher" in p.stdout and "timeout_min: 240" in p.stdout
+    # a job at its time limit gets SIGUSR2 early enough to save, and is requeued to resume
+    assert "signal_delay_s: 300" in p.stdout and "max_num_timeout: 20" in p.stdout
 
 
 def test_optuna_search_objective_is_best_valid_metric(tmp_path):

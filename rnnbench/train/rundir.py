@@ -24,7 +24,7 @@ def is_disk_full(e: BaseException) -> bool:
 def disk_full(path: Path, e: OSError) -> DiskFullError:
     """The one-line error for ``e`` (ENOSPC/EDQUOT) while writing ``path``."""
     what = "no space left on the device" if e.errno == errno.ENOSPC else "disk quota exceeded"
-    return DiskFullError(f"disk full: {what} while writing {path}; the previous checkpoints are intact — "
+    return DiskFullError(f"disk full: {what} while writing {path}; an earlier checkpoint is left intact — "
                          "free space (or point hydra.run.dir elsewhere) and resume with train.resume=<run dir>")
 
 
