@@ -21,7 +21,13 @@ class MetricsLog:
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in lines[:-1]]
+        try:
+            rows += [json.loads(line) for line in lines[-1:]]
+        except json.JSONDecodeError:  # a row cut short by a full disk or a kill: the resume redoes it
+            pass
+        return rows
 
     def truncate_after(self, step: int, epoch: int) -> None:
         # eval-point rows of the current epoch sit at fractional epochs < epoch + 1 (train.eval_every)

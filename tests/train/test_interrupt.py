@@ -176,6 +176,19 @@ def test_disk_full_in_another_run_file(tmp_path, nth, name):
         assert _state(run)["step"] == (35 if name == "metrics.jsonl" else 40)
 
 
+def test_a_metrics_row_cut_short_is_dropped_on_resume(tmp_path):
+    """A full disk (or a kill) in the middle of appending a metrics.jsonl row leaves half a line;
+    the resume's truncation drops it instead of failing on it."""
+    from rnnbench.train.logger import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.write({"epoch": 1, "step": 40, "split": "train", "loss": 1.0})
+    with open(log.path, "a") as f:
+        f.write('{"epoch": 1, "step": 40, "spl')
+    log.truncate_after(40, 1)
+    assert log.read() == [{"epoch": 1, "step": 40, "split": "train", "loss": 1.0}]
+
+
 # ----------------------------------------------------------------------------- one process a run dir
 def test_a_second_process_on_the_same_run_dir_is_refused(tmp_path):
     """While another process holds run_dir/.lock, a run into that dir, or resuming it, is refused
