@@ -118,6 +118,28 @@ def test_submitit_local_two_jobs(tmp_path):
     assert index(tmp_path)["counts"] == {"ok": 2}
 
 
+def test_submitit_requeue_after_sigusr2_resumes_the_job(tmp_path):
+    """The SLURM time-limit path on submitit's local executor: SIGUSR2 at step 30 of the job
+    (injected: the job process signals itself) saves last.pt and writes results.json
+    interrupted, then submitit's own handler requeues the job (exit 144, the same job number and
+    directory); with train.skip_finished=true it resumes from its own last.pt and ends with the
+    metrics of an uninterrupted run."""
+    args = ["seed=0", *TINY, "train.skip_finished=true"]
+    rc, out = sweep(args + [f"hydra.sweep.dir={tmp_path / 'ref'}"], tmp_path)
+    assert rc == 0, out
+    run = tmp_path / "run"
+    rc, out = sweep(["hydra/launcher=submitit_local", *args, f"hydra.sweep.dir={run}"], tmp_path,
+                    env={"RNNBENCH_FAULT": "sigusr2@step=30"})
+    assert rc == 0, out
+    log = (run / "0" / "cli.log").read_text()
+    assert "interrupted by SIGUSR2 at step 30" in log and "Requeued job" in log
+    assert "resumed from" in log and "Traceback" not in log
+    assert (run / "0" / "metrics.jsonl").read_text() == (tmp_path / "ref" / "0" / "metrics.jsonl").read_text()
+    a = json.loads((run / "0" / "results.json").read_text())
+    b = json.loads((tmp_path / "ref" / "0" / "results.json").read_text())
+    assert (a["status"], a["steps"], a["test"]) == ("ok", 80, b["test"])
+
+
 def test_slurm_launcher_config_composes(tmp_path):
     p = subprocess.run([sys.executable, "-m", "rnnbench", "train", "hydra/launcher=slurm", "--cfg", "hydra"],
                        cwd=tmp_path, capture_output=True, text=True)
