@@ -235,15 +235,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
-    except OSError as e:
+    except BrokenPipeError:  # e.g. `rnnbench --help | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # a full disk where Hydra writes (.hydra/, the log) before the run starts
         from .train.rundir import disk_full, is_disk_full
 
         if not is_disk_full(e) or debug():
             raise
         fail(str(disk_full(Path(e.filename or "."), e)))
-    except BrokenPipeError:  # e.g. `rnnbench --help | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     return 0
 
 

@@ -111,7 +111,7 @@ def _check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
                               "resume with the same overrides as the original run")
 
 
-def _refuse_unfinished(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
+def _refuse_unfinished(run_dir: Path, resuming: bool) -> None:
     """A fresh run into a directory that already holds one would mix two runs' files (metrics.jsonl
     appends); a requeued job lands here when it was relaunched without train.skip_finished."""
     if not resuming and (run_dir / "checkpoints" / "last.pt").exists():
@@ -147,7 +147,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             if done is not None and done.get("status") == "ok":
                 log.info("skipping finished run %s", run_dir)
                 return done
-        _refuse_unfinished(cfg, run_dir, resume_from is not None)
+        _refuse_unfinished(run_dir, resume_from is not None)
         with interrupt.catch_signals():
             return _train(cfg, run_dir, resume_from)
     finally:

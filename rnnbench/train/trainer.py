@@ -3,7 +3,9 @@
 Everything that decides what the run computes — model, optimizer and scheduler states, the
 torch RNG, the position in the epoch (batch order is a pure function of ``(seed, epoch)``),
 the carried LM state and the running train-loss sums — is in ``checkpoints/last.pt``, so a run
-killed at any point and resumed writes the same ``metrics.jsonl`` as an uninterrupted one.
+killed at any point and resumed writes the same ``metrics.jsonl`` as an uninterrupted one. A
+signal (``interrupt.py``) is honoured at the next step boundary: last.pt at that step, then
+:class:`~rnnbench.errors.Interrupted`.
 """
 from __future__ import annotations
 
