@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import RnnbenchError
+from .errors import Interrupted, RnnbenchError
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 log = logging.getLogger("rnnbench")
@@ -69,19 +69,63 @@ def _hydra_message(e: Exception) -> str:
     return msg
 
 
-def validate_overrides(overrides: list[str]) -> None:
-    """Compose the config once so a bad override fails with one line before Hydra starts a run."""
+def validate_overrides(overrides: list[str]):
+    """Compose the config once so a bad override or an out-of-range number fails with one line
+    before Hydra starts a run; returns the composed config (hydra node included)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from .config import check_ranges
+
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            compose("config", overrides=overrides, return_hydra_config=True)
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         if debug():
             raise
         fail(_hydra_message(e))
+    check_ranges(cfg)  # a ConfigError: main prints its one line, exit 2
+    return cfg
+
+
+def lock_existing_run_dir(cfg) -> None:
+    """Hydra writes .hydra/ and the log into the run dir before the task starts: when that dir
+    already exists (a fixed hydra.run.dir), lock it first so a second process on it is refused
+    before it touches anything (run_training keeps the same lock)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .train import rundir
+
+    try:
+        path = Path(str(cfg.hydra.run.dir))
+    except OmegaConfBaseException:  # an interpolation only Hydra's runtime resolves
+        return
+    if path.is_dir():
+        rundir.lock(path)
+
+
+def _index_sweep() -> None:
+    """sweep.json before a sweep stops early (Hydra's end-of-sweep callback will not run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from .sweep import write_index
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and hc.launcher._target_.endswith("BasicLauncher"):
+        write_index(Path(hc.sweep.dir))  # other launchers' jobs run in processes of their own
+
+
+def _interrupted(e: Interrupted) -> None:
+    """Stop after a signal: one log line; a scheduler's own handler (submitit: requeue) runs
+    next; then exit 128 + signal number (a sweep stops too: the whole process was asked to)."""
+    from .train import interrupt
+
+    log.warning("%s", e)
+    _index_sweep()
+    interrupt.forward(e.signum)
+    fail(str(e), e.exit_code)  # SystemExit: Hydra's launchers let it through, so a sweep ends here
 
 
 def _train_task(cfg) -> float:
@@ -104,6 +148,10 @@ def _train_task(cfg) -> float:
             torch.set_num_threads(n)
     try:
         results = run_training(cfg, run_dir)
+    except Interrupted as e:
+        if debug():
+            raise
+        _interrupted(e)
     except RnnbenchError as e:
         if debug():
             raise
@@ -119,9 +167,24 @@ def _train_task(cfg) -> float:
             fail(f"internal error: {type(e).__name__}: {e} (RNNBENCH_DEBUG=1 shows the traceback)", 1)
         log.exception("job failed")
         return math.nan
+    if multirun:
+        _stop_sweep_if_signalled()
     metric = results.get("metric", "acc")
     value = objective(results, metric)
     return value if results.get("metric_mode") == "min" else -value  # sweepers minimize
+
+
+def _stop_sweep_if_signalled() -> None:
+    """A signal that arrived after this job's training ended: the job finished, the sweep stops."""
+    import signal
+
+    from .errors import INTERRUPTED_BASE
+    from .train import interrupt
+
+    signum = interrupt.requested()
+    if signum is not None:
+        fail(f"interrupted by {signal.Signals(signum).name}: this job finished, the sweep stops here; "
+             "relaunch it with train.skip_finished=true", INTERRUPTED_BASE + signum)
 
 
 def train_command(args: list[str]) -> int:
@@ -131,7 +194,7 @@ def train_command(args: list[str]) -> int:
 
     register_configs()
     if not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
-        validate_overrides(args)
+        lock_existing_run_dir(validate_overrides(args))
     sys.argv = [sys.argv[0] + " train", *args]
     main_fn = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_train_task)
     try:
@@ -175,6 +238,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BrokenPipeError:  # e.g. `rnnbench --help | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a full disk where Hydra writes (.hydra/, the log) before the run starts
+        from .train.rundir import disk_full, is_disk_full
+
+        if not is_disk_full(e) or debug():
+            raise
+        fail(str(disk_full(Path(e.filename or "."), e)))
     return 0
 
 

@@ -6,11 +6,13 @@ config is composed, not halfway through a run. Key names follow SPEC section 10.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 
 # ----------------------------------------------------------------------------- top level
@@ -427,6 +429,138 @@ SCHEMAS: dict[str, dict[str, type]] = {
                     "variational_dropout": VariationalDropoutConf, "zoneout": ZoneoutConf, "awd": AWDConf,
                     "qat": QATConf},
 }
+
+
+# ----------------------------------------------------------------------------- allowed values
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric setting: finite, from ``lo`` to ``hi`` (None: no bound;
+    an open end excludes the bound itself)."""
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def allows(self, v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)
+
+    def describe(self, integer: bool) -> str:
+        what = "an integer" if integer else "a finite number"
+        if self.lo is not None and self.hi is not None:
+            return f"{what} in {'(' if self.lo_open else '['}{_num(self.lo)}, {_num(self.hi)}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{what} {'>' if self.lo_open else '>='} {_num(self.lo)}"
+        if self.hi is not None:
+            return f"{what} {'<' if self.hi_open else '<='} {_num(self.hi)}"
+        return what
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+COUNT = Range(1)  #: sizes, layers, lengths, epochs, steps: at least one
+NONNEG = Range(0)  #: seeds, intervals where 0 means "off", delays, decays
+POSITIVE = Range(0, lo_open=True)  #: learning rates, scales, norms, epsilons
+PROB = Range(0, 1, hi_open=True)  #: dropout-like probabilities: 1 would drop everything
+UNIT = Range(0, 1)
+REAL = Range()  #: any finite number (biases, initial values)
+
+#: Every numeric field of every schema, with what it allows (a subclass inherits its parents'
+#: entries); a schema type as the value: the field holds a node of that schema when it is set.
+#: tests/test_config.py fails for a numeric field that is missing here. check_ranges applies it.
+RANGES: dict[type, dict[str, Union[Range, type]]] = {
+    Config: {"seed": NONNEG},
+    TrainConf: {"epochs": COUNT, "max_steps": COUNT, "batch_size": COUNT, "eval_batch_size": COUNT,
+                "checkpoint_every": NONNEG, "log_every": COUNT, "eval_every": NONNEG, "max_eval_batches": COUNT,
+                "num_threads": COUNT},
+    ClaimConf: {"margin": NONNEG},
+    FigureConf: {"value": REAL},
+    DatasetConf: {"limit": COUNT},
+    AdditionConf: {"n_train": COUNT, "n_valid": COUNT, "n_test": COUNT, "max_value": COUNT, "data_seed": NONNEG},
+    # the 60k MNIST / Fashion-MNIST training images are split into train and valid
+    ImageSeqConf: {"permutation_seed": NONNEG, "n_valid": Range(1, 59999)},
+    CharLMConf: {"bptt": COUNT, "eval_batch_size": COUNT},
+    ModelConf: {"hidden_size": COUNT, "num_layers": COUNT, "dropout": PROB},
+    AttentionSeq2SeqConf: {"attn_length": COUNT, "attn_size": COUNT, "attn_vec_size": COUNT},
+    LMConf: {"embedding_size": COUNT},
+    LSTMCellConf: {"forget_bias": REAL},
+    # article 000: λ sharpens the mask (0 would flatten it), Thres_ε snaps within ε of 0 and 1
+    VCCellConf: {"lam": POSITIVE, "lam_final": POSITIVE, "eps": Range(0, 0.5, True, True), "target_m": UNIT,
+                 "penalty": NONNEG, "index_offset": Range(0, 1), "m_bias_init": REAL},
+    VCLSTMCellConf: {"forget_bias": REAL},
+    MLSTMCellConf: {"forget_bias": REAL, "factor_bias": REAL},
+    MRNNCellConf: {"factor_bias": REAL},
+    DeltaRNNCellConf: {"alpha_init": REAL, "beta1_init": REAL, "beta2_init": REAL},
+    ClipConf: {"max_norm": POSITIVE},
+    # ReduceLROnPlateau needs a factor below 1; a decay of 0 would zero the learning rate
+    ScheduleConf: {"step_size": COUNT, "gamma": Range(0, 1, True, True), "patience": NONNEG, "min_lr": NONNEG},
+    LrScaleConf: {"recurrent": POSITIVE, "input": POSITIVE},
+    OptimizerConf: {"lr": POSITIVE, "weight_decay": NONNEG, "clip": ClipConf},
+    AdamConf: {"betas": PROB, "eps": POSITIVE},
+    SGDConf: {"momentum": PROB},
+    RMSpropConf: {"alpha": PROB, "momentum": PROB, "eps": POSITIVE},
+    WeightNormConf: {"init_std": POSITIVE, "init_g": POSITIVE},
+    WeightDropConf: {"p": PROB},
+    VariationalDropoutConf: {"input": PROB, "hidden": PROB, "output": PROB, "embedding": PROB},
+    ZoneoutConf: {"z_h": PROB, "z_c": PROB},
+    AWDConf: {"wdrop": PROB, "dropouti": PROB, "dropouth": PROB, "dropout": PROB, "dropoute": PROB},
+    QATConf: {"quant_delay": NONNEG, "observer_decay": PROB},
+}
+
+
+def range_of(schema: type, name: str) -> Optional[Union[Range, type]]:
+    """The entry for field ``name`` of ``schema`` (or of the nearest parent that has one)."""
+    for cls in schema.__mro__:
+        if name in RANGES.get(cls, {}):
+            return RANGES[cls][name]
+    return None
+
+
+def check_ranges(cfg: Any) -> None:
+    """Raise one ConfigError naming the key, the value and what is allowed for the first numeric
+    setting of the composed config outside its :data:`RANGES` entry."""
+    from .errors import ConfigError
+
+    for key, value, rule, integer in _numeric_settings(cfg, Config, ""):
+        values = list(value) if isinstance(value, ListConfig) else [value]
+        if not all(rule.allows(v) for v in values):
+            shown = "[" + ", ".join(str(v) for v in values) + "]" if isinstance(value, ListConfig) else value
+            each = "each must be" if isinstance(value, ListConfig) else "must be"
+            raise ConfigError(f"{key}={shown}: {each} {rule.describe(integer)}")
+
+
+def _numeric_settings(node: DictConfig, schema: type, prefix: str):
+    """``(key, value, Range, integer)`` of every set numeric field below ``node``."""
+    for f in dataclasses.fields(schema):
+        if f.name not in node or OmegaConf.is_missing(node, f.name):
+            continue
+        key, value, rule = prefix + f.name, node[f.name], range_of(schema, f.name)
+        if isinstance(rule, Range) and value is not None:
+            yield key, value, rule, "int" in str(f.type)
+        elif isinstance(rule, type) and isinstance(value, DictConfig):
+            yield from _numeric_settings(value, rule, key + ".")
+        else:
+            yield from _children(value, key)
+
+
+def _children(value: Any, key: str):
+    # group options (dataset, model, ..., each regularizer) keep their schema type once composed
+    if isinstance(value, DictConfig):
+        schema = OmegaConf.get_type(value)
+        if dataclasses.is_dataclass(schema):
+            yield from _numeric_settings(value, schema, key + ".")
+        else:
+            for k in value:
+                if not OmegaConf.is_missing(value, k):
+                    yield from _children(value[k], f"{key}.{k}")
+    elif isinstance(value, ListConfig):
+        for i, v in enumerate(value):
+            yield from _children(v, f"{key}[{i}]")
 
 
 def register_schema(group: str, name: str, node: type) -> None:

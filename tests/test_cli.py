@@ -70,6 +70,20 @@ def test_bad_value_is_a_one_line_error(tmp_path):
     assert "optimizer.lr" in line
 
 
+@pytest.mark.parametrize("override,expect", [
+    ("model.hidden_size=-5", "model.hidden_size=-5: must be an integer >= 1"),
+    ("model.hidden_size=0", "model.hidden_size=0: must be an integer >= 1"),
+    ("train.batch_size=0", "train.batch_size=0: must be an integer >= 1"),
+    ("model.dropout=1.5", "model.dropout=1.5: must be a finite number in [0, 1)"),
+])
+def test_out_of_range_number_is_a_one_line_error_before_the_run(override, expect, tmp_path):
+    """Checked when the config is composed (config.RANGES): exit 2, no run directory."""
+    p = rnnbench("train", *SMOKE, override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert p.returncode == 2
+    assert one_line_error(p) == f"error: {expect}"
+    assert not (tmp_path / "run").exists()
+
+
 def test_nan_loss_is_diverged(tmp_path):
     p = rnnbench("train", "optimizer=sgd", "optimizer.lr=1e38", "train.batch_size=32", "train.max_steps=50",
                  *[s for s in SMOKE if "max_steps" not in s], f"hydra.run.dir={tmp_path}", cwd=tmp_path)

@@ -87,7 +87,8 @@ def train_cli(args: list[str], cwd: Path, env: Optional[dict] = None) -> subproc
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def kill_mid_run_and_resume(args: list[str], tmp: Path, fault: str) -> tuple[Path, Path, dict]:
+def kill_mid_run_and_resume(args: list[str], tmp: Path, fault: str,
+                            expect_rc: int = -signal.SIGKILL) -> tuple[Path, Path, dict]:
     """Train ``args`` uninterrupted into ``tmp/ref``; train them again into ``tmp/killed`` with
     ``RNNBENCH_FAULT=fault`` (e.g. ``sigkill@step=52``: the run kills itself there, no race), then
     resume it to the end. Returns (ref dir, killed dir, the trainer state its last.pt held)."""
@@ -97,8 +98,14 @@ def kill_mid_run_and_resume(args: list[str], tmp: Path, fault: str) -> tuple[Pat
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     run = tmp / "killed"
     p = train_cli(args + [f"hydra.run.dir={run}"], tmp, env={"RNNBENCH_FAULT": fault})
-    assert p.wait(timeout=300) == -signal.SIGKILL, p.stderr.read()
+    assert p.wait(timeout=300) == expect_rc, p.stderr.read()
     state = load_checkpoint(run / "checkpoints" / "last.pt")["state"]
     r = train_cli(args + [f"hydra.run.dir={tmp / 'resume_log'}", f"train.resume={run}"], tmp)
     assert r.wait(timeout=300) == 0, r.stderr.read()
     return tmp / "ref", run, state
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The ``error: ...`` lines of a run's stderr (the CLI prints exactly one on failure)."""
+    assert "Traceback" not in stderr, stderr
+    return [ln for ln in stderr.splitlines() if ln.startswith("error: ")]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
 from .base import EvalSums, TaskSpec, TensorTask, resolve_limit
 
 SYMBOLS = "0123456789+ "
@@ -51,6 +52,10 @@ class AdditionTask(TensorTask):
         self.in_len = 2 * digits + 1
         self.out_len = digits + 1
         self.reverse = reverse
+        if n_train + n_valid + n_test > (max_value + 1) ** 2:
+            raise ConfigError(f"dataset.max_value={max_value} gives {(max_value + 1) ** 2} distinct operand pairs, "
+                              f"fewer than n_train + n_valid + n_test = {n_train + n_valid + n_test}; "
+                              "raise dataset.max_value or lower the split sizes")
         pairs = make_split_pairs(n_train + n_valid + n_test, max_value, seed if data_seed is None else data_seed)
         self.pairs = {"train": pairs[:n_train], "valid": pairs[n_train:n_train + n_valid],
                       "test": pairs[n_train + n_valid:]}

@@ -1,12 +1,11 @@
 """Atomic checkpoints: write to a temp file in the same folder, fsync, then ``os.replace``.
 
-A crash during a save leaves the previous checkpoint intact; loading uses
+A crash or a full disk during a save leaves the previous checkpoint intact; loading uses
 ``torch.load(weights_only=True)`` so a checkpoint can never run code.
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +13,15 @@ import torch
 
 from ..errors import RnnbenchError
 from . import faults
+from .rundir import write_atomic
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        faults.in_save()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    # serialized in memory first: torch's file writer turns a full disk into an opaque
+    # "unexpected pos" error, a plain write keeps the errno (rundir reports ENOSPC with the path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_atomic(Path(path), buf.getvalue(), on_written=lambda: faults.in_save(str(path)))
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+from .rundir import append_text, write_text
+
 
 class MetricsLog:
     """Append-only ``metrics.jsonl``. ``truncate_after(step)`` drops lines a resumed run will redo."""
@@ -14,18 +16,23 @@ class MetricsLog:
         self.path = path
 
     def write(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        append_text(self.path, json.dumps(record, sort_keys=True) + "\n")
 
     def read(self) -> list[dict]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        rows = [json.loads(line) for line in lines[:-1]]
+        try:
+            rows += [json.loads(line) for line in lines[-1:]]
+        except json.JSONDecodeError:  # a row cut short by a full disk or a kill: the resume redoes it
+            pass
+        return rows
 
     def truncate_after(self, step: int, epoch: int) -> None:
         # eval-point rows of the current epoch sit at fractional epochs < epoch + 1 (train.eval_every)
         keep = [r for r in self.read() if r["step"] <= step and r["epoch"] < epoch + 1]
-        self.path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+        write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
 
 
 class Board:

@@ -94,7 +94,10 @@ def build_optimizer(params: Iterable[Any], cfg: Any) -> torch.optim.Optimizer:
         lr = float(kwargs["lr"])
         params = [{**g, "lr": lr * g.get("lr_scale", 1.0)} for g in params if g["params"]]
     # partial: Hydra would turn a list of group dicts (tensors inside) into a config
-    return instantiate(kwargs, _partial_=True)(params=params)
+    try:
+        return instantiate(kwargs, _partial_=True)(params=params)
+    except ValueError as e:  # torch's own argument checks (nesterov without momentum, ...)
+        raise ConfigError(f"optimizer={cfg.name}: {e}") from None
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: Any, epochs: int):

@@ -7,6 +7,8 @@ import logging
 import math
 import os
 import random
+import shlex
+import signal
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -15,9 +17,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, DivergedError, RnnbenchError
+from ..config import check_ranges
+from ..errors import ConfigError, DivergedError, Interrupted, RnnbenchError
 from ..models import build_model
 from ..tasks import build_task
+from . import interrupt, rundir
 from .checkpoint import load_checkpoint
 from .logger import Board
 from .trainer import Trainer
@@ -57,9 +61,15 @@ def read_results(run_dir: Path) -> Optional[dict]:
 
 
 def write_results(run_dir: Path, results: dict) -> None:
-    tmp = run_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, run_dir / "results.json")
+    rundir.write_text(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True, default=str))
+
+
+def resume_command(run_dir: Path) -> str:
+    """``rnnbench train <the run's command-line overrides> train.resume=<run_dir>``."""
+    over = Path(run_dir) / ".hydra" / "overrides.yaml"
+    items = [str(o) for o in (OmegaConf.load(over) or [])] if over.is_file() else []
+    items = [o for o in items if not o.startswith("train.resume=")] + [f"train.resume={run_dir}"]
+    return "rnnbench train " + " ".join(shlex.quote(o) for o in items)
 
 
 def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
@@ -101,10 +111,20 @@ def _check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
                               "resume with the same overrides as the original run")
 
 
+def _refuse_unfinished(run_dir: Path, resuming: bool) -> None:
+    """A fresh run into a directory that already holds one would mix two runs' files (metrics.jsonl
+    appends); a requeued job lands here when it was relaunched without train.skip_finished."""
+    if not resuming and (run_dir / "checkpoints" / "last.pt").exists():
+        raise ConfigError(f"run dir {run_dir} already holds a run (checkpoints/last.pt); continue it with "
+                          "train.resume=auto (a sweep: train.skip_finished=true) or pick another hydra.run.dir")
+
+
 def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     """Train as configured, writing into ``run_dir``; return the results dict (also results.json).
 
-    Raises :class:`RnnbenchError` (after writing results.json with status failed/diverged).
+    Holds ``run_dir/.lock`` throughout; SIGTERM/SIGUSR1/SIGUSR2/SIGINT stop it at a step boundary
+    with last.pt saved (:class:`Interrupted`, results.json status interrupted). Raises
+    :class:`RnnbenchError` (after writing results.json with status failed/diverged/interrupted).
     """
     run_dir = Path(run_dir)
     resume_from: Optional[Path] = None
@@ -119,18 +139,31 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
             run_dir, resume_from = resume_dir, ckpt
             _check_resume_config(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.train.skip_finished:
-        done = read_results(run_dir)
-        if done is not None and done.get("status") == "ok":
-            log.info("skipping finished run %s", run_dir)
-            return done
+    rundir.lock(run_dir)
+    try:
+        rundir.remove_stale_temps(run_dir)
+        if cfg.train.skip_finished:
+            done = read_results(run_dir)
+            if done is not None and done.get("status") == "ok":
+                log.info("skipping finished run %s", run_dir)
+                return done
+        _refuse_unfinished(run_dir, resume_from is not None)
+        with interrupt.catch_signals():
+            return _train(cfg, run_dir, resume_from)
+    finally:
+        rundir.unlock(run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path, resume_from: Optional[Path]) -> dict:
     results: dict[str, Any] = {"status": "failed", "seed": cfg.seed, "cell": cfg.cell.name,
                                "dataset": cfg.dataset.name, "model": cfg.model.name,
                                "regularizer": list(cfg.regularizer.keys()), "valid": {}, "test": {},
                                "hparams": _hparams(cfg, run_dir), "run_dir": str(run_dir)}
     t0 = time.perf_counter()
     trainer: Optional[Trainer] = None
+    ended = False  #: the try block finished; a failure to write results.json may then surface
     try:
+        check_ranges(cfg)
         if cfg.train.num_threads:
             torch.set_num_threads(int(cfg.train.num_threads))
         if cfg.train.deterministic:
@@ -145,7 +178,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         task = build_task(cfg)
-        (run_dir / "task_state.json").write_text(json.dumps(task.state_dict()))
+        rundir.write_text(run_dir / "task_state.json", json.dumps(task.state_dict()))
         model = build_model(cfg.model, cfg.cell, task.spec)
         regs: list = []
         if cfg.regularizer:
@@ -188,6 +221,13 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
                       if isinstance(results.get(k), float)})
         board.hparams(results["hparams"], final)
         board.close()
+        ended = True
+    except Interrupted as e:
+        cmd = resume_command(run_dir)
+        msg = f"{e}: checkpoints/last.pt holds that step; resume with: {cmd}"
+        results.update({"status": "interrupted", "error": msg, "signal": e.signame, "resume": cmd,
+                        "epochs": e.epoch, "steps": e.step})
+        raise Interrupted(e.signum, e.epoch, e.step, msg) from None
     except DivergedError as e:
         results.update({"status": "diverged", "error": str(e)})
         raise
@@ -198,16 +238,28 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
         results.update({"status": "failed", "error": "interrupted"})
         raise
     except Exception as e:
+        if rundir.is_disk_full(e):  # e.g. from a library writing its own file into the run dir
+            full = rundir.disk_full(Path(getattr(e, "filename", None) or run_dir), e)
+            results.update({"status": "failed", "error": str(full)})
+            raise full from e
         results.update({"status": "failed", "error": f"{type(e).__name__}: {e}"})
         raise
     finally:
         results["wall_time_s"] = time.perf_counter() - t0
-        write_results(run_dir, results)
+        try:
+            write_results(run_dir, results)
+        except RnnbenchError as e:  # a full disk: never hide the run's own error behind this one
+            if ended:
+                raise
+            log.warning("could not write results.json: %s", e)
         try:
             from ..reports.curves import plot_run_curves
             plot_run_curves(run_dir)
         except Exception as e:  # a plot must never hide the run's real outcome
             log.warning("could not draw curves.png: %s", e)
+    if interrupt.requested() is not None:
+        log.warning("%s arrived after training had ended: the run finished",
+                    signal.Signals(interrupt.requested()).name)
     summary = " ".join(f"{k} {v:.4f}" for k, v in results["test"].items() if isinstance(v, float))
     log.info("done in %.1f s | best epoch %d | test %s", results["wall_time_s"], results["best_epoch"], summary)
     if cfg.train.verify:

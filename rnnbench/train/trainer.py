@@ -3,7 +3,9 @@
 Everything that decides what the run computes — model, optimizer and scheduler states, the
 torch RNG, the position in the epoch (batch order is a pure function of ``(seed, epoch)``),
 the carried LM state and the running train-loss sums — is in ``checkpoints/last.pt``, so a run
-killed at any point and resumed writes the same ``metrics.jsonl`` as an uninterrupted one.
+killed at any point and resumed writes the same ``metrics.jsonl`` as an uninterrupted one. A
+signal (``interrupt.py``) is honoured at the next step boundary: last.pt at that step, then
+:class:`~rnnbench.errors.Interrupted`.
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ from tqdm.auto import tqdm
 
 from ..cells.base import Cell
 from ..cells.stack import map_state
-from ..errors import DivergedError
+from ..errors import DivergedError, Interrupted
 from ..tasks.base import EvalSums, Task
-from . import faults
+from . import faults, interrupt
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .logger import Board, MetricsLog
 from .optim import build_optimizer, build_scheduler, clip_gradients, grad_norm, param_groups
@@ -204,13 +206,23 @@ class Trainer:
                         t_last = time.perf_counter()  # evaluation time is not training time
                     elif tc.checkpoint_every and st.step % tc.checkpoint_every == 0:
                         self.save_last()
-                    if stop:
+                    if stop:  # max_steps: the epoch's end (evaluation, last.pt) comes first
                         break
+                    self._stop_if_asked()
                 bar.close()
                 self._end_epoch(epoch, board)
+                faults.at_epoch_end(epoch + 1)
+                self._stop_if_asked()
         finally:
             board.close()
         return st
+
+    def _stop_if_asked(self) -> None:
+        """A signal arrived (see train/interrupt.py): last.pt at this step boundary, then stop."""
+        signum = interrupt.requested()
+        if signum is not None:
+            self.save_last()
+            raise Interrupted(signum, self.state.epoch, self.state.step)
 
     def _record_best(self, valid: dict, epoch: int) -> None:
         """best.pt and the best-so-far fields when ``valid`` (taken during 1-based ``epoch``) is best."""
