@@ -62,7 +62,12 @@ def test_other_models_verify(tmp_path, data_dir, overrides):
     assert verify_run(run, echo=None).ok
 
 
-@pytest.mark.parametrize("regs", ["[weight_norm]", "[weight_drop]", "[zoneout]", "[awd]", "[qat]",
+def test_every_regularizer_option_has_a_numpy_meaning():
+    # a conf/regularizer option verify does not know would fail only when a run of it is verified
+    assert {p.stem for p in (CONF / "regularizer").glob("*.yaml")} <= set(numpy_ref.REGULARIZERS)
+
+
+@pytest.mark.parametrize("regs", ["[weight_norm]", "[weight_drop]", "[zoneout]", "[awd]", "[awd_char]", "[qat]",
                                   "[weight_norm,zoneout]", "[variational_dropout]"])
 def test_regularizers_at_eval_verify(tmp_path, regs):
     cell = "rnn" if "qat" in regs else "lstm"

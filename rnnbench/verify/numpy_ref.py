@@ -534,6 +534,7 @@ REGULARIZERS: dict[str, str] = {
     "weight_drop": "identity at eval",
     "variational_dropout": "identity at eval",
     "awd": "identity at eval (weight drop + locked/embedding dropout)",
+    "awd_char": "identity at eval (awd at its character-level rates)",
     "zoneout": "expectation: s = z·s_prev + (1−z)·s_new",
     "qat": "fake-quantised int8 step and linear layers",
 }
