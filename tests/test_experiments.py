@@ -141,7 +141,7 @@ def test_experiment_smoke_end_to_end(exp, tmp_path, data_dir):
     sweep_dir = tmp_path / "sweep"
     seeds = "0,1" if exp == TWO_SEEDS else "0"  # two seeds: the claim gets a real interval
     p = _run(["train", "-m", f"experiment={exp}", "scale=smoke", f"data.root={data_dir}", "train.num_threads=1",
-              f"hydra.sweeper.params.seed={seeds}", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+              f"hydra.sweeper.params.seed='{seeds}'", f"hydra.sweep.dir={sweep_dir}"], tmp_path)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     index = json.loads((sweep_dir / "sweep.json").read_text())
     n = _variants(exp)
