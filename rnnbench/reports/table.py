@@ -431,8 +431,11 @@ def claim_markdown(claim: dict, verdicts: list[dict], regimes: list[dict]) -> st
         md += ("Δ: difference of the means over seeds; 95 % CI: Welch's t interval (scipy.stats); reproduced = "
                f"the interval lies on the claimed side of {zero}, contradicted = on the other side, inconclusive = "
                f"it contains {zero}.\n\n")
-    for r in regimes:
-        md += f"Regime ({r['baseline']}): {r['line']}.\n\n"
+    if claim.get("kind") in ("regularizer", "cell"):
+        for r in regimes:
+            md += f"Regime ({r['baseline']}): {r['line']}.\n\n"
+    elif regimes:  # no baseline rule: one line, not one per baseline
+        md += f"Regime: a {claim.get('kind')} claim is compared in the article's own set-up (no rule on the baseline's curve).\n\n"
     return md
 
 
