@@ -104,6 +104,9 @@ class ExperimentConf:
     article: str = MISSING  #: the source article (../shared/seeds numbering) and its subject
     baseline: Dict[str, Any] = field(default_factory=dict)  #: config values picking the baseline's runs
     claim: ClaimConf = MISSING
+    #: cell name -> model.hidden_size, for comparisons at matched parameter counts; a scale's file
+    #: (conf/scale_for/<experiment>/<scale>.yaml) sets them and points model.hidden_size here
+    hidden_sizes: Dict[str, int] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- datasets
