@@ -197,3 +197,22 @@ def _check_hparams(sweep_dir: Path, n: int) -> None:
         assert {"hparam/valid_acc", "hparam/test_acc"} <= set(ea.Tags()["scalars"])
         seen.add((hp["regularizer"], hp["clip"]))
     assert len(seen) == n  # the dashboard tells the variants apart
+
+
+@pytest.mark.parametrize("exp", ["delta_ptb", "mlstm_ptb"])
+def test_cells_are_matched_in_parameters(exp, data_dir):
+    """A cell claim's cells, sized by experiment.hidden_sizes, hold within 1 % of the baseline's
+    parameter count (the model's embedding and softmax included)."""
+    from rnnbench.models import build_model
+    from rnnbench.tasks import build_task
+
+    spec, counts = None, {}
+    cells = {o.split("=", 1)[1] for v in _sweep_variants(exp) for o in v if o.startswith("cell=")}
+    assert cells <= set(compose([f"experiment={exp}", "scale=cpu"]).experiment.hidden_sizes)
+    for cell in cells:
+        cfg = compose([f"experiment={exp}", "scale=cpu", f"cell={cell}"], data=data_dir)
+        assert cfg.model.hidden_size == cfg.experiment.hidden_sizes[cell]
+        spec = spec or build_task(cfg).spec
+        counts[cell] = sum(p.numel() for p in build_model(cfg.model, cfg.cell, spec).parameters())
+    base = counts[compose([f"experiment={exp}"]).experiment.baseline["cell"]]
+    assert all(abs(n - base) <= 0.01 * base for n in counts.values()), counts
