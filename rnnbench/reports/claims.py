@@ -163,3 +163,13 @@ def regime_verdict(kind: str, facts: dict) -> tuple[Optional[bool], str]:
         return ok, (f"baseline flattened: {'yes' if ok else 'no'} (valid metric moved {100 * rel:.2f} % over "
                     f"its last epoch; the rule is < {100 * FLAT_RELATIVE:.0f} %)")
     return None, f"no regime rule for a {kind} claim"
+
+
+def out_of_regime(verdicts: list[dict], regimes: list[dict]) -> None:
+    """A verdict is a test of the claim only where its baseline is in the claim's regime: where the
+    check says it is not, the verdict becomes inconclusive and says what the interval alone gives."""
+    off = {r["baseline"] for r in regimes if r.get("in_regime") is False}
+    for c in verdicts:
+        if c["baseline"] in off and c["ci_low"] is not None:
+            c["why"] = f"the baseline is not in the claim's regime; the interval alone: {c['verdict']}"
+            c["verdict"] = "inconclusive"

@@ -3,7 +3,8 @@ as ``rnnbench table`` writes it): experiment, claim, verdict, Δ (95 % CI), the 
 
 A table from before the claims (no comparison rows) gets its verdict here from the variant rows'
 means, standard deviations and counts (Welch from summary statistics, the same interval), read
-against the claim the experiment states now; such rows are marked "(old table)"."""
+against the claim the experiment states now; such rows are marked "(old table)" and stay
+inconclusive, with what their interval alone says: their regime was not chosen by the claim's rule."""
 from __future__ import annotations
 
 import csv
@@ -62,12 +63,21 @@ def _old_comparisons(rows: list[dict], claim: dict, exp_baseline: dict,
             rec["paper_delta"] = figs[0]["value"] - figs[1]["value"]
         if all(m is not None and s is not None and n >= 2 for m, s, n in st):
             d, lo, hi = welch_from_stats(*st[0], *st[1])
-            rec.update(delta=d, ci_low=lo, ci_high=hi,
-                       verdict=verdict(lo, hi, claim["direction"], float(claim.get("margin") or 0.0)))
+            # an old table's regime was not chosen by the claim's rule: its interval tests that budget only
+            said = verdict(lo, hi, claim["direction"], float(claim.get("margin") or 0.0))
+            rec.update(delta=d, ci_low=lo, ci_high=hi, verdict="inconclusive",
+                       why=f"old regime; the interval alone: {said}")
         else:
             rec.update(delta=None, ci_low=None, ci_high=None, verdict="inconclusive")
         out.append(rec)
     return out
+
+
+def _why(c: dict) -> str:
+    """The verdict's qualifier: an old table's, or why a computed interval is not the verdict."""
+    if c.get("old"):
+        return f" (old table; {c['why']})" if c.get("why") else " (old table)"
+    return f" ({c['why']})" if c.get("why") else ""
 
 
 def summary(results_dir: Path, claims: dict[str, dict], fmt: Callable[[Optional[float], str], str],
@@ -97,7 +107,7 @@ def summary(results_dir: Path, claims: dict[str, dict], fmt: Callable[[Optional[
             ci = "—" if c.get("ci_low") is None else f"[{fmt(c['ci_low'], m)}, {fmt(c['ci_high'], m)}]"
             pd = "—" if c.get("paper_delta") is None else fmt(c["paper_delta"], m)
             lines.append(f"| [{name}]({name}.md) | {c['variant']} vs {c['baseline']}, {c['split']} {m} "
-                         f"{claim['direction']}: {said} | **{c['verdict']}**{' (old table)' if c.get('old') else ''} "
+                         f"{claim['direction']}: {said} | **{c['verdict']}**{_why(c)} "
                          f"| {fmt(c.get('delta'), m)} {ci} | {pd} |")
     if not found:
         raise RnnbenchError(f"table --summary: no <experiment>/table.csv under {results_dir}")

@@ -483,6 +483,7 @@ def make_table(dirs: list[str], out_dir: Optional[Path] = None, baseline_spec: O
                 facts = claims_mod.regime(base, metric, mode or "min")
                 ok, line = claims_mod.regime_verdict(claim.get("kind", ""), facts)
                 regimes.append({"baseline": base_label, "in_regime": ok, "line": line, **facts})
+        claims_mod.out_of_regime(verdicts, regimes)
     datasets = sorted({str(r["results"].get("dataset") or _select(r["cfg"], "dataset.name")) for r in runs})
     from_override = next((o.split("=", 1)[1] for r in runs for o in r["overrides"] if o.startswith("experiment=")), None)
     name = name or exp.get("name") or from_override or Path(dirs[0]).resolve().name

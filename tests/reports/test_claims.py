@@ -59,13 +59,13 @@ def test_a_non_inferiority_margin_moves_the_threshold(lo, hi, want):
     assert verdict(-hi, -lo, "lower", margin=0.01) == want
 
 
-def _job(root: Path, num: int, cell: str, seed: int, test_bpc: float, curve: list[float]) -> None:
+def _job(root: Path, num: int, cell: str, seed: int, test_bpc: float, curve: list[float], claim: dict) -> None:
     d = root / str(num)
     (d / ".hydra").mkdir(parents=True)
     (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"cell={cell}", f"seed={seed}"]))
     cfg = {"seed": seed, "cell": {"name": cell}, "dataset": {"name": "ptb_char"}, "regularizer": {},
            "optimizer": {"name": "adam", "clip": None},
-           "experiment": {"name": "toy", "article": "x", "baseline": {"cell": "lstm"}, "claim": CLAIM}}
+           "experiment": {"name": "toy", "article": "x", "baseline": {"cell": "lstm"}, "claim": claim}}
     (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (d / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
     best = min(range(len(curve)), key=lambda i: curve[i])
@@ -77,16 +77,27 @@ def _job(root: Path, num: int, cell: str, seed: int, test_bpc: float, curve: lis
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-@pytest.fixture()
-def sweep(tmp_path: Path) -> Path:
-    root, num = tmp_path / "sweep", 0
+def _sweep(root: Path, claim: dict) -> Path:
+    num = 0
     for cell, values in {"lstm": BASE, **VARIANTS}.items():
         for seed, v in enumerate(values):
             # two valid points an epoch; the baseline turns at step 30 and ends 0.3 above its best
             curve = [2.0, 1.5, 1.0 + seed / 100, 1.1 + seed / 100, 1.3 + seed / 100] if cell == "lstm" else [2.0, 1.0]
-            _job(root, num, cell, seed, v, curve)
+            _job(root, num, cell, seed, v, curve, claim)
             num += 1
     return root
+
+
+@pytest.fixture()
+def sweep(tmp_path: Path) -> Path:
+    """A regularizer claim: the baseline over-fits (best at step 30 of 50), so it is in the regime."""
+    return _sweep(tmp_path / "sweep", {**CLAIM, "kind": "regularizer"})
+
+
+@pytest.fixture()
+def cell_sweep(tmp_path: Path) -> Path:
+    """The same runs under a cell claim: the baseline has not flattened, so it is not in the regime."""
+    return _sweep(tmp_path / "cell_sweep", CLAIM)
 
 
 def test_table_gives_each_verdict_with_its_interval(sweep: Path, tmp_path: Path):
@@ -109,13 +120,21 @@ def test_table_gives_each_verdict_with_its_interval(sweep: Path, tmp_path: Path)
     assert tex.index("reproduced") < tex.index("variant &")
 
 
-def test_regime_checks_read_the_baseline_curve(sweep: Path, tmp_path: Path):
-    out = make_table([str(sweep)], tmp_path / "out", figure=False)
+def test_regime_checks_read_the_baseline_curve(cell_sweep: Path, tmp_path: Path):
+    out = make_table([str(cell_sweep)], tmp_path / "out", figure=False)
     (reg,) = out["regimes"]
     assert reg["baseline"] == "lstm" and reg["best_step"][0] == 30 and reg["last_step"][0] == 50
     assert reg["overfit"][0] == pytest.approx(0.3) and reg["final"][1] == pytest.approx(0.01)
     # a cell claim: over its last epoch (1.5 -> 2.5) the valid metric moved 0.3 / (1.0, 1.01, 1.02): 29.70 % on average
     assert reg["in_regime"] is False and "29.70 %" in reg["line"]
+    # out of its regime, no pair is a test of the claim: all inconclusive, the interval kept and said
+    got = {c["variant"]: c for c in out["claims"]}
+    assert [got[c]["verdict"] for c in VARIANTS] == ["inconclusive"] * 3
+    assert got["gru"]["why"].endswith("the interval alone: reproduced")
+    assert got["mlstm"]["why"].endswith("the interval alone: contradicted")
+    assert (got["gru"]["ci_low"], got["gru"]["ci_high"]) == pytest.approx(by_hand(VARIANTS["gru"], BASE)[1:], abs=1e-12)
+    assert "inconclusive (the baseline is not in the claim's regime; the interval alone: reproduced)" in (
+        tmp_path / "out" / "table.md").read_text()
     facts = regime({"runs": []}, "bpc", "min")
     assert regime_verdict("regularizer", facts) == (None, "no finished baseline runs")
 
@@ -156,7 +175,9 @@ def test_summary_reads_new_and_old_tables(sweep: Path, tmp_path: Path):
     assert len(lines) == 4  # three pairs of toy, one of old
     old_line = next(ln for ln in lines if ln.startswith("| [old]"))
     new_gru = next(ln for ln in lines if ln.startswith("| [toy]") and "gru vs lstm" in ln)
-    assert "**reproduced** (old table)" in old_line and "-0.6000 [-1.0155, -0.1845]" in old_line
+    # an old table's regime was not chosen by the rule: inconclusive, with what its interval says
+    assert "**inconclusive** (old table; old regime; the interval alone: reproduced)" in old_line
+    assert "-0.6000 [-1.0155, -0.1845]" in old_line
     assert "**reproduced** |" in new_gru and "-0.6000 [-1.0155, -0.1845]" in new_gru and "-0.2500" in new_gru
     # an old table of another metric than the claim's gives no verdict
     (old / "table.csv").write_text("variant,baseline,overrides,metric,test_mean,test_std,test_n\n"
