@@ -1,6 +1,6 @@
 """Every rnnbench.nn module: a packed batch equals each sequence run alone (every cell's fast path
-cut at the sequences' own lengths), and each trains inside the README's 20-line user model,
-with and without its regularizers."""
+cut at the sequences' own lengths), and each trains inside the README's 20-line user model (run
+from the README itself), with and without its regularizers."""
 from __future__ import annotations
 
 import pytest
@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnbench.nn as rnn
+from testutil import REPO
 
 NAMES = sorted(rnn.MODULES)
 REGULARIZED = dict(weight_norm=True, weight_drop=0.3, zoneout=(0.5, 0.05), variational_dropout=0.1)
@@ -32,32 +33,17 @@ def test_packed_batch_equals_each_sequence_alone(name):
             torch.testing.assert_close(s[:, b], sb[:, 0])
 
 
-# --- the README's example: a tagger over padded sequences of token ids -----------------------
-class Tagger(nn.Module):
-    def __init__(self, cell=rnn.VCLSTM, vocab=12, tags=3, hidden=32, **options):
-        super().__init__()
-        self.emb = nn.Embedding(vocab, 16)
-        self.rnn = cell(16, hidden, num_layers=2, bidirectional=True, batch_first=True, **options)
-        self.out = nn.Linear(2 * hidden, tags)
-
-    def forward(self, ids, lengths):
-        x = nn.utils.rnn.pack_padded_sequence(self.emb(ids), lengths, batch_first=True, enforce_sorted=False)
-        y, _ = self.rnn(x)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True)
-        return self.out(y)
+def readme_example() -> dict:
+    """The README's "Use a cell in your own model" code, run: its ``Tagger``, ``train`` and ``model``."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("## Use a cell in your own model"):].split("```python\n", 1)[1].split("```", 1)[0]
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    return ns
 
 
-def train(model, ids, lengths, tags, steps=30):
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(ids, lengths).transpose(1, 2), tags, ignore_index=-1)
-        extra = model.rnn.extra_loss()  # a VC cell's computation penalty (None for the others)
-        (loss if extra is None else loss + extra).backward()
-        opt.step()
-        opt.zero_grad()
-        model.rnn.after_step()  # weight_drop's use_vd resampling; harmless otherwise
-    return loss.item()
-# ----------------------------------------------------------------------------------------------
+EXAMPLE = readme_example()
+Tagger, train = EXAMPLE["Tagger"], EXAMPLE["train"]
 
 
 def _data():
@@ -83,6 +69,14 @@ def test_trains_in_a_user_model(name, regularized):
     with torch.no_grad():
         after = nn.functional.cross_entropy(model.eval()(ids, lengths).transpose(1, 2), tags, ignore_index=-1)
     assert after < 0.6 * before, (before.item(), after.item())
+
+
+def test_readme_model_as_written_trains():
+    ids, lengths, tags = _data()
+    model = EXAMPLE["model"]
+    assert len(model.rnn.regularizers) == 2 and model.rnn.cells()[0].lam == 2.0
+    assert train(model, ids, lengths, tags, steps=2) > 0
+    assert 0 < model.rnn.compute_fraction() <= 1
 
 
 @pytest.mark.parametrize("name", ["vclstm", "vcgru", "vcrnn"])
