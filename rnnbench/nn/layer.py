@@ -8,7 +8,9 @@ order of a ``PackedSequence`` — into *segments*: the steps between two consecu
 lengths, each on the prefix of the batch still running. Python runs once per distinct length,
 not per step, and every segment runs on the same fast path as a full sequence. The backward
 direction reverses each sequence within its own length first (pads stay where they are), so it
-is the same left-aligned problem.
+is the same left-aligned problem. Regularizers see one call: the module holds one weight-drop
+mask over all segments (``parametrize.cached()``), variational dropout masks the padded input
+once; only a locked zoneout mask (``locked=true``) is drawn again per segment, whose batch shrinks.
 """
 from __future__ import annotations
 
