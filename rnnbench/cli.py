@@ -1,4 +1,4 @@
-"""``rnnbench`` command line: ``train`` (Hydra), ``table``, ``verify``, ``bench``.
+"""``rnnbench`` command line: ``train`` (Hydra), ``table``, ``verify``, ``bench``, ``sample``, ``predict``.
 
 Errors the user can fix end the program with one line ``error: ...`` on stderr and a non-zero
 exit status; ``RNNBENCH_DEBUG=1`` shows the traceback instead.
@@ -25,6 +25,8 @@ commands:
   table DIR...        comparison table (Markdown/CSV/LaTeX) and curves from sweep/run directories
   verify RUN_DIR...   recompute a run's metrics with an independent NumPy forward pass
   bench [options]     forward+backward throughput of every cell against fused nn.LSTM
+  sample RUN_DIR      text from a character language model run (--prompt, --length, --temperature, --seed)
+  predict RUN_DIR Q.. an addition run's answers to questions such as "24+654"
 
 examples:
   rnnbench train                                   # addition, seq2seq LSTM (the default)
@@ -39,6 +41,8 @@ COMMANDS = {
     "table": "rnnbench.reports.table:main",
     "verify": "rnnbench.verify:main",
     "bench": "rnnbench.bench:main",
+    "sample": "rnnbench.generate:sample_main",
+    "predict": "rnnbench.generate:predict_main",
 }
 HYDRA_FLAGS = {"-m", "--multirun", "--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i",
                "--shell-completion", "-sc", "--resolve", "--package", "-p", "--version",
@@ -228,7 +232,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return train_command(rest)
         if cmd in COMMANDS:
             return int(_load(COMMANDS[cmd])(rest) or 0)
-        fail(f"unknown command {cmd!r}; commands: train, table, verify, bench (see rnnbench --help)")
+        fail(f"unknown command {cmd!r}; commands: train, {', '.join(COMMANDS)} (see rnnbench --help)")
     except RnnbenchError as e:
         if debug():
             raise

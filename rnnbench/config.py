@@ -34,6 +34,7 @@ class TrainConf:
     checkpoint_every: int = 200  #: also write last.pt every N steps inside an epoch (0: epoch ends only)
     log_every: int = 20  #: TensorBoard step-scalar interval
     progress: bool = True  #: tqdm progress bars
+    table: bool = True  #: a finished multirun writes ``rnnbench table``'s files into its sweep dir and logs the table
     #: also evaluate on valid every N optimizer steps inside an epoch (0: at epoch ends only): a
     #: metrics.jsonl row pair at the fractional epoch, TensorBoard valid_step/*, best.pt when best
     eval_every: int = 0

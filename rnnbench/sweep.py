@@ -6,6 +6,8 @@ Sweeps run on Hydra's own launchers and sweepers (basic, ``joblib``, ``submitit_
 * ``SweepIndex`` — a Hydra callback that writes ``<sweep dir>/sweep.json`` (one entry per job:
   number, overrides, directory, status, best valid metric) when the sweep ends, and keeps it
   current as jobs finish under the basic launcher;
+* ``write_table`` — at the end of a sweep, what ``rnnbench table`` writes, into the sweep
+  directory, and the table at the end of the log (``train.table=false``: off);
 * ``threads_per_job`` — with ``n_jobs`` parallel local workers each job uses
   ``cores // n_jobs`` torch threads, so jobs × threads ≤ cores (no oversubscription).
 
@@ -113,3 +115,25 @@ class SweepIndex(Callback):
             counts = json.loads(path.read_text())["counts"]
             logging.getLogger("rnnbench").info("sweep %s: %s (index: %s)", sweep_dir,
                                                ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), path)
+            if OmegaConf.select(config, "train.table", default=True):
+                write_table(sweep_dir)
+
+
+def write_table(sweep_dir: Path) -> None:
+    """What ``rnnbench table <sweep dir>`` writes (table.md/.csv/.tex, curves.png), and the table
+    as the log's last lines; a sweep the table cannot cover (mixed metrics, no finished job)
+    gets one warning line instead — the sweep itself has succeeded."""
+    import logging
+
+    from .reports.table import make_table
+
+    log = logging.getLogger("rnnbench")
+    try:
+        summary = make_table([str(sweep_dir)])
+    except Exception as e:  # the jobs' results stand; only the summary is missing
+        log.warning("no table for sweep %s: %s (rnnbench table %s retries it)", sweep_dir,
+                    " ".join(str(e).split()), sweep_dir)
+        return
+    files = ", ".join(p.name for p in summary["files"].values())
+    log.info("table of sweep %s (%s, train.table=false turns this off):\n%s", sweep_dir, files,
+             summary["markdown"].rstrip())

@@ -39,10 +39,10 @@ class Bidirectional(nn.Module):
         super().__init__()
         self.fw, self.bw = fw, bw
 
-    def forward(self, x: Tensor, state: Optional[tuple[State, State]] = None):
+    def forward(self, x: Tensor, state: Optional[tuple[State, State]] = None, **layer_kw: Any):
         s_fw, s_bw = state if state is not None else (None, None)
-        y_fw, s_fw = self.fw(x, s_fw)
-        y_bw, s_bw = self.bw(x, s_bw)
+        y_fw, s_fw = self.fw(x, s_fw, **layer_kw)
+        y_bw, s_bw = self.bw(x, s_bw, **layer_kw)
         return torch.cat([y_fw, y_bw], -1), (s_fw, s_bw)
 
 
@@ -51,7 +51,10 @@ class RNNStack(nn.Module):
 
     ``forward(x [T, B, I], states) -> (y [T, B, H * dirs], states)`` where ``states`` is a list
     with one entry per layer (a cell state tuple, or a pair of them when bidirectional).
+    Keyword arguments of ``forward`` go to every layer (``rnnbench.nn``'s layers take ``lengths``).
     """
+
+    layer_cls: type[RecurrentLayer] = RecurrentLayer  #: the layer class a subclass may swap in
 
     def __init__(self, make_cell: CellFactory, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, one_hot_input: bool = False) -> None:
@@ -67,10 +70,10 @@ class RNNStack(nn.Module):
             # the first layer reads the (one-hot) input; plain (input, hidden) factories stay valid
             kw = {"one_hot_input": True} if one_hot_input and i == 0 else {}
             if bidirectional:
-                layers.append(Bidirectional(RecurrentLayer(make_cell(n_in, hidden_size, **kw)),
-                                            RecurrentLayer(make_cell(n_in, hidden_size, **kw), reverse=True)))
+                layers.append(Bidirectional(self.layer_cls(make_cell(n_in, hidden_size, **kw)),
+                                            self.layer_cls(make_cell(n_in, hidden_size, **kw), reverse=True)))
             else:
-                layers.append(RecurrentLayer(make_cell(n_in, hidden_size, **kw)))
+                layers.append(self.layer_cls(make_cell(n_in, hidden_size, **kw)))
         self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
@@ -80,13 +83,13 @@ class RNNStack(nn.Module):
     def cells(self) -> list[Cell]:
         return [layer.cell for layer in self.recurrent_layers()]
 
-    def forward(self, x: Tensor, states: Optional[list] = None) -> tuple[Tensor, list]:
+    def forward(self, x: Tensor, states: Optional[list] = None, **layer_kw: Any) -> tuple[Tensor, list]:
         states = list(states) if states is not None else [None] * self.num_layers
         new_states = []
         for i, layer in enumerate(self.layers):
             if i > 0:
                 x = self.dropout(x)
-            x, s = layer(x, states[i])
+            x, s = layer(x, states[i], **layer_kw)
             new_states.append(s)
         return x, new_states
 

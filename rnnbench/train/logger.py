@@ -46,27 +46,32 @@ class Board:
             self.w = None
 
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
-        if self.w is None:
-            return
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                self.w.add_scalar(f"{prefix}/{k}", v, step)
+        self.scalars_flat({f"{prefix}/{k}": v for k, v in values.items()}, step)
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Write hparams + final metrics into this run's own event file (for the HParams dashboard)."""
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None:
+        """This run's hyperparameters (a session start with its end) and its final ``metrics`` as
+        scalars at ``step``, for the HParams dashboard. No experiment description: TensorBoard
+        takes the first one it finds for every run in the log dir, so a run's own would hide the
+        other runs' hyperparameters and metrics; without one it infers them from all runs (every
+        hyperparameter with whether it differs, every scalar tag as a metric)."""
         if self.w is None:
             return
         from torch.utils.tensorboard.summary import hparams as hp_summary
 
         clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
-        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        exp, ssi, sei = hp_summary(clean, metrics)
+        _, ssi, sei = hp_summary(clean, {})
         fw = self.w._get_file_writer()
-        fw.add_summary(exp)
         fw.add_summary(ssi)
         fw.add_summary(sei)
-        for k, v in metrics.items():
-            self.w.add_scalar(k, v)
+        self.scalars_flat(metrics, step)
+
+    def scalars_flat(self, values: dict[str, float], step: int) -> None:
+        """Scalars whose names carry their own section (``test/acc``)."""
+        if self.w is None:
+            return
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.w.add_scalar(k, v, step)
 
     def close(self) -> None:
         if self.w is not None:

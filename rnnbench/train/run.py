@@ -72,6 +72,15 @@ def resume_command(run_dir: Path) -> str:
     return "rnnbench train " + " ".join(shlex.quote(o) for o in items)
 
 
+#: settings that change how a run goes, not what it computes: never hyperparameters
+RUNTIME_KEYS = {"train.progress", "train.num_threads", "train.resume", "train.skip_finished", "train.verify",
+                "train.checkpoint_every", "train.log_every", "train.table", "data.root", "data.download"}
+#: command-line keys already among the hyperparameters under a short name
+HPARAM_NAMES = {"optimizer.lr": "lr", "model.hidden_size": "hidden_size", "model.num_layers": "num_layers",
+                "train.batch_size": "batch_size", "train.epochs": "epochs", "optimizer.clip": "clip",
+                "model.attention": "attention"}
+
+
 def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
     flat: dict[str, Any] = {"dataset": cfg.dataset.name, "model": cfg.model.name, "cell": cfg.cell.name,
                             "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "seed": cfg.seed,
@@ -87,13 +96,16 @@ def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
     for role, scale in (cfg.optimizer.get("lr_scale") or {}).items():
         if scale != 1:
             flat[f"optimizer.lr_scale.{role}"] = scale
-    # whatever else the command line (e.g. a sweep) set, so the HParams dashboard tells jobs apart
+    # whatever else the command line (e.g. a sweep) set, so the HParams dashboard tells jobs apart:
+    # with the composed (typed) value, not the override's string, so numbers stay numbers
     over = Path(run_dir) / ".hydra" / "overrides.yaml" if run_dir is not None else None
     if over is not None and over.exists():
         for item in OmegaConf.load(over):
             key, _, value = str(item).lstrip("+~").partition("=")
-            if key and not key.startswith("hydra") and key not in ("seed",) and key not in flat:
-                flat[key] = value
+            if not key or key.startswith("hydra") or key in RUNTIME_KEYS or HPARAM_NAMES.get(key, key) in flat:
+                continue
+            typed = OmegaConf.select(cfg, key, default=None)
+            flat[key] = typed if isinstance(typed, (int, float, bool, str)) else value
     return flat
 
 
@@ -216,10 +228,10 @@ def _train(cfg: DictConfig, run_dir: Path, resume_from: Optional[Path]) -> dict:
         if "compute_fraction" in results["valid"]:
             results["compute_fraction"] = results["valid"]["compute_fraction"]
         board = Board(run_dir)
-        final = {f"hparam/{s}_{k}": v for s in ("valid", "test") for k, v in results[s].items()}
-        final.update({f"hparam/{k}": results[k] for k in ("int_agreement", "int_acc", "compute_fraction")
-                      if isinstance(results.get(k), float)})
-        board.hparams(results["hparams"], final)
+        # the test split on the best checkpoint, at the last step (best valid: the valid_best curve)
+        final = {f"test/{k}": v for k, v in results["test"].items()}
+        final.update({f"test/{k}": results[k] for k in ("int_agreement", "int_acc") if isinstance(results.get(k), float)})
+        board.hparams(results["hparams"], final, st.step)
         board.close()
         ended = True
     except Interrupted as e:

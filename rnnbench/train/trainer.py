@@ -224,12 +224,14 @@ class Trainer:
             self.save_last()
             raise Interrupted(signum, self.state.epoch, self.state.step)
 
-    def _record_best(self, valid: dict, epoch: int) -> None:
-        """best.pt and the best-so-far fields when ``valid`` (taken during 1-based ``epoch``) is best."""
+    def _record_best(self, valid: dict, epoch: int, board: Board) -> None:
+        """best.pt and the best-so-far fields when ``valid`` (taken during 1-based ``epoch``) is best;
+        the ``valid_best/<metric>`` curve (its last point: the run's best, for the HParams dashboard)."""
         st = self.state
         if self._better(valid[self.task.metric]):
             st.best_metric, st.best_epoch, st.best_step = valid[self.task.metric], epoch, st.step
             self.save_best(valid)
+        board.scalars("valid_best", {self.task.metric: st.best_metric}, st.step)
 
     def _eval_point(self, epoch: int, n_batches: int, board: Board) -> None:
         """``train.eval_every``: a valid evaluation inside the epoch, its metrics.jsonl rows (at the
@@ -246,7 +248,7 @@ class Trainer:
         board.scalars("valid_step", valid, st.step)
         log.info("step %d (epoch %.2f): train loss %.4f | valid %s", st.step, at, train["loss"],
                  " ".join(f"{k} {v:.4f}" for k, v in valid.items()))
-        self._record_best(valid, epoch + 1)
+        self._record_best(valid, epoch + 1, board)
         self.save_last()
 
     def _end_epoch(self, epoch: int, board: Board) -> None:
@@ -259,8 +261,9 @@ class Trainer:
         lr = self.opt.param_groups[0]["lr"]
         self.metrics.write({"epoch": epoch + 1, "step": st.step, "split": "train", **train, "lr": lr})
         self.metrics.write({"epoch": epoch + 1, "step": st.step, "split": "valid", **valid})
-        board.scalars("train", {**train, "lr": lr, "epoch_time_s": st.epoch_time}, epoch + 1)
-        board.scalars("valid", valid, epoch + 1)
+        # every curve on one x axis, optimizer steps; train/epoch maps steps to epochs
+        board.scalars("train", {**train, "lr": lr, "epoch_time_s": st.epoch_time, "epoch": epoch + 1}, st.step)
+        board.scalars("valid", valid, st.step)
         if self.tc.eval_every:
             board.scalars("valid_step", valid, st.step)
         log.info("epoch %d: train loss %.4f | valid %s | %.1f s", epoch + 1, train["loss"],
@@ -276,6 +279,6 @@ class Trainer:
         st.batch_in_epoch = 0
         st.train_loss_sum, st.train_count = 0.0, 0
         st.window_loss_sum, st.window_count = 0.0, 0
-        self._record_best(valid, epoch + 1)
+        self._record_best(valid, epoch + 1, board)
         self.carry = None
         self.save_last()
