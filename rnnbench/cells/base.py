@@ -56,6 +56,12 @@ class FollowsTraining:
     def set_training_progress(self, step: int, total_steps: int) -> None:
         """``step`` optimizer steps of ``total_steps`` are done; the default ignores it."""
 
+    def progress_state(self) -> Optional[str]:
+        """The name of this module's ``state_dict`` entry that keeps what the progress set (VC's
+        scheduled λ, QAT's mode), so a checkpoint evaluates as saved; None: there is none, and
+        ``rnnbench verify`` sets the progress from the run's step instead."""
+        return None
+
 
 class Cell(nn.Module, FollowsTraining, metaclass=ABCMeta):
     """Base class of all cells. Subclasses set ``num_states`` and implement the two halves."""

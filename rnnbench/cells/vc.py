@@ -143,6 +143,9 @@ class VCCell(Cell):
         if self.lam_schedule != "constant":
             self.lam_now.fill_(self.lam)
 
+    def progress_state(self) -> Optional[str]:
+        return "lam_now" if self.lam_schedule != "constant" else None
+
     # -- masks -------------------------------------------------------------------------------
     def units_updated(self, m: Tensor) -> Tensor:
         """How many hidden dims have e_i > 0 for scheduler values ``m`` (any shape), in closed

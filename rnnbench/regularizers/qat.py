@@ -196,6 +196,9 @@ class _Progress(FollowsTraining):
     def quant_enabled(self) -> bool:
         return self._enabled
 
+    def progress_state(self) -> Optional[str]:
+        return "qat_enabled"
+
     def set_training_progress(self, step: int, total_steps: int) -> None:
         """Fake quantisation starts once ``step >= quant_delay`` (called by the trainer)."""
         on = step >= self.quant_delay

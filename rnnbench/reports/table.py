@@ -4,7 +4,8 @@ Runs are the directories under each DIR holding ``.hydra/overrides.yaml`` (a swe
 a run dir itself). Runs are grouped into *variants* by their overrides other than ``seed`` (and
 ``hydra.*``); each variant is one row with mean ± sample std over its seeds of the best-epoch valid
 metric, the test metric, parameters, seconds per epoch, examples per second and, where runs report
-them, the VC computation fraction and the QAT integer-only agreement / accuracy.
+them, the numbers the cells and regularizers declare (rnnbench.reported: a computation fraction,
+an integer-only agreement).
 
 Baseline: the experiment's ``experiment.baseline`` (a match on the composed config, e.g.
 ``{cell: lstm, regularizer: []}``), else ``--baseline KEY=VALUE`` (same keys), else the first

@@ -150,6 +150,7 @@ def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[st
     """The framework's own numbers: rebuild the torch model, load the weights, ``Task`` evaluation."""
     import torch
 
+    from ..cells.base import FollowsTraining
     from ..models import build_model
     from ..tasks.base import EvalSums
 
@@ -159,12 +160,14 @@ def framework_metrics(cfg: Any, task: Any, state_dict: dict, splits: Sequence[st
         apply_regularizers(model, cfg.regularizer)
     model.load_state_dict(state_dict)
     model.eval()
-    # QAT: the mode the run ended in travels with the checkpoint (``qat_enabled`` buffers);
-    # VC λ schedules too (``lam_now``); a checkpoint from before that buffer: λ from the progress
-    if progress[0] is not None and not any(k.endswith("lam_now") for k in state_dict):
-        for m in model.modules():
-            if hasattr(m, "lam_schedule") and hasattr(m, "set_training_progress"):
-                m.set_training_progress(progress[0], progress[1])
+    # what training progress set travels with the checkpoint (QAT's mode, a VC λ schedule); a
+    # module without such an entry, or a checkpoint from before it: set from the run's progress
+    if progress[0] is not None:
+        for name, m in model.named_modules():
+            if isinstance(m, FollowsTraining):
+                kept = m.progress_state()
+                if kept is None or (f"{name}.{kept}" if name else kept) not in state_dict:
+                    m.set_training_progress(progress[0], progress[1])
     out = {}
     with torch.no_grad():
         for split in splits:
