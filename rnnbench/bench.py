@@ -14,7 +14,7 @@ and the reference row shows the statistic over all the block's reference batches
 
 FLOPs (:func:`flops`): ``forward = 2·T·B·H·(r_in·I + r_rec·H) + e·T·B·H`` with the cell's
 GEMM row multiples ``r_in``, ``r_rec`` (e.g. LSTM 4, 4) and an element-wise count ``e`` per
-hidden unit and step; forward+backward = 3 × forward (the backward's two GEMMs per forward
+hidden unit and step (the cell class's ``flop_model``); forward+backward = 3 × forward (the backward's two GEMMs per forward
 GEMM: input and weight gradients). GFLOP/s is that count over the row's time; the
 ``matmul_peak`` row is the best fp32 ``torch.mm`` rate of square GEMMs on the same device and
 thread count, measured at the start and at the end of the run (the higher is kept: the ceiling
@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from . import registry
 from .errors import ConfigError, RnnbenchError
 
 SHAPES: dict[str, tuple[int, int, int, int]] = {
@@ -47,27 +48,24 @@ SHAPES: dict[str, tuple[int, int, int, int]] = {
     "long": (784, 64, 1, 128),  # pixel MNIST
     "wide": (100, 64, 128, 512),
 }
-#: every cell config; ``<name>_custom`` is the per-step / hand-written path of a cell whose
-#: config defaults to the native kernel (``fused=false``)
-CELLS = ["lstm", "lstm_custom", "gru", "gru_custom", "rnn", "rnn_custom", "vclstm", "vcrnn", "vcgru",
-         "mlstm", "mrnn", "delta_rnn"]
-REGULARIZERS = ["weight_norm", "weight_drop", "variational_dropout", "zoneout", "awd", "qat"]
+
+def _cells() -> list[str]:
+    """Every cell config (:mod:`rnnbench.registry`); ``<name>_custom`` is the per-step /
+    hand-written path of a cell with a native kernel (``fused=false``)."""
+    from .cells.base import Cell
+
+    out = []
+    for name, cls in registry.cells().items():
+        out.append(name)
+        if cls.native_forward is not Cell.native_forward:
+            out.append(f"{name}_custom")
+    return out
+
+
+CELLS = _cells()
+REGULARIZERS = list(registry.regularizers())
 REFERENCE = "nn.LSTM"
 PEAK = "matmul_peak"
-
-#: cell -> (r_in, r_rec, e): GEMM rows (in units of H) reading x (I columns) and reading h or
-#: m (H columns), and element-wise operations per hidden unit and step (forward)
-FLOP_MODEL: dict[str, tuple[int, int, int]] = {
-    "lstm": (4, 4, 10),  # 3 σ, 2 tanh, 5 mul/add
-    "gru": (3, 3, 12),
-    "rnn": (1, 1, 2),
-    "vclstm": (4, 4, 30),  # LSTM on the masked x, h (full GEMMs) + two masks and two lerps
-    "vcrnn": (1, 1, 20),
-    "vcgru": (3, 3, 30),
-    "mlstm": (5, 5, 12),  # W_mh (H) + W_m (4H) per step
-    "mrnn": (2, 2, 4),
-    "delta_rnn": (1, 1, 10),
-}
 
 COLUMNS = ["cell", "regularizer", "shape", "ms", "ratio_to_lstm", "gflops", "peak_mem_mb"]
 
@@ -81,7 +79,8 @@ def base_cell(name: str) -> str:
 
 def flops(cell: str, T: int, B: int, I: int, H: int) -> float:
     """Forward+backward FLOPs of one batch (see the module doc)."""
-    r_in, r_rec, e = FLOP_MODEL.get(base_cell(cell), FLOP_MODEL["lstm"])
+    cls = registry.cells().get(base_cell(cell))
+    r_in, r_rec, e = cls.flop_model if cls is not None else registry.cells()["lstm"].flop_model
     fwd = 2.0 * T * B * H * (r_in * I + r_rec * H) + e * T * B * H
     return 3.0 * fwd
 
@@ -188,8 +187,7 @@ def make_plan(a: argparse.Namespace) -> Plan:
 def _compose(cell: str, reg: str):
     from hydra import compose, initialize_config_dir
 
-    from .cli import CONF_DIR
-    from .config import register_configs
+    from .config import CONF_DIR, register_configs
 
     register_configs()
     ov = [f"cell={cell}"] + ([f"regularizer=[{reg}]"] if reg != "none" else [])
@@ -202,7 +200,7 @@ def build_model(cell: str, reg: str, I: int, H: int, device):
     import torch
 
     from .cells import RNNStack
-    from .errors import instantiate
+    from .config import instantiate
     from .regularizers import apply_regularizers
 
     if cell == REFERENCE:

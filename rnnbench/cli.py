@@ -15,7 +15,6 @@ from typing import Callable, Optional
 
 from .errors import Interrupted, RnnbenchError
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
 log = logging.getLogger("rnnbench")
 
 USAGE = """usage: rnnbench <command> [args]
@@ -39,7 +38,7 @@ examples:
 # subcommand -> "module:function" taking argv and returning an exit status
 COMMANDS = {
     "table": "rnnbench.reports.table:main",
-    "verify": "rnnbench.verify:main",
+    "verify": "rnnbench.verify.check:main",
     "bench": "rnnbench.bench:main",
     "sample": "rnnbench.generate:sample_main",
     "predict": "rnnbench.generate:predict_main",
@@ -80,7 +79,7 @@ def validate_overrides(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import check_ranges
+    from .config import CONF_DIR, check_ranges
 
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -99,7 +98,7 @@ def lock_existing_run_dir(cfg) -> None:
     before it touches anything (run_training keeps the same lock)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from .train import rundir
+    from . import rundir
 
     try:
         path = Path(str(cfg.hydra.run.dir))
@@ -162,11 +161,11 @@ def _train_task(cfg) -> float:
         log.error("error: %s", e)
         if multirun:  # a failed job must not stop the sweep; results.json says what happened
             return math.nan
-        fail(str(e), 3 if type(e).__name__ == "DivergedError" else 2)
+        fail(str(e), e.exit_code)
     except Exception as e:  # a bug: keep the sweep going, report the job
-        if debug() or not multirun:
-            if debug():
-                raise
+        if debug():
+            raise
+        if not multirun:
             log.exception("internal error")
             fail(f"internal error: {type(e).__name__}: {e} (RNNBENCH_DEBUG=1 shows the traceback)", 1)
         log.exception("job failed")
@@ -194,7 +193,7 @@ def _stop_sweep_if_signalled() -> None:
 def train_command(args: list[str]) -> int:
     import hydra
 
-    from .config import register_configs
+    from .config import CONF_DIR, register_configs
 
     register_configs()
     if not any(a.split("=")[0] in HYDRA_FLAGS for a in args):
@@ -243,7 +242,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # a full disk where Hydra writes (.hydra/, the log) before the run starts
-        from .train.rundir import disk_full, is_disk_full
+        from .rundir import disk_full, is_disk_full
 
         if not is_disk_full(e) or debug():
             raise

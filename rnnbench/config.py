@@ -2,17 +2,24 @@
 
 Every group option in ``conf/<group>/<name>.yaml`` starts from one of these schemas
 (``defaults: [_schema_<name>, _self_]``), so a misspelled key or a wrong type fails when the
-config is composed, not halfway through a run. Key names follow SPEC section 10.
+config is composed, not halfway through a run. Also the Hydra plumbing the rest of the package
+shares: where the config tree is (:data:`CONF_DIR`) and :func:`instantiate`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from .errors import ConfigError, RnnbenchError
+
+#: the config tree (``conf/``, reached through the package's ``conf`` link); conf/README.md maps it
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 # ----------------------------------------------------------------------------- top level
@@ -106,7 +113,7 @@ class ExperimentConf:
     baseline: Dict[str, Any] = field(default_factory=dict)  #: config values picking the baseline's runs
     claim: ClaimConf = MISSING
     #: cell name -> model.hidden_size, for comparisons at matched parameter counts; a scale's file
-    #: (conf/scale_for/<experiment>/<scale>.yaml) sets them and points model.hidden_size here
+    #: (conf/experiment_scale/<experiment>/<scale>.yaml) sets them and points model.hidden_size here
     hidden_sizes: Dict[str, int] = field(default_factory=dict)
 
 
@@ -197,7 +204,7 @@ class CellConf:
     _target_: str = MISSING
     name: str = MISSING
     fused: bool = True  #: use the native fused kernel when nothing needs the per-step loop
-    compile: bool = False  #: torch.compile the custom step (measured: no gain on CPU; see rnnbench/cells/base.py)
+    compile: bool = False  #: torch.compile the custom step (no gain measured on the CPU: docs/performance.md)
     #: default (the cell's own init) | orthogonal: each H×H gate block of the recurrent matrices orthogonal
     recurrent_init: str = "default"
 
@@ -425,7 +432,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "attention_seq2seq": AttentionSeq2SeqConf,
         "lm": LMConf,
     },
-    "cell": {"lstm": LSTMCellConf, "rnn": RNNCellConf, "gru": GRUCellConf, "vclstm": VCLSTMCellConf,
+    "cell": {"lstm": LSTMCellConf, "gru": GRUCellConf, "rnn": RNNCellConf, "vclstm": VCLSTMCellConf,
              "vcrnn": VCRNNCellConf, "vcgru": VCGRUCellConf, "mlstm": MLSTMCellConf, "mrnn": MRNNCellConf,
              "delta_rnn": DeltaRNNCellConf},
     "optimizer": {"adam": AdamConf, "adamw": AdamWConf, "sgd": SGDConf, "rmsprop": RMSpropConf},
@@ -528,7 +535,6 @@ def range_of(schema: type, name: str) -> Optional[Union[Range, type]]:
 def check_ranges(cfg: Any) -> None:
     """Raise one ConfigError naming the key, the value and what is allowed for the first numeric
     setting of the composed config outside its :data:`RANGES` entry."""
-    from .errors import ConfigError
 
     for key, value, rule, integer in _numeric_settings(cfg, Config, ""):
         values = list(value) if isinstance(value, ListConfig) else [value]
@@ -580,3 +586,40 @@ def register_configs() -> None:
     for group, options in SCHEMAS.items():
         for name, node in options.items():
             cs.store(group=group, name=f"_schema_{name}", node=node)
+
+
+# ----------------------------------------------------------------------------- instantiation
+def instantiate(cfg, *args, **kwargs):
+    """``hydra.utils.instantiate`` that lets our own errors through unwrapped (one-line messages)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as _instantiate
+
+    try:
+        return _instantiate(cfg, *args, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, RnnbenchError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        bad = _bad_setting(e)
+        if bad is not None:
+            raise bad from None
+        raise
+
+
+def _bad_setting(e: BaseException):
+    """A ValueError from a configured constructor (a cell refusing ``threshold=...``, say) is a bad
+    setting of that group option: a ConfigError naming the group, not an internal error."""
+    import re
+
+    target, cause = None, e
+    while cause is not None and not isinstance(cause, ValueError):
+        m = re.search(r"target '([\w.]+)'", str(cause).splitlines()[0] if str(cause) else "")
+        target = m.group(1) if m else target
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    group = next((g for g, opts in SCHEMAS.items() for s in opts.values()
+                  if getattr(s, "_target_", None) == target), target or "config")
+    return ConfigError(f"{group}: {cause}")

@@ -4,6 +4,8 @@
 class RnnbenchError(Exception):
     """An error the user can fix (bad config, missing data, ...). The message says what and how."""
 
+    exit_code: int = 2  #: the CLI's exit status for it (README, "Errors")
+
 
 class DataError(RnnbenchError):
     """Missing, corrupt or unreadable dataset files."""
@@ -15,6 +17,8 @@ class ConfigError(RnnbenchError):
 
 class DivergedError(RnnbenchError):
     """Training produced a NaN/inf loss."""
+
+    exit_code = 3
 
 
 class DiskFullError(RnnbenchError):
@@ -43,41 +47,3 @@ class Interrupted(RnnbenchError):
     @property
     def exit_code(self) -> int:
         return INTERRUPTED_BASE + self.signum
-
-
-def instantiate(cfg, *args, **kwargs):
-    """``hydra.utils.instantiate`` that lets our own errors through unwrapped (one-line messages)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate as _instantiate
-
-    try:
-        return _instantiate(cfg, *args, **kwargs)
-    except InstantiationException as e:
-        cause = e.__cause__
-        while cause is not None and not isinstance(cause, RnnbenchError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        bad = _bad_setting(e)
-        if bad is not None:
-            raise bad from None
-        raise
-
-
-def _bad_setting(e: BaseException):
-    """A ValueError from a configured constructor (a cell refusing ``threshold=...``, say) is a bad
-    setting of that group option: a ConfigError naming the group, not an internal error."""
-    import re
-
-    from .config import SCHEMAS
-
-    target, cause = None, e
-    while cause is not None and not isinstance(cause, ValueError):
-        m = re.search(r"target '([\w.]+)'", str(cause).splitlines()[0] if str(cause) else "")
-        target = m.group(1) if m else target
-        cause = cause.__cause__
-    if cause is None:
-        return None
-    group = next((g for g, opts in SCHEMAS.items() for s in opts.values()
-                  if getattr(s, "_target_", None) == target), target or "config")
-    return ConfigError(f"{group}: {cause}")

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from .rundir import find_runs, read_job
 
 
 def threads_per_job(hydra_cfg: Any) -> Optional[int]:
@@ -38,37 +40,10 @@ def threads_per_job(hydra_cfg: Any) -> Optional[int]:
     return max(1, cores // n)
 
 
-def job_dirs(root: Path) -> list[Path]:
-    """``root`` itself if it is a job/run directory (holds ``.hydra/overrides.yaml``), else every
-    job directory below it."""
-    root = Path(root)
-    if (root / ".hydra" / "overrides.yaml").is_file():
-        return [root]
-    return sorted(o.parent.parent for o in root.glob("**/.hydra/overrides.yaml"))
-
-
-def read_job(job_dir: Path) -> dict:
-    """A job's number in its sweep (None if unknown), its command-line overrides, and its
-    results.json — ``{"status": "unfinished", ...}`` when there is none (killed, or running)."""
-    hydra_dir = Path(job_dir) / ".hydra"
-    num = None
-    if (hydra_dir / "hydra.yaml").exists():
-        try:
-            num = OmegaConf.load(hydra_dir / "hydra.yaml").hydra.job.get("num")
-        except Exception:  # an unreadable hydra.yaml only loses the ordering
-            num = None
-    try:
-        res = json.loads((Path(job_dir) / "results.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        res = {"status": "unfinished", "error": "no results.json (killed, or still running)"}
-    overrides = [str(o) for o in (OmegaConf.load(hydra_dir / "overrides.yaml") or [])]
-    return {"num": num, "overrides": overrides, "results": res}
-
-
 def collect_jobs(sweep_dir: Path) -> list[dict]:
     """One entry per job directory (those holding ``.hydra/overrides.yaml``), by job number."""
     jobs = []
-    for job_dir in job_dirs(sweep_dir):
+    for job_dir in find_runs(sweep_dir):
         job = read_job(job_dir)
         res = job["results"]
         jobs.append({

@@ -105,7 +105,7 @@ def test_scales_compose(exp):
     assert smoke.model.hidden_size == 16 and smoke.train.max_steps == 5 and smoke.train.epochs == 1
     assert smoke.dataset.limit == 256 and smoke.train.max_eval_batches == 2
     for scale in ("cpu", "paper"):
-        assert (CONF / "scale_for" / exp / f"{scale}.yaml").is_file(), f"{exp} has no {scale} sizes"
+        assert (CONF / "experiment_scale" / exp / f"{scale}.yaml").is_file(), f"{exp} has no {scale} sizes"
         cfg = compose([f"experiment={exp}", f"scale={scale}"])
         assert cfg.train.max_steps is None and cfg.model.hidden_size >= 64
     cpu, paper = compose([f"experiment={exp}", "scale=cpu"]), compose([f"experiment={exp}", "scale=paper"])

@@ -128,7 +128,7 @@ def test_vc_lambda_schedule_test_metric_is_the_checkpoints(tmp_path):
 def test_progress_valid_at_best_epoch_test_at_end(tmp_path):
     """The trainer last called set_training_progress(step − 1, total) before each evaluation: valid
     metrics come from the best epoch (metrics.jsonl), test from the end of training."""
-    from rnnbench.verify import _progress
+    from rnnbench.verify.check import _progress
 
     cfg = OmegaConf.create({"train": {"batch_size": 10, "epochs": 4, "max_steps": 7}})
 
@@ -195,7 +195,7 @@ def _most_sensitive_weight(run: Path) -> tuple[str, int, float, float]:
     by autograd through the framework model on the batches verify uses."""
     from rnnbench.models import build_model
     from rnnbench.tasks import build_task
-    from rnnbench.verify import _batches
+    from rnnbench.verify.check import _batches
 
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     task = build_task(cfg)
@@ -330,7 +330,7 @@ def test_near_tie_rule_compares_only_answers_without_a_near_tie():
     must agree — numbers worked by hand."""
     import numpy as np
 
-    from rnnbench.verify import _near_tie_loss
+    from rnnbench.verify.check import _near_tie_loss
     from rnnbench.verify.numpy_ref import Sums, add_batch
 
     sums = Sums()

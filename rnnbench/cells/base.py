@@ -15,14 +15,13 @@ the step is split in two:
    (``sequence_forward``: a custom forward + BPTT, e.g. LSTM and mLSTM), when it has one;
 3. the generic loop: ``project_input`` once, then ``step`` per step under autograd, with the
    state hooks applied after every step (``cell.compile=true`` wraps ``step`` in
-   ``torch.compile``; measured on CPU it did not pay — mLSTM T=28: 63 ms compiled vs 60 ms
-   eager, VC cells recompile on their per-step bookkeeping — so it stays off by default).
+   ``torch.compile``; off by default: it did not pay on the CPU, docs/performance.md).
 
 ``begin_sequence`` / ``end_sequence`` bracket the loop (VC cells fold their statistics there).
 The layer offers two seams for regularizers:
 
 * ``state_hooks``: ``f(prev_state, new_state, layer) -> state`` applied after every step
-  (zoneout);
+  (zoneout), with ``sequence_hooks`` called when a sequence starts (its locked mask);
 * ``torch.nn.utils.parametrize`` on the cell's weights, evaluated once per sequence with
   ``parametrize.cached()`` (weight norm, weight drop).
 """
@@ -32,11 +31,13 @@ from abc import ABCMeta, abstractmethod
 
 import math
 import re
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+
+from ..reported import Reported
 
 State = tuple[Tensor, ...]
 StateHook = Callable[[State, State, "RecurrentLayer"], State]
@@ -47,10 +48,30 @@ RECURRENT_NAME = re.compile(r"^weight_h\w*$")
 INPUT_NAME = re.compile(r"^weight_[ix]\w*$")
 
 
-class Cell(nn.Module, metaclass=ABCMeta):
+class FollowsTraining:
+    """A module whose function moves with training (VC's λ schedule, QAT's quant delay). The
+    trainer calls :meth:`set_training_progress` on every such module of the model before every
+    optimizer step; every :class:`Cell` is one."""
+
+    def set_training_progress(self, step: int, total_steps: int) -> None:
+        """``step`` optimizer steps of ``total_steps`` are done; the default ignores it."""
+
+    def progress_state(self) -> Optional[str]:
+        """The name of this module's ``state_dict`` entry that keeps what the progress set (VC's
+        scheduled λ, QAT's mode), so a checkpoint evaluates as saved; None: there is none, and
+        ``rnnbench verify`` sets the progress from the run's step instead."""
+        return None
+
+
+class Cell(nn.Module, FollowsTraining, metaclass=ABCMeta):
     """Base class of all cells. Subclasses set ``num_states`` and implement the two halves."""
 
     num_states: int = 1  #: 1 for (h,), 2 for (h, c)
+    #: the :meth:`stats` keys results.json and ``rnnbench table`` show (see :mod:`rnnbench.reported`)
+    reported: tuple[Reported, ...] = ()
+    #: ``rnnbench bench``'s FLOP model: (r_in, r_rec, e) — GEMM rows (in units of H) reading x
+    #: and reading h (or m), and element-wise operations per hidden unit and step (forward)
+    flop_model: tuple[int, int, int] = (4, 4, 10)
 
     def __init__(self, input_size: int, hidden_size: int, fused: bool = True, compile: bool = False,
                  name: Optional[str] = None, recurrent_init: str = "default") -> None:
@@ -107,6 +128,13 @@ class Cell(nn.Module, metaclass=ABCMeta):
             for r in range(0, rows, cols):
                 nn.init.orthogonal_(w[r:r + cols])
 
+    @classmethod
+    def input_options(cls, cell_cfg: Any, one_hot_input: bool) -> dict[str, Any]:
+        """Constructor options that depend on what the cell reads (``one_hot_input``: one-hot
+        symbols, e.g. a seq2seq encoder's first layer); :func:`~rnnbench.cells.stack.cell_factory`
+        passes them. The default: none."""
+        return {}
+
     # -- interface --------------------------------------------------------------------------
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
         z = torch.zeros(batch, self.hidden_size, device=device, dtype=dtype)
@@ -150,6 +178,24 @@ class Cell(nn.Module, metaclass=ABCMeta):
         return self.step(self.project_input(x), state)
 
 
+class CellRunner(nn.Module):
+    """A module that runs cells (:class:`~rnnbench.cells.stack.RNNStack`, a model that steps
+    its cells itself). The trainer adds every runner's :meth:`extra_loss` to the loss and logs
+    its :meth:`stats`; the cells report through their runner, which says which cells it runs."""
+
+    def cells(self) -> list[Cell]:
+        """The cells this module runs (and reports for)."""
+        return []
+
+    def extra_loss(self) -> Optional[Tensor]:
+        """The cells' auxiliary losses of the last forward (e.g. VC's penalty), or None."""
+        return cells_extra_loss(self.cells())
+
+    def stats(self) -> dict[str, float]:
+        """The cells' statistics since the last call (e.g. VC's compute fraction)."""
+        return cells_stats(self.cells())
+
+
 def cells_extra_loss(cells: list[Cell]) -> Optional[Tensor]:
     """Sum of the cells' auxiliary losses (e.g. VC's computation penalty), or None."""
     terms = [t for t in (c.extra_loss() for c in cells) if t is not None]
@@ -173,6 +219,8 @@ class RecurrentLayer(nn.Module):
         self.cell = cell
         self.reverse = reverse
         self.state_hooks: list[StateHook] = []
+        #: called when a sequence starts (a locked zoneout mask is redrawn): :meth:`new_sequence`
+        self.sequence_hooks: list[Callable[[], None]] = []
         self.input_hooks: list[Callable[[Tensor, "RecurrentLayer"], Tensor]] = []
         self._compiled_step = None
 
@@ -181,7 +229,14 @@ class RecurrentLayer(nn.Module):
         """True when the native fused kernel is not used (a state hook, or ``cell.fused=false``)."""
         return bool(self.state_hooks) or not self.cell.fused
 
+    def new_sequence(self) -> None:
+        """A sequence starts: run the :attr:`sequence_hooks` (every forward does; a model that
+        steps the cell itself calls it)."""
+        for hook in self.sequence_hooks:
+            hook()
+
     def forward(self, x: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        self.new_sequence()
         if state is None:
             state = self.cell.init_state(x.shape[1], x.device, x.dtype)
         for hook in self.input_hooks:

@@ -13,8 +13,8 @@ Three execution paths, all numerically the same function:
 * ``fused=True`` and no per-step hook: the whole sequence on the native kernel
   (``torch._VF.lstm``, the op behind ``nn.LSTM``), fed the cell's (possibly parametrized)
   weights — so weight norm / weight drop keep the fused path;
-* ``fused=False`` and no per-step hook: :class:`LSTMSequenceFn`, a hand-written forward/BPTT
-  (no autograd recording inside the loop, buffers allocated once, gates reordered to
+* ``fused=False`` and no per-step hook: ``LSTMSequenceFn`` (:mod:`rnnbench.cells.kernels.lstm`),
+  a hand-written forward/BPTT (no autograd recording inside the loop, buffers allocated once, gates reordered to
   o, i, f, g so one sigmoid covers three gates and one multiply the three ``dc`` terms,
   ``dW_hh``, ``dW_ih`` and ``dx`` as one GEMM each over all steps);
 * any per-step hook (zoneout): :meth:`LSTMCell.step`, one ``addmm`` per step under autograd.
@@ -25,119 +25,15 @@ from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from .base import Cell, State
-
-
-def _oifg_perm(H: int, device: torch.device) -> Tensor:
-    """Row permutation from nn.LSTM's gate order (i, f, g, o) to (o, i, f, g): one sigmoid
-    covers o, i, f (columns ``:3H``) and the three gates scaled by ``dc`` in the backward,
-    i, f, g, are the contiguous columns ``H:``."""
-    return torch.cat([torch.arange(3 * H, 4 * H, device=device), torch.arange(0, 3 * H, device=device)])
-
-
-class LSTMSequenceFn(torch.autograd.Function):
-    """Whole-sequence LSTM with a hand-written BPTT, gate order (o, i, f, g).
-
-    Inputs: ``x [T, B, I]``, ``w_ih [4H, I]``, ``b [4H]`` (all biases), ``h0, c0 [B, H]``,
-    ``w_hh [4H, H]`` (rows already in o, i, f, g order). Output ``(y [T, B, H], h_T, c_T)``.
-
-    The input projection for all steps is one GEMM into the gate buffer; each step adds the
-    recurrent GEMM in place (``addmm_``) and runs 6 element-wise ops on per-step views made
-    once before the loop. When a gradient is needed the forward step also stores the backward
-    factors that do not depend on the recursion (8 small ops on data still in cache), so a
-    backward step is one GEMM and four element-wise ops; the weight and input gradients are
-    single GEMMs over all steps.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, w_ih: Tensor, b: Tensor, h0: Tensor, c0: Tensor,  # type: ignore[override]
-                w_hh: Tensor):
-        T, B, _ = x.shape
-        G = w_hh.shape[0]
-        H = G // 4
-        gates = torch.addmm(b, x.reshape(T * B, -1), w_ih.t()).view(T, B, G)  # activated in place
-        wt = w_hh.t()
-        hs = x.new_empty(T + 1, B, H)  # h_0 .. h_T
-        cs = x.new_empty(T + 1, B, H)
-        tc = x.new_empty(T, B, H)  # tanh(c_t)
-        hs[0] = h0
-        cs[0] = c0
-        grad = any(ctx.needs_input_grad)
-        # backward factors, made per step while the step's gates are in cache (vectorized
-        # over [T, B, 4H] afterwards they cost several memory-bound passes at T=784):
-        # P = [p_o, p_i, p_f, p_g] in the gate layout, dL/d(pre) = [dh, dc, dc, dc] ⊙ P, and
-        # q with dc += dh ⊙ q
-        P = torch.empty_like(gates) if grad else gates
-        q = x.new_empty(T, B, H) if grad else tc
-        tmp = x.new_empty(B, H)
-        g_all, sig, th = gates.unbind(0), gates[..., :3 * H].unbind(0), gates[..., 3 * H:].unbind(0)
-        o_, i_, f_ = gates[..., :H].unbind(0), gates[..., H:2 * H].unbind(0), gates[..., 2 * H:3 * H].unbind(0)
-        h_, c_, tc_ = hs.unbind(0), cs.unbind(0), tc.unbind(0)
-        psig, po, pi, pf, pg = (P[..., :3 * H].unbind(0), P[..., :H].unbind(0), P[..., H:2 * H].unbind(0),
-                                P[..., 2 * H:3 * H].unbind(0), P[..., 3 * H:].unbind(0))
-        q_ = q.unbind(0)
-        for t in range(T):
-            g_all[t].addmm_(h_[t], wt)
-            sig[t].sigmoid_()
-            th[t].tanh_()
-            torch.mul(f_[t], c_[t], out=c_[t + 1])
-            c_[t + 1].addcmul_(i_[t], th[t])
-            torch.tanh(c_[t + 1], out=tc_[t])
-            torch.mul(o_[t], tc_[t], out=h_[t + 1])
-            if grad:
-                torch.addcmul(sig[t], sig[t], sig[t], value=-1, out=psig[t])  # σ' = s − s²
-                po[t].mul_(tc_[t])  # p_o = tanh(c) σ'(o)
-                pi[t].mul_(th[t])  # p_i = g σ'(i)
-                pf[t].mul_(c_[t])  # p_f = c_{t-1} σ'(f)
-                torch.mul(th[t], th[t], out=tmp)
-                torch.addcmul(i_[t], i_[t], tmp, value=-1, out=pg[t])  # p_g = i (1 − g²)
-                torch.mul(tc_[t], tc_[t], out=tmp)
-                torch.addcmul(o_[t], o_[t], tmp, value=-1, out=q_[t])  # q = o (1 − tanh²(c))
-        ctx.save_for_backward(x, w_ih, gates, hs, P, q, w_hh)
-        return hs[1:], hs[T].clone(), cs[T].clone()
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor]):  # type: ignore[override]
-        x, w_ih, gates, hs, P, q, w_hh = ctx.saved_tensors
-        T, B, G = gates.shape
-        H = G // 4
-        f = gates[..., 2 * H:3 * H]
-        p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
-        dgates = torch.empty_like(gates)
-        dh = hs.new_empty(T, B, H)  # dL/dh_t
-        dh[T - 1] = dy[T - 1] if dy is not None else 0
-        if dhT is not None:
-            dh[T - 1] += dhT
-        dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)
-        dg_, dh_ = dgates.unbind(0), dh.unbind(0)
-        dgo_, dgifg_ = dgates[..., :H].unbind(0), dgates[..., H:].view(T, B, 3, H).unbind(0)
-        q_, po_, pifg_, f_ = q.unbind(0), p_o.unbind(0), p_ifg.unbind(0), f.unbind(0)
-        dy_ = dy.unbind(0) if dy is not None else None
-        for t in range(T - 1, -1, -1):
-            if t < T - 1:
-                if dy_ is not None:
-                    torch.addmm(dy_[t], dg_[t + 1], w_hh, out=dh_[t])
-                else:
-                    torch.mm(dg_[t + 1], w_hh, out=dh_[t])
-                dc.mul_(f_[t + 1])
-            dc.addcmul_(dh_[t], q_[t])
-            torch.mul(dh_[t], po_[t], out=dgo_[t])
-            torch.mul(dc.unsqueeze(1), pifg_[t], out=dgifg_[t])
-        dh0 = torch.mm(dg_[0], w_hh)
-        dc.mul_(f_[0])
-        dg2 = dgates.view(T * B, G)
-        dw_hh = torch.mm(dg2.t(), hs[:-1].reshape(T * B, H))
-        dx = torch.mm(dg2, w_ih).view(x.shape) if ctx.needs_input_grad[0] else None
-        dw_ih = torch.mm(dg2.t(), x.reshape(T * B, -1))
-        return dx, dw_ih, dg2.sum(0), dh0, dc, dw_hh
+from .kernels.lstm import LSTMSequenceFn, _oifg_perm
 
 
 class LSTMCell(Cell):
     num_states = 2
     gates = 4
+    flop_model = (4, 4, 10)  # 3 σ, 2 tanh, 5 mul/add
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
@@ -171,7 +67,7 @@ class LSTMCell(Cell):
         return h, (h, c)
 
     def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """The custom whole-sequence path (``fused=False``, no hooks): :class:`LSTMSequenceFn`."""
+        """The custom whole-sequence path (``fused=False``, no hooks): :class:`~rnnbench.cells.kernels.lstm.LSTMSequenceFn`."""
         if self.compile or x.shape[0] == 0:
             return None
         perm = _oifg_perm(self.hidden_size, x.device)

@@ -15,7 +15,7 @@ from .base import Cell, State
 
 
 class RNNCell(Cell):
-    num_states = 1
+    flop_model = (1, 1, 2)  # a tanh and a bias add per unit; one state, h (Cell's default)
 
     def __init__(self, input_size: int, hidden_size: int, **kw) -> None:
         super().__init__(input_size, hidden_size, **kw)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .base import Cell, RecurrentLayer, State, cells_extra_loss, cells_stats
+from .base import Cell, CellRunner, RecurrentLayer, State
 
 CellFactory = Callable[..., Cell]
 
@@ -20,13 +20,13 @@ def cell_factory(cell_cfg: Any) -> CellFactory:
     (``_target_`` + options).
 
     ``one_hot_input`` says the cell reads one-hot symbols (a seq2seq encoder's or decoder's first
-    layer); it resolves the VC cells' ``mask_input: auto`` — mask dense inputs, not one-hot ones."""
-    from hydra.utils import instantiate
+    layer); the cell class turns it into options (:meth:`Cell.input_options`)."""
+    from hydra.utils import get_class, instantiate
+
+    cls = get_class(str(cell_cfg["_target_"]))
 
     def make(input_size: int, hidden_size: int, one_hot_input: bool = False) -> Cell:
-        extra = {}
-        if "mask_input" in cell_cfg and cell_cfg["mask_input"] == "auto":
-            extra["mask_input"] = not one_hot_input
+        extra = cls.input_options(cell_cfg, one_hot_input)
         return instantiate(cell_cfg, input_size=input_size, hidden_size=hidden_size, **extra)
 
     return make
@@ -46,7 +46,7 @@ class Bidirectional(nn.Module):
         return torch.cat([y_fw, y_bw], -1), (s_fw, s_bw)
 
 
-class RNNStack(nn.Module):
+class RNNStack(CellRunner):
     """``num_layers`` recurrent layers (each uni- or bidirectional), dropout between layers.
 
     ``forward(x [T, B, I], states) -> (y [T, B, H * dirs], states)`` where ``states`` is a list
@@ -92,12 +92,6 @@ class RNNStack(nn.Module):
             x, s = layer(x, states[i], **layer_kw)
             new_states.append(s)
         return x, new_states
-
-    def extra_loss(self) -> Optional[Tensor]:
-        return cells_extra_loss(self.cells())
-
-    def stats(self) -> dict[str, float]:
-        return cells_stats(self.cells())
 
 
 def map_state(states: Any, fn: Callable[[Tensor], Tensor]) -> Any:

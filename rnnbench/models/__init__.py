@@ -14,7 +14,7 @@ KIND_OF_MODEL = {"classifier": "classification", "bidir_classifier": "classifica
 
 def build_model(model_cfg: Any, cell_cfg: Any, spec: TaskSpec) -> nn.Module:
     """Instantiate ``model_cfg`` (``_target_``) for a task's shapes with the given cell config."""
-    from ..errors import instantiate
+    from ..config import instantiate
 
     name = str(model_cfg.name)
     want = KIND_OF_MODEL.get(name)

@@ -34,8 +34,9 @@ weight norm / weight drop via ``parametrize`` (evaluated once per forward under
 ``parametrize.cached()``), zoneout via ``state_hooks`` (honoured by the per-step loops here).
 The additive model's encoder is a one-layer ``RNNStack``, so variational dropout / awd apply to
 its input and outputs; the window model has no stack and refuses them (one-line ConfigError).
-``extra_loss()`` / ``stats()`` mirror ``RNNStack``'s (VC penalty, compute fraction); the trainer
-currently collects them from ``RNNStack`` modules only. Set ``model.record_trace = True`` to keep
+The model is a :class:`~rnnbench.cells.base.CellRunner` for the cells it steps itself, as
+``RNNStack`` is for its own: the trainer adds their ``extra_loss()`` (VC penalty) and logs their
+``stats()`` (compute fraction). Set ``model.record_trace = True`` to keep
 the per-step hidden states, attention weights and outputs of the last forward in ``model.trace``
 (tests compare them with the NumPy version).
 """
@@ -49,7 +50,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..cells import Cell, RecurrentLayer, RNNStack, State, cell_factory
-from ..cells.base import cells_extra_loss, cells_stats
+from ..cells.base import CellRunner
 from ..errors import ConfigError
 from ..tasks.base import TaskSpec
 
@@ -70,12 +71,6 @@ def _cell_step(layer: RecurrentLayer, x: Tensor, state: State) -> tuple[Tensor, 
         h = new_state[0]
     return h, new_state
 
-
-def _new_sequence(layer: RecurrentLayer) -> None:
-    for hook in layer.state_hooks:
-        reset = getattr(hook, "new_sequence", None)
-        if reset is not None:
-            reset()
 
 
 class AdditiveScore(nn.Module):
@@ -127,7 +122,7 @@ class WindowAttentionCell(nn.Module):
         return out, (state, attns, window), h, alpha
 
 
-class AttentionSeq2Seq(nn.Module):
+class AttentionSeq2Seq(CellRunner):
     """``forward(x_onehot [B, T_in, V], y_onehot=None) -> logits [B, T_out, V]`` (see module doc)."""
 
     def __init__(self, spec: TaskSpec, cell: Any, hidden_size: int = 128, num_layers: int = 1,
@@ -164,14 +159,6 @@ class AttentionSeq2Seq(nn.Module):
         """The cells this model steps itself (not those inside an ``RNNStack``, which reports its own)."""
         return self._stepped_cells()
 
-    def extra_loss(self) -> Optional[Tensor]:
-        """The stepped cells' auxiliary losses (VC computation penalty), as ``RNNStack.extra_loss``."""
-        return cells_extra_loss(self.cells())
-
-    def stats(self) -> dict[str, float]:
-        """The stepped cells' per-forward statistics (VC compute fraction), as ``RNNStack.stats``."""
-        return cells_stats(self.cells())
-
     def _record(self, **kw: Tensor) -> None:
         if self.record_trace:
             self.trace.append({k: v.detach().clone() for k, v in kw.items()})
@@ -202,8 +189,8 @@ class AttentionSeq2Seq(nn.Module):
 
     def _forward_window(self, x: Tensor, y_onehot: Optional[Tensor]) -> Tensor:
         enc, dec = self.encoder, self.decoder
-        _new_sequence(enc.layer)
-        _new_sequence(dec.layer)
+        enc.layer.new_sequence()
+        dec.layer.new_sequence()
         carry = enc.init_carry(x.shape[0], x)
         out = None
         for t in range(x.shape[1]):
@@ -225,7 +212,7 @@ class AttentionSeq2Seq(nn.Module):
         out = self.out_proj(torch.cat([mem[:, -1], ctx], -1))
         self._record(h=mem[:, -1], alpha=alpha, out=out)
         logits = [self.head(out)]
-        _new_sequence(self.decoder)
+        self.decoder.new_sequence()
         for i in range(1, self.out_len):
             inp = self._next_input(i, logits[-1], y_onehot, x.dtype)
             ctx, alpha = self.attention(mem, torch.cat(state, -1), keys)

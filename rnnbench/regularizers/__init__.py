@@ -1,4 +1,4 @@
-"""Regularizers (config group ``regularizer``, composable; SPEC §4).
+"""Regularizers (config group ``regularizer``, composable).
 
 ``regularizer=[weight_norm,zoneout]`` composes ``cfg.regularizer = {weight_norm: {...},
 zoneout: {...}}``; the trainer calls, right after building the model and before creating the
@@ -42,20 +42,6 @@ from .weight_drop import WeightDrop
 from .weight_norm import WeightNorm
 from .zoneout import Zoneout
 
-REGISTRY: dict[str, type] = {
-    "weight_norm": WeightNorm,
-    "weight_drop": WeightDrop,
-    "variational_dropout": VariationalDropout,
-    "zoneout": Zoneout,
-    "awd": AWD,
-}
-
-
-def _registry() -> dict[str, type]:
-    from .qat import QAT  # late: qat pulls more code
-
-    return {**REGISTRY, "qat": QAT}
-
 
 def build_regularizer(name: str, options: Any) -> Regularizer:
     """One regularizer from its config node (``_target_`` + options, or plain options)."""
@@ -69,7 +55,9 @@ def build_regularizer(name: str, options: Any) -> Regularizer:
 
         cls = get_class(target)
     else:
-        reg = _registry()
+        from .. import registry
+
+        reg = registry.regularizers()
         if name not in reg:
             raise ConfigError(f"unknown regularizer {name!r}; choose from {', '.join(sorted(reg))}")
         cls = reg[name]
@@ -89,11 +77,11 @@ def apply_regularizers(model: nn.Module, cfg: Optional[Mapping[str, Any]]) -> li
     if not cfg:
         return []
     regs = [build_regularizer(str(name), opts) for name, opts in cfg.items()]
-    regs.sort(key=lambda r: getattr(r, "order", 0))
+    regs.sort(key=lambda r: r.order)
     for r in regs:
         r.apply(model)
     return regs
 
 
 __all__ = ["apply_regularizers", "build_regularizer", "Regularizer", "WeightNorm", "WeightDrop",
-           "VariationalDropout", "Zoneout", "AWD", "REGISTRY"]
+           "VariationalDropout", "Zoneout", "AWD"]

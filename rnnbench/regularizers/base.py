@@ -5,7 +5,10 @@ Every regularizer is a small object built from its config node (``_target_`` + o
 * ``apply(model)`` attaches it to a built model with standard torch mechanisms only
   (``torch.nn.utils.parametrize``, forward (pre-)hooks, ``RecurrentLayer.state_hooks``);
   it raises :class:`~rnnbench.errors.ConfigError` (one line) when it cannot apply;
-* ``after_step(model)`` runs after every optimizer step (``use_vd`` mask resampling).
+* ``after_step(model)`` runs after every optimizer step (``use_vd`` mask resampling);
+* ``final_report(model, task, eval_batch_size, max_eval_batches)`` adds numbers to results.json
+  at the end of a run (QAT's integer-only check), listed in ``reported``;
+* ``order`` places it among the others, whatever the listing order.
 
 Which parameters count as *input* and *recurrent* matrices of a cell is the cell's own answer,
 :meth:`~rnnbench.cells.base.Cell.matrix_names` (a declared ``regularizer_weights``, else
@@ -15,18 +18,25 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from typing import Iterable
+from typing import Any, Iterable, Optional
 
 from torch import nn
 
 from ..cells.base import Cell, RecurrentLayer
 from ..errors import ConfigError
+from ..reported import Reported
 
 
 class Regularizer(ABC):
-    """Base class: subclasses implement :meth:`apply`; :meth:`after_step` is optional."""
+    """Base class: subclasses implement :meth:`apply`; the other hooks are optional."""
 
     name: str = "regularizer"
+    #: place in the order of application, lowest first: weight_norm (0) before weight_drop / awd
+    #: (10) — its g/v split must be a weight's first parametrization —, variational dropout (20),
+    #: zoneout (30), qat (40)
+    order: int = 0
+    #: the :meth:`final_report` keys results.json and ``rnnbench table`` show
+    reported: tuple[Reported, ...] = ()
 
     @abstractmethod
     def apply(self, model: nn.Module) -> None:
@@ -34,6 +44,12 @@ class Regularizer(ABC):
 
     def after_step(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
         """Called by the trainer after every optimizer step."""
+
+    def final_report(self, model: nn.Module, task: Any, eval_batch_size: int,
+                     max_eval_batches: Optional[int]) -> dict[str, float]:
+        """Numbers for results.json at the end of a run, ``model`` holding the best checkpoint's
+        weights and ``task`` its data; the evaluation batch settings are the run's."""
+        return {}
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -46,10 +46,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import Cell, RecurrentLayer, State
+from ..cells.base import Cell, FollowsTraining, RecurrentLayer, State
 from ..cells.lstm import LSTMCell
 from ..cells.rnn import RNNCell
 from ..errors import ConfigError
+from ..reported import Reported
 from .base import Regularizer, cell_name
 
 QMAX8 = 127
@@ -177,7 +178,7 @@ class ActObserver(nn.Module):
 
 
 # ----------------------------------------------------------------------------- QAT modules
-class _Progress:
+class _Progress(FollowsTraining):
     """Quant-delay switch. The state is also a buffer (``qat_enabled``), so a checkpoint loaded
     into a freshly built model evaluates in the mode it was saved in."""
 
@@ -194,6 +195,9 @@ class _Progress:
     @property
     def quant_enabled(self) -> bool:
         return self._enabled
+
+    def progress_state(self) -> Optional[str]:
+        return "qat_enabled"
 
     def set_training_progress(self, step: int, total_steps: int) -> None:
         """Fake quantisation starts once ``step >= quant_delay`` (called by the trainer)."""
@@ -328,6 +332,8 @@ class QAT(Regularizer):
 
     name = "qat"
     order = 40
+    reported = (Reported("int_agreement", "int-only agreement"), Reported("int_acc", "int-only acc"),
+                Reported("fq_acc"))
 
     def __init__(self, quant_delay: int = 0, observer_decay: float = 0.99, linear: bool = True) -> None:
         if quant_delay < 0:
@@ -336,13 +342,14 @@ class QAT(Regularizer):
         self.observer_decay = float(observer_decay)
         self.linear = bool(linear)
 
-    def final_report(self, model: nn.Module, task: Any, trainer: Any) -> dict[str, float]:
+    def final_report(self, model: nn.Module, task: Any, eval_batch_size: int,
+                     max_eval_batches: Optional[int]) -> dict[str, float]:
         """End of a run: integer-only inference vs the fake-quantised model on the test split
         (one-direction classifiers; other models report nothing)."""
         if getattr(getattr(task, "spec", None), "kind", None) != "classification":
             return {}
         try:
-            rep = int_only_report(model, task, "test", trainer.tc.eval_batch_size, trainer.tc.max_eval_batches)
+            rep = int_only_report(model, task, "test", eval_batch_size, max_eval_batches)
         except ConfigError as e:
             log.warning("qat: no integer-only report: %s", e)
             return {}

@@ -93,6 +93,5 @@ class Zoneout(Regularizer):
                 log.info("zoneout: cell %s has no c state; z_c ignored", cell_name(layer.cell))
             hook = ZoneoutHook((self.z_h, self.z_c)[:n], self.locked)
             layer.state_hooks.append(hook)
-            # a fresh locked mask per sequence: reset it before every layer call
-            layer.register_forward_pre_hook(lambda mod, args, h=hook: h.new_sequence())
+            layer.sequence_hooks.append(hook.new_sequence)  # a fresh locked mask per sequence
             self.hooks.append(hook)

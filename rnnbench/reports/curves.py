@@ -1,8 +1,9 @@
 """Learning curves of one run (``curves.png``) from its ``metrics.jsonl``."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from ..rundir import read_metrics
 
 PRIMARY = ("bpc", "acc")
 
@@ -15,10 +16,7 @@ def plot_run_curves(run_dir: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(run_dir)
     if not rows:
         return None
     metric = next((m for m in PRIMARY if any(m in r for r in rows if r["split"] == "valid")), None)

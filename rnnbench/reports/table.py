@@ -4,7 +4,8 @@ Runs are the directories under each DIR holding ``.hydra/overrides.yaml`` (a swe
 a run dir itself). Runs are grouped into *variants* by their overrides other than ``seed`` (and
 ``hydra.*``); each variant is one row with mean ± sample std over its seeds of the best-epoch valid
 metric, the test metric, parameters, seconds per epoch, examples per second and, where runs report
-them, the VC computation fraction and the QAT integer-only agreement / accuracy.
+them, the numbers the cells and regularizers declare (rnnbench.reported: a computation fraction,
+an integer-only agreement).
 
 Baseline: the experiment's ``experiment.baseline`` (a match on the composed config, e.g.
 ``{cell: lstm, regularizer: []}``), else ``--baseline KEY=VALUE`` (same keys), else the first
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import statistics
 import sys
@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import RnnbenchError
-from ..sweep import job_dirs, read_job
+from .. import registry, rundir
 from . import claims as claims_mod
 
-# metrics shown as percentages in Markdown / LaTeX (stored as fractions in results.json)
-FRACTION_METRICS = {"acc", "seq_acc", "int_agreement", "int_acc", "fq_acc", "compute_fraction", "mean_m"}
-EXTRA_COLUMNS = (("compute_fraction", "compute fraction"), ("int_agreement", "int-only agreement"),
-                 ("int_acc", "int-only acc"))
+# metrics shown as percentages in Markdown / LaTeX (stored as fractions in results.json): the
+# tasks' accuracies and what the cells and regularizers declare (rnnbench.reported)
+FRACTION_METRICS = {"acc", "seq_acc", *(r.key for r in registry.reported() if r.fraction)}
+# the columns the cells and regularizers declare, where a run reports them
+EXTRA_COLUMNS = tuple((r.key, r.column) for r in registry.reported() if r.column)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -49,12 +50,13 @@ def _load_yaml(path: Path) -> Any:
 
 
 def find_runs(dirs: list[str]) -> list[Path]:
+    """The job directories under every DIR, each once."""
     runs: list[Path] = []
     for d in dirs:
         p = Path(d)
         if not p.is_dir():
             raise RnnbenchError(f"table: {d} is not a directory (pass sweep or run directories)")
-        found = job_dirs(p)
+        found = rundir.find_runs(p)
         if not found:
             raise RnnbenchError(f"table: no runs under {d} (expected job dirs holding .hydra/overrides.yaml)")
         runs.extend(r for r in found if r not in runs)
@@ -62,20 +64,11 @@ def find_runs(dirs: list[str]) -> list[Path]:
 
 
 def load_run(run_dir: Path) -> dict:
-    job = read_job(run_dir)
-    hydra_dir = run_dir / ".hydra"
-    cfg = _load_yaml(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").exists() else {}
-    rows = []
-    mpath = run_dir / "metrics.jsonl"
-    if mpath.exists():
-        for line in mpath.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass  # a torn last line of a killed run
+    job = rundir.read_job(run_dir)
+    config = rundir.hydra_path(run_dir)
+    cfg = _load_yaml(config) if config.exists() else {}
     return {"dir": run_dir, "overrides": job["overrides"], "cfg": cfg or {}, "num": job["num"],
-            "results": job["results"], "metrics": rows}
+            "results": job["results"], "metrics": rundir.read_metrics(run_dir)}
 
 
 # ----------------------------------------------------------------------------- variants
@@ -535,7 +528,7 @@ def cfg_from_overrides(record: dict) -> dict:
 def summary_main(results_dir: Path) -> str:
     """``--summary``: the README's one-table summary of every page's claim and verdict."""
     from . import summary as summary_mod
-    from ..cli import CONF_DIR
+    from ..config import CONF_DIR
     from omegaconf import OmegaConf
 
     claims = {}

@@ -8,16 +8,12 @@ from .base import EvalSums, Task, TaskSpec
 
 def build_task(cfg: Any) -> Task:
     """Instantiate ``cfg.dataset`` (``_target_``) with the run's seed and ``data.root``."""
-    from ..errors import instantiate
+    from hydra.utils import get_class
 
-    kw: dict[str, Any] = {}
-    target = str(cfg.dataset._target_)
-    if target.endswith("AdditionTask"):
-        kw["seed"] = cfg.seed
-    else:
-        kw["root"] = cfg.data.root
-        kw["download"] = cfg.data.download
-    return instantiate(cfg.dataset, **kw)
+    from ..config import instantiate
+
+    cls = get_class(str(cfg.dataset._target_))
+    return instantiate(cfg.dataset, **cls.run_options(cfg))
 
 
 __all__ = ["Task", "TaskSpec", "EvalSums", "build_task"]

@@ -42,8 +42,12 @@ def make_split_pairs(n_total: int, max_value: int, seed: int) -> np.ndarray:
 
 class AdditionTask(TensorTask):
     name = "addition"
-    default_model = "seq2seq"
     metric = "acc"
+
+    @classmethod
+    def run_options(cls, cfg: Any) -> dict[str, Any]:
+        """Generated data: the run's seed (unless ``data_seed``) draws the problems; no files."""
+        return {"seed": cfg.seed}
 
     def __init__(self, seed: int = 0, n_train: int = 50000, n_valid: int = 5000, n_test: int = 5000,
                  max_value: int = 999, reverse: bool = False, data_seed: Optional[int] = None,

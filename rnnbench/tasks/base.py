@@ -48,14 +48,20 @@ class EvalSums:
 
 
 class Task(ABC):
-    """Base class. Subclasses set ``name``, ``spec``, ``default_model``, ``metric`` and the data."""
+    """Base class. Subclasses set ``name``, ``spec``, ``metric`` and the data. (The dataset's
+    default model is the config's: ``conf/model/by_dataset/<dataset>.yaml``.)"""
 
     name: str = "task"
-    default_model: str = "classifier"
     metric: str = "acc"  #: the metric that picks the best checkpoint
     metric_mode: str = "max"  #: max | min
     spec: TaskSpec
-    stateful: bool = False  #: hidden state carried across batches (language models)
+
+    @classmethod
+    def run_options(cls, cfg: Any) -> dict[str, Any]:
+        """Constructor options :func:`~rnnbench.tasks.build_task` takes from the run's config
+        beside the ``dataset`` node: by default where the data lives (``data.root``,
+        ``data.download``); a generated dataset takes the run's seed instead."""
+        return {"root": cfg.data.root, "download": cfg.data.download}
 
     # data ------------------------------------------------------------------------------------
     @abstractmethod

@@ -1,4 +1,4 @@
-"""MNIST / Fashion-MNIST as sequences (SPEC §1): ``row`` (28 steps × 28 pixels),
+"""MNIST / Fashion-MNIST as sequences (articles 000 and 001): ``row`` (28 steps × 28 pixels),
 ``pixel`` (784 × 1) and ``pmnist`` (pixel order permuted by one fixed, saved permutation).
 
 Images come through ``torchvision.datasets.MNIST/FashionMNIST(root=data.root)``; pixels in [0, 1].
@@ -58,7 +58,6 @@ def load_images(root: str, source: str, download: bool) -> dict[str, tuple[Tenso
 
 
 class ImageSequenceTask(TensorTask):
-    default_model = "classifier"
     metric = "acc"
 
     def __init__(self, root: str = "data", download: bool = False, source: str = "mnist", layout: str = "row",

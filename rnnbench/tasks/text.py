@@ -106,10 +106,8 @@ def batchify(ids: Tensor, batch_size: int) -> Tensor:
 
 
 class CharLMTask(Task):
-    default_model = "lm"
     metric = "bpc"
     metric_mode = "min"
-    stateful = True
 
     def __init__(self, root: str = "data", download: bool = False, corpus: str = "ptb", bptt: int = 100,
                  eval_batch_size: int = 50, limit: Optional[int] = None, name: str = "ptb_char", **_: Any) -> None:

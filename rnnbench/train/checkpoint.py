@@ -13,7 +13,7 @@ import torch
 
 from ..errors import RnnbenchError
 from . import faults
-from .rundir import write_atomic
+from ..rundir import write_atomic
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:

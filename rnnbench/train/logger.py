@@ -1,12 +1,11 @@
 """Run outputs: ``metrics.jsonl`` (one JSON object per evaluation), TensorBoard scalars and hparams."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional
 
-from .rundir import append_text, write_text
+from ..rundir import append_text, metrics_line, read_metrics, write_text
 
 
 class MetricsLog:
@@ -16,23 +15,15 @@ class MetricsLog:
         self.path = path
 
     def write(self, record: dict) -> None:
-        append_text(self.path, json.dumps(record, sort_keys=True) + "\n")
+        append_text(self.path, metrics_line(record))
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-        rows = [json.loads(line) for line in lines[:-1]]
-        try:
-            rows += [json.loads(line) for line in lines[-1:]]
-        except json.JSONDecodeError:  # a row cut short by a full disk or a kill: the resume redoes it
-            pass
-        return rows
+        return read_metrics(self.path)
 
     def truncate_after(self, step: int, epoch: int) -> None:
         # eval-point rows of the current epoch sit at fractional epochs < epoch + 1 (train.eval_every)
         keep = [r for r in self.read() if r["step"] <= step and r["epoch"] < epoch + 1]
-        write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
+        write_text(self.path, "".join(metrics_line(r) for r in keep))
 
 
 class Board:

@@ -1,6 +1,6 @@
 """Optimizers (``_target_`` instantiation), learning-rate schedules and gradient clipping.
 
-Clipping (SPEC §4, article 001):
+Clipping (article 001):
 * ``per_tensor`` — TF's ``clip_by_norm`` on each gradient: g ← g · c / max(‖g‖, c);
 * ``global`` — all gradients scaled together: g ← g · c / max(‖g‖_global, c).
 """
@@ -81,7 +81,7 @@ def param_groups(model: torch.nn.Module, lr_scale: Optional[Any]) -> list[dict[s
 def build_optimizer(params: Iterable[Any], cfg: Any) -> torch.optim.Optimizer:
     """The configured optimizer over ``params``: parameters, or groups from :func:`param_groups`
     (each group's lr = optimizer.lr × its ``lr_scale``; schedules keep the ratio)."""
-    from ..errors import instantiate
+    from ..config import instantiate
 
     validate_clip(cfg.clip)
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NON_OPTIMIZER_KEYS}

@@ -1,5 +1,6 @@
 """One training run end to end: build everything from the config, train, test on the best
-checkpoint, and write ``results.json`` (SPEC §10) and ``curves.png`` into the run directory."""
+checkpoint, and write ``results.json`` and ``curves.png`` into the run directory (the files:
+:mod:`rnnbench.rundir`, and the README's "What a run writes")."""
 from __future__ import annotations
 
 import json
@@ -21,7 +22,8 @@ from ..config import check_ranges
 from ..errors import ConfigError, DivergedError, Interrupted, RnnbenchError
 from ..models import build_model
 from ..tasks import build_task
-from . import interrupt, rundir
+from .. import registry, rundir
+from . import interrupt
 from .checkpoint import load_checkpoint
 from .logger import Board
 from .trainer import Trainer
@@ -52,23 +54,10 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def read_results(run_dir: Path) -> Optional[dict]:
-    p = Path(run_dir) / "results.json"
-    try:
-        return json.loads(p.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def write_results(run_dir: Path, results: dict) -> None:
-    rundir.write_text(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True, default=str))
-
-
 def resume_command(run_dir: Path) -> str:
     """``rnnbench train <the run's command-line overrides> train.resume=<run_dir>``."""
-    over = Path(run_dir) / ".hydra" / "overrides.yaml"
-    items = [str(o) for o in (OmegaConf.load(over) or [])] if over.is_file() else []
-    items = [o for o in items if not o.startswith("train.resume=")] + [f"train.resume={run_dir}"]
+    items = [o for o in rundir.read_overrides(run_dir) if not o.startswith("train.resume=")]
+    items.append(f"train.resume={run_dir}")
     return "rnnbench train " + " ".join(shlex.quote(o) for o in items)
 
 
@@ -98,9 +87,8 @@ def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
             flat[f"optimizer.lr_scale.{role}"] = scale
     # whatever else the command line (e.g. a sweep) set, so the HParams dashboard tells jobs apart:
     # with the composed (typed) value, not the override's string, so numbers stay numbers
-    over = Path(run_dir) / ".hydra" / "overrides.yaml" if run_dir is not None else None
-    if over is not None and over.exists():
-        for item in OmegaConf.load(over):
+    if run_dir is not None:
+        for item in rundir.read_overrides(run_dir):
             key, _, value = str(item).lstrip("+~").partition("=")
             if not key or key.startswith("hydra") or key in RUNTIME_KEYS or HPARAM_NAMES.get(key, key) in flat:
                 continue
@@ -110,7 +98,7 @@ def _hparams(cfg: DictConfig, run_dir: Optional[Path] = None) -> dict[str, Any]:
 
 
 def _check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
-    saved_path = run_dir / ".hydra" / "config.yaml"
+    saved_path = rundir.hydra_path(run_dir)
     if not saved_path.exists():
         return
     saved = OmegaConf.load(saved_path)
@@ -126,7 +114,7 @@ def _check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
 def _refuse_unfinished(run_dir: Path, resuming: bool) -> None:
     """A fresh run into a directory that already holds one would mix two runs' files (metrics.jsonl
     appends); a requeued job lands here when it was relaunched without train.skip_finished."""
-    if not resuming and (run_dir / "checkpoints" / "last.pt").exists():
+    if not resuming and rundir.checkpoint_path(run_dir).exists():
         raise ConfigError(f"run dir {run_dir} already holds a run (checkpoints/last.pt); continue it with "
                           "train.resume=auto (a sweep: train.skip_finished=true) or pick another hydra.run.dir")
 
@@ -143,7 +131,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     resume = cfg.train.resume or ("auto" if cfg.train.skip_finished else None)
     if resume:
         resume_dir = run_dir if resume == "auto" else Path(resume)
-        ckpt = resume_dir / "checkpoints" / "last.pt"
+        ckpt = rundir.checkpoint_path(resume_dir)
         if resume != "auto" and not ckpt.exists():
             raise RnnbenchError(f"train.resume={cfg.train.resume}: no checkpoints/last.pt there; "
                                 "pass the directory of an interrupted run")
@@ -155,7 +143,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict:
     try:
         rundir.remove_stale_temps(run_dir)
         if cfg.train.skip_finished:
-            done = read_results(run_dir)
+            done = rundir.read_results(run_dir)
             if done is not None and done.get("status") == "ok":
                 log.info("skipping finished run %s", run_dir)
                 return done
@@ -190,7 +178,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume_from: Optional[Path]) -> dict:
         device = resolve_device(cfg.device)
         seed_everything(cfg.seed)
         task = build_task(cfg)
-        rundir.write_text(run_dir / "task_state.json", json.dumps(task.state_dict()))
+        rundir.write_text(run_dir / rundir.TASK_STATE, json.dumps(task.state_dict()))
         model = build_model(cfg.model, cfg.cell, task.spec)
         regs: list = []
         if cfg.regularizer:
@@ -210,14 +198,12 @@ def _train(cfg: DictConfig, run_dir: Path, resume_from: Optional[Path]) -> dict:
             trainer.resume(resume_from)
         st = trainer.fit()
         # test on the best-valid checkpoint
-        best = load_checkpoint(run_dir / "checkpoints" / "best.pt", map_location=device)
+        best = load_checkpoint(rundir.checkpoint_path(run_dir, rundir.BEST), map_location=device)
         model.load_state_dict(best["model"])
         results["valid"] = best["metrics"]
         results["test"] = trainer.evaluate("test")
         for r in regs:
-            report = getattr(r, "final_report", None)
-            if report is not None:
-                results.update(report(model, task, trainer) or {})
+            results.update(r.final_report(model, task, cfg.train.eval_batch_size, cfg.train.max_eval_batches))
         results.update({
             "status": "ok", "best_epoch": st.best_epoch, "best_step": st.best_step, "epochs": st.epoch, "steps": st.step,
             "epoch_times_s": st.epoch_times,
@@ -225,12 +211,15 @@ def _train(cfg: DictConfig, run_dir: Path, resume_from: Optional[Path]) -> dict:
             "examples_per_s": st.examples / st.train_time if st.train_time > 0 else None,
             "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
         })
-        if "compute_fraction" in results["valid"]:
-            results["compute_fraction"] = results["valid"]["compute_fraction"]
+        reported = registry.reported()
+        results.update({r.key: results["valid"][r.key] for r in reported if r.result and r.key in results["valid"]})
         board = Board(run_dir)
-        # the test split on the best checkpoint, at the last step (best valid: the valid_best curve)
+        # the test split on the best checkpoint, at the last step (best valid: the valid_best curve),
+        # and what the cells and regularizers report beside it (a test value of the same name wins)
         final = {f"test/{k}": v for k, v in results["test"].items()}
-        final.update({f"test/{k}": results[k] for k in ("int_agreement", "int_acc") if isinstance(results.get(k), float)})
+        for r in reported:
+            if r.column and isinstance(results.get(r.key), float):
+                final.setdefault(f"test/{r.key}", results[r.key])
         board.hparams(results["hparams"], final, st.step)
         board.close()
         ended = True
@@ -259,7 +248,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume_from: Optional[Path]) -> dict:
     finally:
         results["wall_time_s"] = time.perf_counter() - t0
         try:
-            write_results(run_dir, results)
+            rundir.write_results(run_dir, results)
         except RnnbenchError as e:  # a full disk: never hide the run's own error behind this one
             if ended:
                 raise

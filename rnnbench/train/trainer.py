@@ -20,11 +20,12 @@ from typing import Any, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ..cells.base import Cell
+from ..cells.base import CellRunner, FollowsTraining
 from ..cells.stack import map_state
 from ..errors import DivergedError, Interrupted
 from ..tasks.base import EvalSums, Task
 from . import faults, interrupt
+from ..rundir import BEST, CHECKPOINTS, LAST, METRICS
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from .logger import Board, MetricsLog
 from .optim import build_optimizer, build_scheduler, clip_gradients, grad_norm, param_groups
@@ -65,14 +66,12 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.opt = build_optimizer(param_groups(model, cfg.optimizer.get("lr_scale")), cfg.optimizer)
         self.sched = build_scheduler(self.opt, cfg.optimizer.schedule, self.tc.epochs)
-        # modules that report their cells' auxiliary losses and statistics (RNNStack, and models
-        # that step cells themselves such as the attention seq2seq); cells report through them
-        self.stacks = [m for m in model.modules() if not isinstance(m, Cell)
-                       and callable(getattr(m, "extra_loss", None)) and callable(getattr(m, "stats", None))]
-        self.progress_modules = [m for m in model.modules() if hasattr(m, "set_training_progress")]
+        # the modules that run cells report their cells' auxiliary losses and statistics
+        self.stacks = [m for m in model.modules() if isinstance(m, CellRunner)]
+        self.progress_modules = [m for m in model.modules() if isinstance(m, FollowsTraining)]
         self.state = TrainState()
-        self.ckpt_dir = run_dir / "checkpoints"
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
+        self.ckpt_dir = run_dir / CHECKPOINTS
+        self.metrics = MetricsLog(run_dir / METRICS)
         self.carry: Any = None
         n = task.num_train_batches(self.tc.batch_size)
         self.total_steps = n * self.tc.epochs if self.tc.max_steps is None else min(n * self.tc.epochs,
@@ -85,11 +84,11 @@ class Trainer:
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "state": asdict(self.state), "rng": rng_state(),
             "carry": map_state(self.carry, lambda t: t.detach().cpu()) if self.carry is not None else None,
-        }, self.ckpt_dir / "last.pt")
+        }, self.ckpt_dir / LAST)
 
     def save_best(self, metrics: dict) -> None:
         save_atomic({"model": self.model.state_dict(), "epoch": self.state.epoch, "metrics": metrics},
-                    self.ckpt_dir / "best.pt")
+                    self.ckpt_dir / BEST)
 
     def resume(self, ckpt_path: Path) -> None:
         ck = load_checkpoint(ckpt_path, map_location=self.device)

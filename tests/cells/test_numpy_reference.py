@@ -1,6 +1,6 @@
-"""Every cell's step == an independent NumPy float64 implementation of its SPEC §3 equation.
+"""Every cell's step == an independent NumPy float64 implementation of its equation (the cell's docstring).
 
-The NumPy functions below are written from the equations (article 000 / 004, SPEC §3); they use
+The NumPy functions below are written from the equations (article 000 / 004); they use
 no torch — they receive the parameters as NumPy arrays and run their own time loop.
 """
 from __future__ import annotations

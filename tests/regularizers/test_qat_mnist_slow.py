@@ -2,10 +2,13 @@
 loses ≤ 1 accuracy point vs the float model trained for the same number of steps."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "qat_mnist.py"
 
 
 @pytest.mark.slow
@@ -13,9 +16,10 @@ def test_qat_mnist_row_int_only_agreement_and_accuracy():
     root = Path(os.environ.get("RNNBENCH_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
     if not (root / "MNIST").is_dir():
         pytest.skip("MNIST not found (set RNNBENCH_DATA)")
-    from rnnbench.regularizers.qat_mnist import main
-
-    rep = main(["--data", str(root), "--float-steps", "1000", "--qat-steps", "250", "--hidden", "100"])
+    spec = importlib.util.spec_from_file_location("qat_mnist", SCRIPT)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    rep = study.main(["--data", str(root), "--float-steps", "1000", "--qat-steps", "250", "--hidden", "100"])
     assert rep["n"] == 10000
     assert rep["int_agreement"] >= 0.99
     assert rep["float_acc"] > 0.9  # the float model learned (the comparison means something)

@@ -14,7 +14,8 @@ import pytest
 from testutil import SMOKE, TINY_ADD, error_lines, kill_mid_run_and_resume, run_in_process, train_cli
 
 from rnnbench.errors import INTERRUPTED_BASE, Interrupted
-from rnnbench.train import interrupt, rundir
+from rnnbench import rundir
+from rnnbench.train import interrupt
 from rnnbench.train.checkpoint import load_checkpoint
 
 # 40 steps an epoch, two epochs; a periodic last.pt every 7 steps

@@ -1,4 +1,4 @@
-"""Training runs: outputs per SPEC §10, determinism, exact resume after SIGKILL, atomic checkpoints."""
+"""Training runs: the outputs the README lists, determinism, exact resume after SIGKILL, atomic checkpoints."""
 from __future__ import annotations
 
 import json

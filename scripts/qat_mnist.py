@@ -1,6 +1,7 @@
-"""QAT on mnist_row, end to end (issue 5's QAT acceptance; a separate, long run).
+"""QAT on mnist_row, end to end (issue 5's QAT acceptance): a separate study with its own
+training loop, outside the package; tests/regularizers/test_qat_mnist_slow.py runs it.
 
-    python -m rnnbench.regularizers.qat_mnist --data /work/shared/data [--float-steps N --qat-steps M]
+    python scripts/qat_mnist.py --data /work/shared/data [--float-steps N --qat-steps M]
 
 1. trains a float LSTM classifier (rows as steps, 28x28) for ``float_steps + qat_steps``
    Adam steps and tests it (the float baseline, the same number of steps as QAT);
@@ -19,10 +20,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..models.classifier import Classifier
-from ..tasks.mnist import ImageSequenceTask
-from . import apply_regularizers
-from .qat import int_only_report
+from rnnbench.cells.base import FollowsTraining
+from rnnbench.models.classifier import Classifier
+from rnnbench.regularizers import apply_regularizers
+from rnnbench.regularizers.qat import int_only_report
+from rnnbench.tasks.mnist import ImageSequenceTask
 
 
 def accuracy(model: torch.nn.Module, task: ImageSequenceTask, split: str = "test") -> float:
@@ -39,7 +41,7 @@ def accuracy(model: torch.nn.Module, task: ImageSequenceTask, split: str = "test
 def train(model, task, steps: int, lr: float, seed: int, regs=(), start: int = 0, total: int = 0, bs: int = 128):
     opt = torch.optim.Adam(model.parameters(), lr)
     step, epoch = 0, 0
-    progress = [m for m in model.modules() if hasattr(m, "set_training_progress")]
+    progress = [m for m in model.modules() if isinstance(m, FollowsTraining)]
     model.train()
     while step < steps:
         for x, y in task.train_batches(bs, epoch, seed):
