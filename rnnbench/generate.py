@@ -32,7 +32,7 @@ def load_model(run_dir: Path, want: tuple[str, ...], command: str, data_root: Op
     from .models import build_model
     from .tasks import build_task
     from .train.checkpoint import load_checkpoint
-    from .verify import load_run_config
+    from .verify.check import load_run_config
 
     cfg = load_run_config(Path(run_dir), data_root)
     dataset = str(cfg.dataset.name)
