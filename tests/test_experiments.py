@@ -205,14 +205,16 @@ def test_cells_are_matched_in_parameters(exp, data_dir):
     parameter count (the model's embedding and softmax included)."""
     from rnnbench.models import build_model
     from rnnbench.tasks import build_task
+    from rnnbench.train.run import count_params
 
     spec, counts = None, {}
     cells = {o.split("=", 1)[1] for v in _sweep_variants(exp) for o in v if o.startswith("cell=")}
-    assert cells <= set(compose([f"experiment={exp}", "scale=cpu"]).experiment.hidden_sizes)
+    exp_cfg = compose([f"experiment={exp}", "scale=cpu"]).experiment
+    assert cells <= set(exp_cfg.hidden_sizes)
     for cell in cells:
         cfg = compose([f"experiment={exp}", "scale=cpu", f"cell={cell}"], data=data_dir)
         assert cfg.model.hidden_size == cfg.experiment.hidden_sizes[cell]
         spec = spec or build_task(cfg).spec
-        counts[cell] = sum(p.numel() for p in build_model(cfg.model, cfg.cell, spec).parameters())
-    base = counts[compose([f"experiment={exp}"]).experiment.baseline["cell"]]
+        counts[cell] = count_params(build_model(cfg.model, cfg.cell, spec))
+    base = counts[exp_cfg.baseline["cell"]]
     assert all(abs(n - base) <= 0.02 * base for n in counts.values()), counts
