@@ -2,12 +2,14 @@
 
 Every group option in ``conf/<group>/<name>.yaml`` starts from one of these schemas
 (``defaults: [_schema_<name>, _self_]``), so a misspelled key or a wrong type fails when the
-config is composed, not halfway through a run. Also the Hydra plumbing the rest of the package
+config is composed, not halfway through a run. A cell's schema lives beside its class (each
+``rnnbench/cells/*.py`` ends with its :func:`register_schema`), the others here. Also the Hydra plumbing the rest of the package
 shares: where the config tree is (:data:`CONF_DIR`) and :func:`instantiate`.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,89 +211,6 @@ class CellConf:
     recurrent_init: str = "default"
 
 
-@dataclass
-class LSTMCellConf(CellConf):
-    _target_: str = "rnnbench.cells.lstm.LSTMCell"
-    name: str = "lstm"
-    forget_bias: float = 0.0  #: added inside the forget-gate sigmoid (article 001)
-
-
-@dataclass
-class RNNCellConf(CellConf):
-    _target_: str = "rnnbench.cells.rnn.RNNCell"
-    name: str = "rnn"
-
-
-@dataclass
-class GRUCellConf(CellConf):
-    _target_: str = "rnnbench.cells.gru.GRUCell"
-    name: str = "gru"
-
-
-@dataclass
-class VCCellConf(CellConf):
-    """Options shared by the Variable Computation cells (article 000, Jernite et al. 2017)."""
-    lam: float = 1.0  #: sharpness λ of the mask σ(λ(m·D − i)) (start value when scheduled)
-    lam_schedule: str = "constant"  #: constant | linear | exp — λ from ``lam`` to ``lam_final`` over training
-    lam_final: Optional[float] = None  #: λ at the end of training (None: ``lam``)
-    eps: float = 0.1  #: Thres_ε: mask values within ε of 0 / 1 snap to 0 / 1
-    threshold: str = "soft"  #: soft (paper: gradients reach m_t) | hard (article's code)
-    target_m: float = 0.5  #: m̄, the target mean of m_t for the computation penalty
-    penalty: float = 0.0  #: weight of penalty·mean_b((mean_t m_t − m̄)²) added to the loss
-    index_offset: int = 0  #: i runs over o..D−1+o: 0 as the article's code, 1 as the paper's formula
-    #: also mask the input dims (separate mask with D = n_in): true | false | auto — auto masks dense
-    #: inputs (pixels, embeddings, a lower layer's h: the paper's "first d dims of x_t") and leaves
-    #: one-hot symbol inputs unmasked (seq2seq/attention on addition), where masking dim i deletes symbol i
-    mask_input: Any = "auto"
-    m_bias_init: float = 0.0  #: initial scheduler bias b_m (> 0: start near full computation, m_t ≈ σ(b_m))
-
-
-@dataclass
-class VCLSTMCellConf(VCCellConf):
-    _target_: str = "rnnbench.cells.vc.VCLSTMCell"
-    name: str = "vclstm"
-    forget_bias: float = 0.0  #: added inside the forget-gate sigmoid
-
-
-@dataclass
-class VCRNNCellConf(VCCellConf):
-    _target_: str = "rnnbench.cells.vc.VCRNNCell"
-    name: str = "vcrnn"
-
-
-@dataclass
-class VCGRUCellConf(VCCellConf):
-    _target_: str = "rnnbench.cells.vc.VCGRUCell"
-    name: str = "vcgru"
-
-
-@dataclass
-class MLSTMCellConf(CellConf):
-    _target_: str = "rnnbench.cells.multiplicative.MLSTMCell"
-    name: str = "mlstm"
-    forget_bias: float = 0.0  #: added to the forget-gate bias at initialisation
-    #: None: m = (W_mx x) ⊙ (W_mh h), the paper's form; a number: a learnable bias b_m on the
-    #: input factor, m = (W_mx x + b_m) ⊙ (W_mh h), initialised to it
-    factor_bias: Optional[float] = None
-
-
-@dataclass
-class MRNNCellConf(CellConf):
-    _target_: str = "rnnbench.cells.multiplicative.MRNNCell"
-    name: str = "mrnn"
-    #: as mlstm: None = the paper's bias-free factor; a number = learnable b_m initialised to it
-    factor_bias: Optional[float] = None
-
-
-@dataclass
-class DeltaRNNCellConf(CellConf):
-    _target_: str = "rnnbench.cells.delta_rnn.DeltaRNNCell"
-    name: str = "delta_rnn"
-    outer_activation: str = "tanh"  #: Φ: tanh | identity | relu (the authors' TF code uses relu)
-    alpha_init: float = 2.0  #: α init (the authors' value)
-    beta1_init: float = 1.0
-    beta2_init: float = 1.0
-
 
 # ----------------------------------------------------------------------------- optimizers
 @dataclass
@@ -432,9 +351,9 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "attention_seq2seq": AttentionSeq2SeqConf,
         "lm": LMConf,
     },
-    "cell": {"lstm": LSTMCellConf, "gru": GRUCellConf, "rnn": RNNCellConf, "vclstm": VCLSTMCellConf,
-             "vcrnn": VCRNNCellConf, "vcgru": VCGRUCellConf, "mlstm": MLSTMCellConf, "mrnn": MRNNCellConf,
-             "delta_rnn": DeltaRNNCellConf},
+    # filled by the cell modules themselves (register_schema in rnnbench/cells/*.py): a new cell
+    # declares its options beside its class
+    "cell": {},
     "optimizer": {"adam": AdamConf, "adamw": AdamWConf, "sgd": SGDConf, "rmsprop": RMSpropConf},
     "regularizer": {"weight_norm": WeightNormConf, "weight_drop": WeightDropConf,
                     "variational_dropout": VariationalDropoutConf, "zoneout": ZoneoutConf, "awd": AWDConf,
@@ -499,14 +418,6 @@ RANGES: dict[type, dict[str, Union[Range, type]]] = {
     ModelConf: {"hidden_size": COUNT, "num_layers": COUNT, "dropout": PROB},
     AttentionSeq2SeqConf: {"attn_length": COUNT, "attn_size": COUNT, "attn_vec_size": COUNT},
     LMConf: {"embedding_size": COUNT},
-    LSTMCellConf: {"forget_bias": REAL},
-    # article 000: λ sharpens the mask (0 would flatten it), Thres_ε snaps within ε of 0 and 1
-    VCCellConf: {"lam": POSITIVE, "lam_final": POSITIVE, "eps": Range(0, 0.5, True, True), "target_m": UNIT,
-                 "penalty": NONNEG, "index_offset": Range(0, 1), "m_bias_init": REAL},
-    VCLSTMCellConf: {"forget_bias": REAL},
-    MLSTMCellConf: {"forget_bias": REAL, "factor_bias": REAL},
-    MRNNCellConf: {"factor_bias": REAL},
-    DeltaRNNCellConf: {"alpha_init": REAL, "beta1_init": REAL, "beta2_init": REAL},
     ClipConf: {"max_norm": POSITIVE},
     # ReduceLROnPlateau needs a factor below 1; a decay of 0 would zero the learning rate
     ScheduleConf: {"step_size": COUNT, "gamma": Range(0, 1, True, True), "patience": NONNEG, "min_lr": NONNEG},
@@ -573,14 +484,20 @@ def _children(value: Any, key: str):
             yield from _children(v, f"{key}[{i}]")
 
 
-def register_schema(group: str, name: str, node: type) -> None:
-    """Register one option schema as ``<group>/_schema_<name>`` (yaml files list it in defaults)."""
+def register_schema(group: str, name: str, node: type, ranges: Optional[dict[str, Union[Range, type]]] = None) -> None:
+    """Register one option schema as ``<group>/_schema_<name>`` (yaml files list it in defaults),
+    with the allowed values of its own numeric fields (its :data:`RANGES` entry). A cell module
+    calls this beside its class, so a new cell's options live in the cell's own file."""
     SCHEMAS.setdefault(group, {})[name] = node
+    if ranges:
+        RANGES[node] = dict(ranges)
     ConfigStore.instance().store(group=group, name=f"_schema_{name}", node=node)
 
 
 def register_configs() -> None:
-    """Store the top-level schema and every group-option schema (idempotent)."""
+    """Store the top-level schema and every group-option schema (idempotent). The cell package is
+    imported first: each cell module registers its own schema (:func:`register_schema`)."""
+    importlib.import_module("rnnbench.cells")
     cs = ConfigStore.instance()
     cs.store(name="_schema_config", node=Config)
     for group, options in SCHEMAS.items():

@@ -3,6 +3,7 @@ name -> schema, whose ``_target_`` is the class) and the classes' own attributes
 registry of ``rnnbench verify`` stays apart on purpose: it is the independent check."""
 from __future__ import annotations
 
+from . import cells as _cells  # noqa: F401  (the cell modules register their schemas on import)
 from . import config
 from .reported import Reported
 

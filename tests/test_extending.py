@@ -20,37 +20,43 @@ def doc_blocks() -> dict[str, str]:
 
 
 def test_the_doc_marks_a_block_for_each_place_it_lists():
-    assert set(doc_blocks()) == {"cell-module", "cell-conf", "cell-schema", "cell-numpy"}
+    assert set(doc_blocks()) == {"cell-module", "cell-conf", "cell-numpy"}
 
 
 def add_from_doc(tmp_path: Path, monkeypatch, *roles: str) -> str:
-    """Put the doc's blocks ``roles`` where the doc says (the module beside the tests' tmp dir,
-    the conf file in a folder Hydra also searches, the schema into ``config``, the NumPy step
-    into ``numpy_ref``; the registries restored after the test); return the searchpath override."""
+    """Put the doc's blocks ``roles`` where the doc says (the module beside the tests' tmp dir and
+    imported, as ``import rnnbench.cells`` imports every module of the package; the conf file in a
+    folder Hydra also searches; the NumPy step into ``numpy_ref``; the registries restored after the
+    test); return the searchpath override."""
+    import importlib
+    import sys
+
     from rnnbench import config
     from rnnbench.verify import numpy_ref
 
     blocks = {k: v.replace("rnnbench.cells.leaky_rnn", MODULE) for k, v in doc_blocks().items()}
+    # fresh copies: the doc's lines add to them, the test's end drops them
+    monkeypatch.setattr(config, "SCHEMAS", {k: dict(v) for k, v in config.SCHEMAS.items()})
+    monkeypatch.setattr(config, "RANGES", dict(config.RANGES))
+    monkeypatch.setattr(numpy_ref, "CELLS", dict(numpy_ref.CELLS))
     if "cell-module" in roles:
         (tmp_path / f"{MODULE}.py").write_text(blocks["cell-module"])
         monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, MODULE, raising=False)
+        importlib.import_module(MODULE)
     if "cell-conf" in roles:
         conf = tmp_path / "conf" / "cell"
         conf.mkdir(parents=True)
         (conf / "leaky_rnn.yaml").write_text(blocks["cell-conf"])
-    for role, module, names in (("cell-schema", config, ("SCHEMAS", "RANGES")), ("cell-numpy", numpy_ref, ("CELLS",))):
-        if role in roles:
-            for name in names:  # fresh copies: the doc's lines add to them, the test's end drops them
-                old = getattr(module, name)
-                monkeypatch.setattr(module, name, {k: dict(v) for k, v in old.items()} if name == "SCHEMAS" else dict(old))
-            exec(compile(blocks[role], f"extending.md:{role}", "exec"), {**vars(module)})
+    if "cell-numpy" in roles:
+        exec(compile(blocks["cell-numpy"], "extending.md:cell-numpy", "exec"), {**vars(numpy_ref)})
     return f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
 
 
 def test_a_toy_cell_added_as_the_doc_says_trains_and_verifies(tmp_path, monkeypatch):
     from rnnbench.verify import verify_run
 
-    search = add_from_doc(tmp_path, monkeypatch, "cell-module", "cell-conf", "cell-schema", "cell-numpy")
+    search = add_from_doc(tmp_path, monkeypatch, "cell-module", "cell-conf", "cell-numpy")
     run_dir = tmp_path / "run"
     results = run_in_process(["cell=leaky_rnn", "cell.leak=0.7", search, *TINY_ADD, *SMOKE], run_dir)
     assert results["status"] == "ok" and results["cell"] == "leaky_rnn"
@@ -62,12 +68,12 @@ def test_a_toy_cell_added_as_the_doc_says_trains_and_verifies(tmp_path, monkeypa
 
 
 def test_a_range_check_guards_the_toy_option(tmp_path, monkeypatch):
-    """The doc's RANGES entry is live: leak=2 is refused when the config is composed."""
+    """The range the doc's module registers is live: leak=2 is refused when the config is composed."""
     from rnnbench import config
     from rnnbench.errors import ConfigError
     from testutil import compose
 
-    search = add_from_doc(tmp_path, monkeypatch, "cell-conf", "cell-schema")
+    search = add_from_doc(tmp_path, monkeypatch, "cell-module", "cell-conf")
     cfg = compose(["cell=leaky_rnn", "cell.leak=2", search])
     with pytest.raises(ConfigError, match="cell.leak=2"):
         config.check_ranges(cfg)

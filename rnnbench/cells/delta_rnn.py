@@ -28,11 +28,13 @@ the loop; the same function); with one (zoneout)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..config import CellConf, REAL, register_schema
 from .base import Cell, State
 from .kernels.delta_rnn import _OUTER, DeltaRNNSequenceFn
 
@@ -89,3 +91,17 @@ class DeltaRNNCell(Cell):
         z = torch.tanh(torch.addcmul(xp[:, H:2 * H], vh, xp[:, :H]))
         h = self._phi(torch.lerp(z, h, xp[:, 2 * H:]))
         return h, (h,)
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass
+class DeltaRNNCellConf(CellConf):
+    _target_: str = "rnnbench.cells.delta_rnn.DeltaRNNCell"
+    name: str = "delta_rnn"
+    outer_activation: str = "tanh"  #: Φ: tanh | identity | relu (the authors' TF code uses relu)
+    alpha_init: float = 2.0  #: α init (the authors' value)
+    beta1_init: float = 1.0
+    beta2_init: float = 1.0
+
+
+register_schema("cell", "delta_rnn", DeltaRNNCellConf, ranges={"alpha_init": REAL, "beta1_init": REAL, "beta2_init": REAL})

@@ -14,11 +14,13 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..config import CellConf, register_schema
 from .base import Cell, State
 from .kernels.gru import GRUSequenceFn
 
@@ -61,3 +63,13 @@ class GRUCell(Cell):
         weights = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
         y, h = torch._VF.gru(x, state[0][None], weights, True, 1, 0.0, self.training, False, False)
         return y, (h[0],)
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass
+class GRUCellConf(CellConf):
+    _target_: str = "rnnbench.cells.gru.GRUCell"
+    name: str = "gru"
+
+
+register_schema("cell", "gru", GRUCellConf)

@@ -21,11 +21,13 @@ Three execution paths, all numerically the same function:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..config import CellConf, REAL, register_schema
 from .base import Cell, State
 from .kernels.lstm import LSTMSequenceFn, _oifg_perm
 
@@ -82,3 +84,14 @@ class LSTMCell(Cell):
         y, h, c = torch._VF.lstm(x, (h0[None], c0[None]), weights, True, 1, 0.0, self.training,
                                  False, False)
         return y, (h[0], c[0])
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass
+class LSTMCellConf(CellConf):
+    _target_: str = "rnnbench.cells.lstm.LSTMCell"
+    name: str = "lstm"
+    forget_bias: float = 0.0  #: added inside the forget-gate sigmoid (article 001)
+
+
+register_schema("cell", "lstm", LSTMCellConf, ranges={"forget_bias": REAL})

@@ -16,11 +16,13 @@ The intermediate size is ``hidden_size`` (the papers' choice, dim m = dim h).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..config import CellConf, REAL, register_schema
 from .base import Cell, State
 from .kernels.mlstm import MLSTMSequenceFn
 
@@ -145,3 +147,26 @@ class MLSTMCell(Cell):
         h0, c0 = state
         y, h, c = MLSTMSequenceFn.apply(self.project_input(x), h0, c0, self.weight_mh, self.weight_m)
         return y, (h, c)
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass
+class MLSTMCellConf(CellConf):
+    _target_: str = "rnnbench.cells.multiplicative.MLSTMCell"
+    name: str = "mlstm"
+    forget_bias: float = 0.0  #: added to the forget-gate bias at initialisation
+    #: None: m = (W_mx x) ⊙ (W_mh h), the paper's form; a number: a learnable bias b_m on the
+    #: input factor, m = (W_mx x + b_m) ⊙ (W_mh h), initialised to it
+    factor_bias: Optional[float] = None
+
+
+@dataclass
+class MRNNCellConf(CellConf):
+    _target_: str = "rnnbench.cells.multiplicative.MRNNCell"
+    name: str = "mrnn"
+    #: as mlstm: None = the paper's bias-free factor; a number = learnable b_m initialised to it
+    factor_bias: Optional[float] = None
+
+
+register_schema("cell", "mlstm", MLSTMCellConf, ranges={"forget_bias": REAL, "factor_bias": REAL})
+register_schema("cell", "mrnn", MRNNCellConf, ranges={"factor_bias": REAL})

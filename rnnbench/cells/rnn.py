@@ -6,11 +6,13 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from ..config import CellConf, register_schema
 from .base import Cell, State
 
 
@@ -37,3 +39,13 @@ class RNNCell(Cell):
         weights = [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
         y, h = torch._VF.rnn_tanh(x, state[0][None], weights, True, 1, 0.0, self.training, False, False)
         return y, (h[0],)
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass
+class RNNCellConf(CellConf):
+    _target_: str = "rnnbench.cells.rnn.RNNCell"
+    name: str = "rnn"
+
+
+register_schema("cell", "rnn", RNNCellConf)

@@ -42,12 +42,14 @@ from __future__ import annotations
 from abc import abstractmethod
 
 import math
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..reported import Reported
+from ..config import CellConf, NONNEG, POSITIVE, Range, RANGES, REAL, register_schema, UNIT
 from .base import Cell, State
 from .kernels.vc import _SNAP, VCGRUSequenceFn, VCLSTMSequenceFn
 
@@ -358,3 +360,49 @@ class VCGRUCell(VCCell):
         self._ms = list(M.unbind(0))
         self.end_sequence()
         return y, (h,)
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass
+class VCCellConf(CellConf):
+    """Options shared by the Variable Computation cells (article 000, Jernite et al. 2017)."""
+    lam: float = 1.0  #: sharpness λ of the mask σ(λ(m·D − i)) (start value when scheduled)
+    lam_schedule: str = "constant"  #: constant | linear | exp — λ from ``lam`` to ``lam_final`` over training
+    lam_final: Optional[float] = None  #: λ at the end of training (None: ``lam``)
+    eps: float = 0.1  #: Thres_ε: mask values within ε of 0 / 1 snap to 0 / 1
+    threshold: str = "soft"  #: soft (paper: gradients reach m_t) | hard (article's code)
+    target_m: float = 0.5  #: m̄, the target mean of m_t for the computation penalty
+    penalty: float = 0.0  #: weight of penalty·mean_b((mean_t m_t − m̄)²) added to the loss
+    index_offset: int = 0  #: i runs over o..D−1+o: 0 as the article's code, 1 as the paper's formula
+    #: also mask the input dims (separate mask with D = n_in): true | false | auto — auto masks dense
+    #: inputs (pixels, embeddings, a lower layer's h: the paper's "first d dims of x_t") and leaves
+    #: one-hot symbol inputs unmasked (seq2seq/attention on addition), where masking dim i deletes symbol i
+    mask_input: Any = "auto"
+    m_bias_init: float = 0.0  #: initial scheduler bias b_m (> 0: start near full computation, m_t ≈ σ(b_m))
+
+
+@dataclass
+class VCLSTMCellConf(VCCellConf):
+    _target_: str = "rnnbench.cells.vc.VCLSTMCell"
+    name: str = "vclstm"
+    forget_bias: float = 0.0  #: added inside the forget-gate sigmoid
+
+
+@dataclass
+class VCRNNCellConf(VCCellConf):
+    _target_: str = "rnnbench.cells.vc.VCRNNCell"
+    name: str = "vcrnn"
+
+
+@dataclass
+class VCGRUCellConf(VCCellConf):
+    _target_: str = "rnnbench.cells.vc.VCGRUCell"
+    name: str = "vcgru"
+
+
+# article 000: λ sharpens the mask (0 would flatten it), Thres_ε snaps within ε of 0 and 1
+RANGES[VCCellConf] = {"lam": POSITIVE, "lam_final": POSITIVE, "eps": Range(0, 0.5, True, True), "target_m": UNIT,
+                      "penalty": NONNEG, "index_offset": Range(0, 1), "m_bias_init": REAL}
+register_schema("cell", "vclstm", VCLSTMCellConf, ranges={"forget_bias": REAL})
+register_schema("cell", "vcrnn", VCRNNCellConf)
+register_schema("cell", "vcgru", VCGRUCellConf)
