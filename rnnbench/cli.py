@@ -235,7 +235,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except RnnbenchError as e:
         if debug():
             raise
-        fail(str(e))
+        fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except BrokenPipeError:  # e.g. `rnnbench --help | head`: stop quietly
