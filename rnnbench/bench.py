@@ -219,7 +219,7 @@ def build_model(cell: str, reg: str, I: int, H: int, device):
 
 def path_of(model) -> str:
     """Which execution path a row ran: native kernel, hand-written sequence, or step loop."""
-    from .cells import Cell, RNNStack
+    from .cells import RNNStack
 
     if not isinstance(model, RNNStack):
         return "native"
@@ -227,13 +227,8 @@ def path_of(model) -> str:
     cell = layer.cell
     if type(cell).__name__ == "QATCell":  # QAT wraps the cell and runs its own loop
         return "qat"
-    if layer.state_hooks or cell.compile:
-        return "loop" + ("+compile" if cell.compile else "")
-    if cell.fused and type(cell).native_forward is not Cell.native_forward:
-        return "native"
-    if type(cell).sequence_forward is not Cell.sequence_forward:
-        return "sequence"
-    return "loop"
+    path = layer.path()
+    return path + "+compile" if cell.compile else path
 
 
 # ----------------------------------------------------------------------------- timing

@@ -41,6 +41,22 @@ from ..reported import Reported
 
 State = tuple[Tensor, ...]
 StateHook = Callable[[State, State, "RecurrentLayer"], State]
+#: per state slot, the mixing factor k of :class:`StateMix` for a whole sequence (None: not mixed)
+Mix = tuple[Optional[Tensor], ...]
+
+
+class StateMix:
+    """A state hook (``f(prev_state, new_state, layer) -> state``) that mixes each state slot with
+    its previous value, ``s_t = k_t ⊙ s_{t−1} + (1 − k_t) ⊙ ŝ_t`` (zoneout), with factors that do
+    not depend on the states. Its factors can then be drawn for the whole sequence before it
+    runs, so a cell whose whole-sequence kernel takes them (:attr:`Cell.takes_state_mix`) keeps
+    its fast path instead of the per-step loop."""
+
+    def sequence_mix(self, T: int, like: Tensor, training: bool) -> Mix:
+        """``k`` per state slot for the ``T`` steps about to run, each broadcastable to
+        ``[T, B, H]`` (``like`` is a state tensor ``[B, H]``: dtype, device, shape), drawing any
+        random factors in the order the per-step hook would draw them."""
+        raise NotImplementedError
 
 #: the kinds of matrix a cell names (:meth:`Cell.matrix_names`), for regularizers and optimizer groups
 MATRIX_KINDS = ("input", "recurrent")
@@ -72,6 +88,8 @@ class Cell(nn.Module, FollowsTraining, metaclass=ABCMeta):
     #: ``rnnbench bench``'s FLOP model: (r_in, r_rec, e) — GEMM rows (in units of H) reading x
     #: and reading h (or m), and element-wise operations per hidden unit and step (forward)
     flop_model: tuple[int, int, int] = (4, 4, 10)
+    #: :meth:`sequence_forward` takes ``mix`` (the :class:`StateMix` factors): zoneout keeps the fast path
+    takes_state_mix: bool = False
 
     def __init__(self, input_size: int, hidden_size: int, fused: bool = True, compile: bool = False,
                  name: Optional[str] = None, recurrent_init: str = "default") -> None:
@@ -152,9 +170,13 @@ class Cell(nn.Module, FollowsTraining, metaclass=ABCMeta):
         """Run the whole sequence on a fused native kernel, or return None if not possible."""
         return None
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
         """A hand-written whole-sequence custom path (used when no per-step hook needs the
-        loop; e.g. the LSTM's manual BPTT), or None to use the generic :meth:`step` loop."""
+        loop; e.g. the LSTM's manual BPTT), or None to use the generic :meth:`step` loop. A cell
+        with :attr:`takes_state_mix` is also called with ``mix``: a function that draws the
+        :class:`StateMix` factors, to be called once its weights are read (the order in which the
+        per-step loop draws a weight-drop mask and the zoneout masks)."""
         return None
 
     def extra_loss(self) -> Optional[Tensor]:
@@ -224,6 +246,24 @@ class RecurrentLayer(nn.Module):
         self.input_hooks: list[Callable[[Tensor, "RecurrentLayer"], Tensor]] = []
         self._compiled_step = None
 
+    def _mix_hook(self) -> Optional[StateMix]:
+        """The one :class:`StateMix` hook a cell with :attr:`~Cell.takes_state_mix` runs inside
+        its kernel, or None (no hook, other hooks, or a cell that does not take it)."""
+        hooks = self.state_hooks
+        if len(hooks) == 1 and isinstance(hooks[0], StateMix) and self.cell.takes_state_mix:
+            return hooks[0]
+        return None
+
+    def path(self) -> str:
+        """Which path :meth:`forward` takes: ``native`` (the fused kernel), ``sequence`` (the
+        cell's hand-written whole-sequence function) or ``loop`` (``step`` per time step)."""
+        cell = self.cell
+        if self.state_hooks and self._mix_hook() is None or cell.compile:
+            return "loop"
+        if not self.state_hooks and cell.fused and type(cell).native_forward is not Cell.native_forward:
+            return "native"
+        return "sequence" if type(cell).sequence_forward is not Cell.sequence_forward else "loop"
+
     @property
     def needs_loop(self) -> bool:
         """True when the native fused kernel is not used (a state hook, or ``cell.fused=false``)."""
@@ -242,11 +282,15 @@ class RecurrentLayer(nn.Module):
         for hook in self.input_hooks:
             x = hook(x, self)
         with parametrize.cached():
-            if not self.state_hooks:
+            mix_hook = self._mix_hook()
+            if not self.state_hooks or mix_hook is not None:
                 xr = x.flip(0) if self.reverse else x
-                out = self.cell.native_forward(xr, state) if self.cell.fused else None
-                if out is None:
+                out = self.cell.native_forward(xr, state) if self.cell.fused and mix_hook is None else None
+                if out is None and mix_hook is None:
                     out = self.cell.sequence_forward(xr, state)
+                elif out is None:
+                    out = self.cell.sequence_forward(
+                        xr, state, mix=lambda: mix_hook.sequence_mix(x.shape[0], state[0], self.training))
                 if out is not None:
                     y, state = out
                     return (y.flip(0) if self.reverse else y), state

@@ -17,18 +17,20 @@ Three execution paths, all numerically the same function:
   a hand-written forward/BPTT (no autograd recording inside the loop, buffers allocated once, gates reordered to
   o, i, f, g so one sigmoid covers three gates and one multiply the three ``dc`` terms,
   ``dW_hh``, ``dW_ih`` and ``dx`` as one GEMM each over all steps);
-* any per-step hook (zoneout): :meth:`LSTMCell.step`, one ``addmm`` per step under autograd.
+* zoneout (and no other per-step hook), fused or not: ``LSTMSequenceFn`` with the masks drawn
+  for the whole sequence up front (the same numbers the per-step hook would draw);
+* any other per-step hook: :meth:`LSTMCell.step`, one ``addmm`` per step under autograd.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..config import CellConf, REAL, register_schema
-from .base import Cell, State
+from .base import Cell, Mix, State
 from .kernels.lstm import LSTMSequenceFn, _oifg_perm
 
 
@@ -36,6 +38,7 @@ class LSTMCell(Cell):
     num_states = 2
     gates = 4
     flop_model = (4, 4, 10)  # 3 σ, 2 tanh, 5 mul/add
+    takes_state_mix = True  # zoneout runs inside LSTMSequenceFn
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
@@ -68,14 +71,17 @@ class LSTMCell(Cell):
         h = torch.sigmoid(gates[:, 3 * H:]) * torch.tanh(c)
         return h, (h, c)
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """The custom whole-sequence path (``fused=False``, no hooks): :class:`~rnnbench.cells.kernels.lstm.LSTMSequenceFn`."""
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """The custom whole-sequence path (``fused=False`` or zoneout, no other hook):
+        :class:`~rnnbench.cells.kernels.lstm.LSTMSequenceFn`, with zoneout's masks (``mix``)."""
         if self.compile or x.shape[0] == 0:
             return None
         perm = _oifg_perm(self.hidden_size, x.device)
         h0, c0 = state
-        y, h, c = LSTMSequenceFn.apply(x, self.weight_ih[perm], (self._bias_ih() + self.bias_hh)[perm], h0, c0,
-                                       self.weight_hh[perm])
+        w_ih, b, w_hh = self.weight_ih[perm], (self._bias_ih() + self.bias_hh)[perm], self.weight_hh[perm]
+        kh, kc = mix() if mix is not None else (None, None)  # drawn after the weights, as the loop does
+        y, h, c = LSTMSequenceFn.apply(x, w_ih, b, h0, c0, w_hh, kh, kc)
         return y, (h, c)
 
     def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:

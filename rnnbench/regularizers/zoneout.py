@@ -11,8 +11,11 @@ Training, for each unit independently:
     h_t = z_h · h_{t-1} + (1 − z_h) · ĥ_t,   c_t = z_c · c_{t-1} + (1 − z_c) · ĉ_t
 
 A new mask at each step as in the paper (``locked=false``), or one mask per sequence reused
-at every step (``locked=true``). Attached as a ``RecurrentLayer.state_hooks`` entry, so the
-layer runs its per-step loop. State slot 0 is h (z_h); slot 1 of a two-state cell is c (z_c);
+at every step (``locked=true``). Attached as a ``RecurrentLayer.state_hooks`` entry that is a
+:class:`~rnnbench.cells.base.StateMix`: a cell whose whole-sequence kernel takes the masks
+(``Cell.takes_state_mix``: the LSTM) gets them drawn for the whole sequence up front — the same
+random numbers, in the same order, as the per-step hook draws — and keeps its fast path; other
+cells run the per-step loop with the hook. State slot 0 is h (z_h); slot 1 of a two-state cell is c (z_c);
 single-state cells (rnn, gru) get z_h only and ``z_c`` is ignored for them. Cells with more
 than two state tensors are refused (their extra slots have no defined zoneout).
 """
@@ -24,7 +27,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import RecurrentLayer, State
+from ..cells.base import Mix, RecurrentLayer, State, StateMix
 from ..errors import ConfigError
 from .base import Regularizer, cell_name, layers_of
 
@@ -41,8 +44,9 @@ def zoneout_mix(prev: Tensor, new: Tensor, z: float, training: bool, mask: Optio
     return torch.where(d, prev, new)
 
 
-class ZoneoutHook:
-    """``state_hooks`` entry ``f(prev_state, new_state, layer) -> state``."""
+class ZoneoutHook(StateMix):
+    """``state_hooks`` entry ``f(prev_state, new_state, layer) -> state``; as a :class:`StateMix`,
+    ``k`` is the keep mask ``d`` (training) or ``z`` (evaluation)."""
 
     def __init__(self, zs: tuple[float, ...], locked: bool) -> None:
         self.zs = zs
@@ -52,6 +56,23 @@ class ZoneoutHook:
 
     def new_sequence(self) -> None:
         self._masks = {}
+
+    def sequence_mix(self, T: int, like: Tensor, training: bool) -> Mix:
+        """The masks of the next ``T`` steps: one ``torch.rand`` of ``[T, k, B, H]`` (locked: ``[k,
+        B, H]``) for the ``k`` slots with ``z > 0`` — the numbers the per-step hook would draw
+        (``rand_like`` of slot h, then slot c, at every step; CPU generators fill in order)."""
+        zs = self.zs
+        if not training:
+            return tuple(like.new_tensor(z) if z > 0 else None for z in zs)
+        drawn = [i for i, z in enumerate(zs) if z > 0]
+        if not drawn:
+            return tuple(None for _ in zs)
+        shape = (len(drawn), *like.shape) if self.locked else (T, len(drawn), *like.shape)
+        r = torch.rand(shape, dtype=like.dtype, device=like.device)
+        out: list[Optional[Tensor]] = [None] * len(zs)
+        for j, i in enumerate(drawn):
+            out[i] = (r[j] < zs[i]).to(like.dtype) if self.locked else (r[:, j] < zs[i]).to(like.dtype)
+        return tuple(out)
 
     def __call__(self, prev: State, new: State, layer: RecurrentLayer) -> State:
         training = layer.training

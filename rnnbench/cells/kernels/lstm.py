@@ -31,7 +31,7 @@ class LSTMSequenceFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, w_ih: Tensor, b: Tensor, h0: Tensor, c0: Tensor,  # type: ignore[override]
-                w_hh: Tensor):
+                w_hh: Tensor, kh: Optional[Tensor] = None, kc: Optional[Tensor] = None):
         T, B, _ = x.shape
         G = w_hh.shape[0]
         H = G // 4
@@ -56,14 +56,25 @@ class LSTMSequenceFn(torch.autograd.Function):
         psig, po, pi, pf, pg = (P[..., :3 * H].unbind(0), P[..., :H].unbind(0), P[..., H:2 * H].unbind(0),
                                 P[..., 2 * H:3 * H].unbind(0), P[..., 3 * H:].unbind(0))
         q_ = q.unbind(0)
+        # zoneout (kh, kc: [T, B, H] views, 1 = keep the previous value): the cell's new ĉ, ĥ go
+        # to scratch rows and c_t = lerp(ĉ_t, c_{t−1}, kc_t), h_t = lerp(ĥ_t, h_{t−1}, kh_t)
+        kh_ = kh.expand(T, B, H).unbind(0) if kh is not None else None
+        kc_ = kc.expand(T, B, H).unbind(0) if kc is not None else None
+        c_hat, h_hat = x.new_empty(B, H), x.new_empty(B, H)
         for t in range(T):
             g_all[t].addmm_(h_[t], wt)
             sig[t].sigmoid_()
             th[t].tanh_()
-            torch.mul(f_[t], c_[t], out=c_[t + 1])
-            c_[t + 1].addcmul_(i_[t], th[t])
-            torch.tanh(c_[t + 1], out=tc_[t])
-            torch.mul(o_[t], tc_[t], out=h_[t + 1])
+            cn = c_hat if kc_ is not None else c_[t + 1]
+            torch.mul(f_[t], c_[t], out=cn)
+            cn.addcmul_(i_[t], th[t])
+            torch.tanh(cn, out=tc_[t])
+            if kc_ is not None:
+                torch.lerp(cn, c_[t], kc_[t], out=c_[t + 1])
+            hn = h_hat if kh_ is not None else h_[t + 1]
+            torch.mul(o_[t], tc_[t], out=hn)
+            if kh_ is not None:
+                torch.lerp(hn, h_[t], kh_[t], out=h_[t + 1])
             if grad:
                 torch.addcmul(sig[t], sig[t], sig[t], value=-1, out=psig[t])  # σ' = s − s²
                 po[t].mul_(tc_[t])  # p_o = tanh(c) σ'(o)
@@ -73,15 +84,21 @@ class LSTMSequenceFn(torch.autograd.Function):
                 torch.addcmul(i_[t], i_[t], tmp, value=-1, out=pg[t])  # p_g = i (1 − g²)
                 torch.mul(tc_[t], tc_[t], out=tmp)
                 torch.addcmul(o_[t], o_[t], tmp, value=-1, out=q_[t])  # q = o (1 − tanh²(c))
-        ctx.save_for_backward(x, w_ih, gates, hs, P, q, w_hh)
+                if kh_ is not None:  # dL/dĥ = (1 − kh) dL/dh: folded into the factors of ĥ
+                    torch.sub(1, kh_[t], out=tmp)
+                    po[t].mul_(tmp)
+                    q_[t].mul_(tmp)
+        ctx.save_for_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc)
         return hs[1:], hs[T].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor]):  # type: ignore[override]
-        x, w_ih, gates, hs, P, q, w_hh = ctx.saved_tensors
+        x, w_ih, gates, hs, P, q, w_hh, kh, kc = ctx.saved_tensors
         T, B, G = gates.shape
         H = G // 4
+        if kh is not None or kc is not None:
+            return _zoneout_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc, dy, dhT, dcT, ctx.needs_input_grad[0])
         f = gates[..., 2 * H:3 * H]
         p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
         dgates = torch.empty_like(gates)
@@ -110,4 +127,65 @@ class LSTMSequenceFn(torch.autograd.Function):
         dw_hh = torch.mm(dg2.t(), hs[:-1].reshape(T * B, H))
         dx = torch.mm(dg2, w_ih).view(x.shape) if ctx.needs_input_grad[0] else None
         dw_ih = torch.mm(dg2.t(), x.reshape(T * B, -1))
-        return dx, dw_ih, dg2.sum(0), dh0, dc, dw_hh
+        return dx, dw_ih, dg2.sum(0), dh0, dc, dw_hh, None, None
+
+
+def _zoneout_backward(x: Tensor, w_ih: Tensor, gates: Tensor, hs: Tensor, P: Tensor, q: Tensor, w_hh: Tensor,
+                      kh: Optional[Tensor], kc: Optional[Tensor], dy: Optional[Tensor], dhT: Optional[Tensor],
+                      dcT: Optional[Tensor], need_dx: bool):
+    """BPTT of :class:`LSTMSequenceFn` with zoneout, ``h_t = kh_t h_{t−1} + (1 − kh_t) ĥ_t`` and
+    ``c_t = kc_t c_{t−1} + (1 − kc_t) ĉ_t`` (the forward folded ``1 − kh`` into ``p_o`` and ``q``):
+
+        Dh_t = dy_t + dgates_{t+1} W_hh + kh_{t+1} Dh_{t+1}      (dL/dh_t, all paths)
+        Dc_t = kc_{t+1} Dc_{t+1} + f_{t+1} dĉ_{t+1}               (dL/dc_t)
+        dĉ_t = (1 − kc_t) Dc_t + q_t Dh_t,   dgates_t = [Dh_t p_o, dĉ_t p_i, dĉ_t p_f, dĉ_t p_g]
+    """
+    T, B, G = gates.shape
+    H = G // 4
+    kh_ = kh.expand(T, B, H).unbind(0) if kh is not None else None
+    kc_ = kc.expand(T, B, H).unbind(0) if kc is not None else None
+    f_ = gates[..., 2 * H:3 * H].unbind(0)
+    p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
+    dgates = torch.empty_like(gates)
+    dh = hs.new_empty(T, B, H)
+    dh[T - 1] = dy[T - 1] if dy is not None else 0
+    if dhT is not None:
+        dh[T - 1] += dhT
+    Dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)
+    dc_hat, tmp = gates.new_empty(B, H), gates.new_empty(B, H)
+    dg_, dh_ = dgates.unbind(0), dh.unbind(0)
+    dgo_, dgifg_ = dgates[..., :H].unbind(0), dgates[..., H:].view(T, B, 3, H).unbind(0)
+    q_, po_, pifg_ = q.unbind(0), p_o.unbind(0), p_ifg.unbind(0)
+    dy_ = dy.unbind(0) if dy is not None else None
+    for t in range(T - 1, -1, -1):
+        if t < T - 1:
+            if dy_ is not None:
+                torch.addmm(dy_[t], dg_[t + 1], w_hh, out=dh_[t])
+            else:
+                torch.mm(dg_[t + 1], w_hh, out=dh_[t])
+            if kh_ is not None:
+                dh_[t].addcmul_(kh_[t + 1], dh_[t + 1])
+            if kc_ is not None:
+                Dc.mul_(kc_[t + 1])
+                Dc.addcmul_(f_[t + 1], dc_hat)
+            else:
+                torch.mul(f_[t + 1], dc_hat, out=Dc)
+        if kc_ is not None:
+            torch.sub(1, kc_[t], out=tmp)
+            torch.mul(Dc, tmp, out=dc_hat)
+        else:
+            dc_hat.copy_(Dc)
+        dc_hat.addcmul_(dh_[t], q_[t])
+        torch.mul(dh_[t], po_[t], out=dgo_[t])
+        torch.mul(dc_hat.unsqueeze(1), pifg_[t], out=dgifg_[t])
+    dh0 = torch.mm(dg_[0], w_hh)
+    if kh_ is not None:
+        dh0.addcmul_(kh_[0], dh_[0])
+    dc0 = f_[0] * dc_hat
+    if kc_ is not None:
+        dc0.addcmul_(kc_[0], Dc)
+    dg2 = dgates.view(T * B, G)
+    dw_hh = torch.mm(dg2.t(), hs[:-1].reshape(T * B, H))
+    dx = torch.mm(dg2, w_ih).view(x.shape) if need_dx else None
+    dw_ih = torch.mm(dg2.t(), x.reshape(T * B, -1))
+    return dx, dw_ih, dg2.sum(0), dh0, dc0, dw_hh, None, None

@@ -1,0 +1,113 @@
+"""Zoneout inside the LSTM's whole-sequence kernel: its masks drawn for the whole sequence up front
+are the numbers the per-step hook draws, and the kernel with them is the per-step loop's function
+(outputs, states, every gradient; float64), trained and evaluated, locked or not, with weight drop."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnbench.cells.kernels.lstm import LSTMSequenceFn
+from rnnbench.regularizers import apply_regularizers
+
+from regutil import classifier
+
+ZONEOUTS = [dict(z_h=0.3, z_c=0.6), dict(z_h=0.3, z_c=0.6, locked=True), dict(z_h=0.0, z_c=0.5),
+            dict(z_h=0.2, z_c=0.0)]
+
+
+def _pair(regs: dict, fused: bool, bidirectional: bool = False, layers: int = 1):
+    """Two copies of one model: ``fast`` as built (zoneout in the kernel), ``loop`` whose zoneout
+    hooks are wrapped in plain functions, so its layers run the per-step loop with the hook."""
+    torch.manual_seed(0)
+    fast = classifier("lstm", hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
+    apply_regularizers(fast, regs)
+    loop = classifier("lstm", hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
+    apply_regularizers(loop, regs)
+    loop.load_state_dict(fast.state_dict())
+    for layer in loop.rnn.recurrent_layers():
+        hook = layer.state_hooks[-1]
+        layer.state_hooks[-1] = lambda p, n, lyr, hook=hook: hook(p, n, lyr)
+    assert {lyr.path() for lyr in fast.rnn.recurrent_layers()} == {"sequence"}
+    assert {lyr.path() for lyr in loop.rnn.recurrent_layers()} == {"loop"}
+    return fast, loop
+
+
+def _run(model, x, seed):
+    torch.manual_seed(seed)
+    out = model(x)
+    out.pow(2).sum().backward()
+    return out, {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("zs", ZONEOUTS, ids=lambda z: "-".join(f"{k}{v}" for k, v in z.items()))
+def test_kernel_equals_the_loop_in_training(zs, fused):
+    fast, loop = _pair({"zoneout": zs}, fused)
+    x = torch.randn(5, 9, 5, dtype=torch.float64)
+    a, ga = _run(fast.train(), x, seed=7)
+    b, gb = _run(loop.train(), x, seed=7)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
+
+
+def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval():
+    fast, loop = _pair({"zoneout": dict(z_h=0.25, z_c=0.5)}, fused=True, bidirectional=True, layers=2)
+    x = torch.randn(4, 8, 5, dtype=torch.float64)
+    for train in (True, False):
+        a, ga = _run(fast.train(train), x, seed=3)
+        b, gb = _run(loop.train(train), x, seed=3)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        for n in ga:
+            torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
+            ga[n].zero_(), gb[n].zero_()
+
+
+def test_kernel_equals_the_loop_with_weight_drop():
+    """Weight drop's mask is drawn when the recurrent weight is first read, before the zoneout
+    masks, in both paths: the same random numbers go to the same places."""
+    fast, loop = _pair({"weight_drop": dict(p=0.4), "zoneout": dict(z_h=0.1, z_c=0.4)}, fused=False)
+    x = torch.randn(4, 6, 5, dtype=torch.float64)
+    a, ga = _run(fast.train(), x, seed=11)
+    b, gb = _run(loop.train(), x, seed=11)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
+
+
+@pytest.mark.parametrize("kind", ["masks", "expectation", "h_only", "c_only", "locked"])
+def test_gradcheck_with_zoneout(kind):
+    torch.manual_seed(1)
+    T, B, I, H = 4, 3, 2, 3
+    d = dict(dtype=torch.float64)
+    x = torch.randn(T, B, I, **d, requires_grad=True)
+    w_ih = torch.randn(4 * H, I, **d, requires_grad=True)
+    b = torch.randn(4 * H, **d, requires_grad=True)
+    h0 = torch.randn(B, H, **d, requires_grad=True)
+    c0 = torch.randn(B, H, **d, requires_grad=True)
+    w_hh = torch.randn(4 * H, H, **d, requires_grad=True)
+    mask = lambda *s: (torch.rand(*s) < 0.5).double()  # noqa: E731
+    kh, kc = {"masks": (mask(T, B, H), mask(T, B, H)),
+              "expectation": (torch.tensor(0.3, **d), torch.tensor(0.6, **d)),
+              "h_only": (mask(T, B, H), None), "c_only": (None, mask(T, B, H)),
+              "locked": (mask(B, H), mask(B, H))}[kind]
+    fn = lambda *a: LSTMSequenceFn.apply(*a, kh, kc)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, w_ih, b, h0, c0, w_hh))
+
+
+def test_masks_are_the_hooks_numbers():
+    """The up-front draw and the per-step hook's draws, from the same seed, keep the same units."""
+    from rnnbench.regularizers.zoneout import ZoneoutHook
+
+    like = torch.zeros(16, 8)
+    for locked in (False, True):
+        hook = ZoneoutHook((0.3, 0.6), locked)
+        torch.manual_seed(5)
+        kh, kc = hook.sequence_mix(6, like, training=True)
+        torch.manual_seed(5)
+        hook.new_sequence()
+        steps = []
+        for t in range(6):  # prev = 1, new = 0: the output is the keep mask
+            steps.append(hook((like + 1, like + 1), (like, like), torch.nn.Module()))
+        for slot, k in ((0, kh), (1, kc)):
+            torch.testing.assert_close(k.expand(6, 16, 8), torch.stack([s[slot] for s in steps]))
