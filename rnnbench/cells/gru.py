@@ -10,24 +10,27 @@
 * ``fused=False`` and no per-step hook: ``GRUSequenceFn`` (:mod:`rnnbench.cells.kernels.gru`), a hand-written forward/BPTT
   (no autograd recording inside the loop, buffers allocated once, 6 ops per forward step —
   plus the backward factors, while the step is in cache — and 4 per backward step, ``dW_hh`` as one GEMM over all steps);
-* any per-step hook (zoneout): :meth:`GRUCell.step` under autograd.
+* zoneout (and no other per-step hook), fused or not: ``GRUSequenceFn`` with the masks drawn
+  for the whole sequence up front (the numbers the per-step hook would draw);
+* any other per-step hook: :meth:`GRUCell.step` under autograd.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..config import CellConf, register_schema
-from .base import Cell, State
+from .base import Cell, Mix, State
 from .kernels.gru import GRUSequenceFn
 
 
 class GRUCell(Cell):
     num_states = 1
     flop_model = (3, 3, 12)
+    takes_state_mix = True  # zoneout runs inside GRUSequenceFn
 
     def __init__(self, input_size: int, hidden_size: int, **kw) -> None:
         super().__init__(input_size, hidden_size, **kw)
@@ -52,11 +55,15 @@ class GRUCell(Cell):
         h = n + z * (h - n)
         return h, (h,)
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """The custom whole-sequence path (``fused=False``, no hooks): ``kernels.gru.GRUSequenceFn``."""
-        if self.compile:
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """The custom whole-sequence path (``fused=False`` or zoneout, no other hook):
+        ``kernels.gru.GRUSequenceFn``, with zoneout's masks (``mix``)."""
+        if self.compile or x.shape[0] == 0:
             return None
-        y, h = GRUSequenceFn.apply(self.project_input(x), state[0], self.weight_hh, self.bias_hh)
+        xp, w_hh, b_hh = self.project_input(x), self.weight_hh, self.bias_hh
+        k = mix()[0] if mix is not None else None  # drawn after the weights, as the loop does
+        y, h = GRUSequenceFn.apply(xp, state[0], w_hh, b_hh, k)
         return y, (h,)
 
     def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:

@@ -1,4 +1,4 @@
-"""Zoneout inside the LSTM's whole-sequence kernel: its masks drawn for the whole sequence up front
+"""Zoneout inside the LSTM's and the GRU's whole-sequence kernels: its masks drawn for the whole sequence up front
 are the numbers the per-step hook draws, and the kernel with them is the per-step loop's function
 (outputs, states, every gradient; float64), trained and evaluated, locked or not, with weight drop."""
 from __future__ import annotations
@@ -15,13 +15,13 @@ ZONEOUTS = [dict(z_h=0.3, z_c=0.6), dict(z_h=0.3, z_c=0.6, locked=True), dict(z_
             dict(z_h=0.2, z_c=0.0)]
 
 
-def _pair(regs: dict, fused: bool, bidirectional: bool = False, layers: int = 1):
+def _pair(regs: dict, fused: bool, bidirectional: bool = False, layers: int = 1, cell: str = "lstm"):
     """Two copies of one model: ``fast`` as built (zoneout in the kernel), ``loop`` whose zoneout
     hooks are wrapped in plain functions, so its layers run the per-step loop with the hook."""
     torch.manual_seed(0)
-    fast = classifier("lstm", hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
+    fast = classifier(cell, hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
     apply_regularizers(fast, regs)
-    loop = classifier("lstm", hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
+    loop = classifier(cell, hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
     apply_regularizers(loop, regs)
     loop.load_state_dict(fast.state_dict())
     for layer in loop.rnn.recurrent_layers():
@@ -39,10 +39,11 @@ def _run(model, x, seed):
     return out, {n: p.grad for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("zs", ZONEOUTS, ids=lambda z: "-".join(f"{k}{v}" for k, v in z.items()))
-def test_kernel_equals_the_loop_in_training(zs, fused):
-    fast, loop = _pair({"zoneout": zs}, fused)
+def test_kernel_equals_the_loop_in_training(zs, fused, cell):
+    fast, loop = _pair({"zoneout": zs}, fused, cell=cell)
     x = torch.randn(5, 9, 5, dtype=torch.float64)
     a, ga = _run(fast.train(), x, seed=7)
     b, gb = _run(loop.train(), x, seed=7)
@@ -51,8 +52,9 @@ def test_kernel_equals_the_loop_in_training(zs, fused):
         torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
 
 
-def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval():
-    fast, loop = _pair({"zoneout": dict(z_h=0.25, z_c=0.5)}, fused=True, bidirectional=True, layers=2)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
+    fast, loop = _pair({"zoneout": dict(z_h=0.25, z_c=0.5)}, fused=True, bidirectional=True, layers=2, cell=cell)
     x = torch.randn(4, 8, 5, dtype=torch.float64)
     for train in (True, False):
         a, ga = _run(fast.train(train), x, seed=3)
@@ -63,10 +65,11 @@ def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval():
             ga[n].zero_(), gb[n].zero_()
 
 
-def test_kernel_equals_the_loop_with_weight_drop():
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_kernel_equals_the_loop_with_weight_drop(cell):
     """Weight drop's mask is drawn when the recurrent weight is first read, before the zoneout
     masks, in both paths: the same random numbers go to the same places."""
-    fast, loop = _pair({"weight_drop": dict(p=0.4), "zoneout": dict(z_h=0.1, z_c=0.4)}, fused=False)
+    fast, loop = _pair({"weight_drop": dict(p=0.4), "zoneout": dict(z_h=0.1, z_c=0.4)}, fused=False, cell=cell)
     x = torch.randn(4, 6, 5, dtype=torch.float64)
     a, ga = _run(fast.train(), x, seed=11)
     b, gb = _run(loop.train(), x, seed=11)
@@ -93,6 +96,22 @@ def test_gradcheck_with_zoneout(kind):
               "locked": (mask(B, H), mask(B, H))}[kind]
     fn = lambda *a: LSTMSequenceFn.apply(*a, kh, kc)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, w_ih, b, h0, c0, w_hh))
+
+
+@pytest.mark.parametrize("kind", ["masks", "expectation", "locked"])
+def test_gru_gradcheck_with_zoneout(kind):
+    from rnnbench.cells.kernels.gru import GRUSequenceFn
+
+    torch.manual_seed(2)
+    T, B, H = 4, 3, 3
+    d = dict(dtype=torch.float64)
+    xp = torch.randn(T, B, 3 * H, **d, requires_grad=True)
+    h0 = torch.randn(B, H, **d, requires_grad=True)
+    w_hh = torch.randn(3 * H, H, **d, requires_grad=True)
+    b_hh = torch.randn(3 * H, **d, requires_grad=True)
+    k = {"masks": (torch.rand(T, B, H) < 0.5).double(), "expectation": torch.tensor(0.3, **d),
+         "locked": (torch.rand(B, H) < 0.5).double()}[kind]
+    assert torch.autograd.gradcheck(lambda *a: GRUSequenceFn.apply(*a, k), (xp, h0, w_hh, b_hh))
 
 
 def test_masks_are_the_hooks_numbers():

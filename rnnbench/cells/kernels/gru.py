@@ -14,13 +14,18 @@ class GRUSequenceFn(torch.autograd.Function):
     Inputs: ``xp [T, B, 3H]`` (``W_ih x + b_ih``), ``h0 [B, H]``, ``w_hh [3H, H]``,
     ``b_hh [3H]``. Output ``(y [T, B, H], h_T)``. Per step: ``hp = b_hh + h W_hh^T``,
     ``[r, z] = σ(x_rz + hp_rz)``, ``n = tanh(x_n + r ⊙ hp_n)``, ``h = lerp(n, h, z)``
-    (= ``n + z ⊙ (h − n)``).
+    (= ``n + z ⊙ (h − n)``). With zoneout (``k [T, B, H]`` or broadcastable, 1 = keep the
+    previous value), ``h_t = lerp(ĥ_t, h_{t−1}, k_t)``: a GRU step whose update gate is
+    ``z' = z + k (1 − z)``, so the backward scales the factors of ``n`` and ``z`` by ``1 − k`` and
+    carries ``z'`` to ``h_{t−1}``.
     """
 
     @staticmethod
-    def forward(ctx: Any, xp: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor):  # type: ignore[override]
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, w_hh: Tensor, b_hh: Tensor,  # type: ignore[override]
+                k: Optional[Tensor] = None):
         T, B, G = xp.shape
         H = G // 3
+        k_ = k.expand(T, B, H).unbind(0) if k is not None else None
         wt = w_hh.t()
         grad = any(ctx.needs_input_grad)
         hp = xp.new_empty(T, B, G)  # W_hh h + b_hh
@@ -47,14 +52,21 @@ class GRUSequenceFn(torch.autograd.Function):
             torch.add(xrz_[t], hrz_[t], out=rz_[t]).sigmoid_()
             torch.addcmul(xn_[t], r_[t], hn_[t], out=n_[t]).tanh_()
             torch.lerp(n_[t], h_[t], z_[t], out=h_[t + 1])
+            if k_ is not None:
+                h_[t + 1].lerp_(h_[t], k_[t])
             if grad:
                 s = rz_[t].view(B, 2, H)
                 torch.addcmul(s, s, s, value=-1, out=crz_[t])  # σ' = s − s² for r, z
                 torch.mul(n_[t], n_[t], out=tmp)
                 torch.addcmul(tmp, z_[t], tmp, value=-1, out=a_[t]).neg_().sub_(z_[t]).add_(1)  # (1 − z)(1 − n²)
+                if k_ is not None:
+                    a_[t].mul_(1 - k_[t])  # (1 − k)(1 − z)(1 − n²)
                 cr_[t].mul_(a_[t]).mul_(hn_[t])  # dL/d(pre_r) = dh a hp_n σ'(r)
                 torch.sub(h_[t], n_[t], out=tmp)
                 cz_[t].mul_(tmp)  # dL/d(pre_z) = dh (h_{t-1} − n) σ'(z)
+                if k_ is not None:
+                    cz_[t].mul_(1 - k_[t])
+                    z_[t].lerp_(torch.ones_like(tmp), k_[t])  # z' = z + k (1 − z): dh_{t−1} = dh z'
                 torch.mul(a_[t], r_[t], out=cn_[t])  # dL/d(hp_n) = dh a r
         ctx.save_for_backward(coef, a, rz, hs, w_hh)
         return hs[1:], hs[T].clone()
@@ -82,4 +94,4 @@ class GRUSequenceFn(torch.autograd.Function):
             dh = torch.addmm(tmp, dhp_[t], w_hh)
         dxp = torch.cat([dhp[..., :2 * H], D.mul_(a)], -1)
         dw = torch.mm(dhp.view(T * B, G).t(), hs[:-1].reshape(T * B, H))
-        return dxp, dh, dw, dhp.view(T * B, G).sum(0)
+        return dxp, dh, dw, dhp.view(T * B, G).sum(0), None
