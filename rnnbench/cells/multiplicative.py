@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..config import CellConf, REAL, register_schema
-from .base import Cell, State
+from .base import Cell, Mix, State
 from .kernels.mlstm import MLSTMSequenceFn
 
 
@@ -100,6 +100,7 @@ class MLSTMCell(Cell):
 
     num_states = 2
     flop_model = (5, 5, 12)  # W_mh (H) + W_m (4H) per step
+    takes_state_mix = True  # zoneout runs inside MLSTMSequenceFn
     #: for the regularizers: W_mh and W_m* act on h through the factored recurrence
     regularizer_weights = {"input": ("weight_ix",), "recurrent": ("weight_mh", "weight_m")}
 
@@ -140,12 +141,16 @@ class MLSTMCell(Cell):
         h = torch.tanh(c * o)
         return h, (h, c)
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook: the whole sequence through ``kernels.mlstm.MLSTMSequenceFn`` (same function)."""
-        if self.compile:
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook but zoneout: the whole sequence through
+        ``kernels.mlstm.MLSTMSequenceFn`` (same function), with zoneout's masks (``mix``)."""
+        if self.compile or x.shape[0] == 0:
             return None
         h0, c0 = state
-        y, h, c = MLSTMSequenceFn.apply(self.project_input(x), h0, c0, self.weight_mh, self.weight_m)
+        xp, w_mh, w_m = self.project_input(x), self.weight_mh, self.weight_m
+        kh, kc = mix() if mix is not None else (None, None)  # drawn after the weights, as the loop does
+        y, h, c = MLSTMSequenceFn.apply(xp, h0, c0, w_mh, w_m, kh, kc)
         return y, (h, c)
 
 
