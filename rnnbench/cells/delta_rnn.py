@@ -20,28 +20,29 @@ Everything that depends on x only — ``α ⊙ Wx + β1``, ``β2 ⊙ Wx + b_z`` 
 for all steps before the loop, so a step is one matmul ``V h`` and four element-wise ops:
 ``z = tanh(Vh ⊙ (α⊙Wx + β1) + (β2⊙Wx + b_z))``, ``h = Φ(z + r ⊙ (h − z))``.
 
-Without a per-step hook the whole sequence runs in ``DeltaRNNSequenceFn``
-(:mod:`rnnbench.cells.kernels.delta_rnn`: a hand-written forward/BPTT without autograd inside
-the loop; the same function); with one (zoneout)
-:meth:`DeltaRNNCell.step` runs under autograd.
+Without a per-step hook, or with zoneout alone, the whole sequence runs in
+``DeltaRNNSequenceFn`` (:mod:`rnnbench.cells.kernels.delta_rnn`: a hand-written forward/BPTT
+without autograd inside the loop, zoneout's masks drawn for the sequence up front; the same
+function); with another hook :meth:`DeltaRNNCell.step` runs under autograd.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..config import CellConf, REAL, register_schema
-from .base import Cell, State
+from .base import Cell, Mix, State
 from .kernels.delta_rnn import _OUTER, DeltaRNNSequenceFn
 
 
 class DeltaRNNCell(Cell):
     num_states = 1
     flop_model = (1, 1, 10)
+    takes_state_mix = True  # zoneout runs inside DeltaRNNSequenceFn
 
     def __init__(self, input_size: int, hidden_size: int, outer_activation: str = "tanh",
                  alpha_init: float = 2.0, beta1_init: float = 1.0, beta2_init: float = 1.0, **kw: Any) -> None:
@@ -77,11 +78,15 @@ class DeltaRNNCell(Cell):
         return torch.cat([torch.addcmul(self.beta1, self.alpha, wx), torch.addcmul(self.bias_z, self.beta2, wx),
                           torch.sigmoid(wx + self.bias_r)], -1)
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook: the whole sequence through ``kernels.delta_rnn.DeltaRNNSequenceFn``."""
-        if self.compile:
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook but zoneout: the whole sequence through
+        ``kernels.delta_rnn.DeltaRNNSequenceFn``, with zoneout's masks (``mix``)."""
+        if self.compile or x.shape[0] == 0:
             return None
-        y, h = DeltaRNNSequenceFn.apply(self.project_input(x), state[0], self.weight_hh, self.outer_activation)
+        xp, v = self.project_input(x), self.weight_hh
+        k = mix()[0] if mix is not None else None  # drawn after the weights, as the loop does
+        y, h = DeltaRNNSequenceFn.apply(xp, state[0], v, self.outer_activation, k)
         return y, (h,)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:

@@ -1,4 +1,4 @@
-"""Zoneout inside the LSTM's, the GRU's and the mLSTM's whole-sequence kernels: its masks drawn for the whole sequence up front
+"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, mLSTM and Delta-RNN: its masks drawn for the whole sequence up front
 are the numbers the per-step hook draws, and the kernel with them is the per-step loop's function
 (outputs, states, every gradient; float64), trained and evaluated, locked or not, with weight drop."""
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _run(model, x, seed):
     return out, {n: p.grad for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm", "delta_rnn"])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("zs", ZONEOUTS, ids=lambda z: "-".join(f"{k}{v}" for k, v in z.items()))
 def test_kernel_equals_the_loop_in_training(zs, fused, cell):
@@ -52,7 +52,7 @@ def test_kernel_equals_the_loop_in_training(zs, fused, cell):
         torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm", "delta_rnn"])
 def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
     fast, loop = _pair({"zoneout": dict(z_h=0.25, z_c=0.5)}, fused=True, bidirectional=True, layers=2, cell=cell)
     x = torch.randn(4, 8, 5, dtype=torch.float64)
@@ -65,7 +65,7 @@ def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
             ga[n].zero_(), gb[n].zero_()
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm", "delta_rnn"])
 def test_kernel_equals_the_loop_with_weight_drop(cell):
     """Weight drop's mask is drawn when the recurrent weight is first read, before the zoneout
     masks, in both paths: the same random numbers go to the same places."""
@@ -132,6 +132,24 @@ def test_mlstm_gradcheck_with_zoneout(kind):
               "h_only": (mask(T, B, H), None), "c_only": (None, mask(T, B, H)),
               "locked": (mask(B, H), mask(B, H))}[kind]
     assert torch.autograd.gradcheck(lambda *a: MLSTMSequenceFn.apply(*a, kh, kc), (xp, h0, c0, w_mh, w_m))
+
+
+@pytest.mark.parametrize("outer", ["tanh", "relu", "identity"])
+@pytest.mark.parametrize("kind", ["masks", "expectation", "locked"])
+def test_delta_rnn_gradcheck_with_zoneout(kind, outer):
+    from rnnbench.cells.kernels.delta_rnn import DeltaRNNSequenceFn
+
+    torch.manual_seed(4)
+    T, B, H = 4, 3, 3
+    d = dict(dtype=torch.float64)
+    xp = torch.randn(T, B, 3 * H, **d)
+    xp[..., 2 * H:] = torch.sigmoid(xp[..., 2 * H:])  # r is a gate
+    xp.requires_grad_()
+    h0 = torch.randn(B, H, **d, requires_grad=True)
+    v = torch.randn(H, H, **d, requires_grad=True)
+    k = {"masks": (torch.rand(T, B, H) < 0.5).double(), "expectation": torch.tensor(0.3, **d),
+         "locked": (torch.rand(B, H) < 0.5).double()}[kind]
+    assert torch.autograd.gradcheck(lambda *a: DeltaRNNSequenceFn.apply(*a, outer, k), (xp, h0, v))
 
 
 def test_masks_are_the_hooks_numbers():

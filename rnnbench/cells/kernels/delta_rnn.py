@@ -18,13 +18,17 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
     ``v [H, H]``, the outer activation's name. Per step: ``vh = h V^T``,
     ``z = tanh(b + vh ⊙ a)``, ``h = Φ(lerp(z, h, r))``. Output ``(y [T, B, H], h_T)``.
     The backward's recursion-independent factors are made in the forward step while its
-    data is in cache; a backward step is one GEMM and three element-wise ops.
+    data is in cache; a backward step is one GEMM and three element-wise ops. With zoneout
+    (``k``, 1 = keep the previous value), ``h_t = lerp(ĥ_t, h_{t−1}, k_t)``: every factor from
+    dL/dĥ carries ``1 − k`` (folded into Φ'), and the direct one to ``h_{t−1}`` gains ``k``.
     """
 
     @staticmethod
-    def forward(ctx: Any, xp: Tensor, h0: Tensor, v: Tensor, outer: str):  # type: ignore[override]
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, v: Tensor, outer: str,  # type: ignore[override]
+                k: Optional[Tensor] = None):
         T, B, G = xp.shape
         H = G // 3
+        k_ = k.expand(T, B, H).unbind(0) if k is not None else None
         vt = v.t()
         grad = any(ctx.needs_input_grad)
         vh = xp.new_empty(T, B, H)
@@ -54,11 +58,17 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
                     torch.gt(hn, 0, out=dphi)  # Φ' = 1[h > 0] (as torch.relu's backward)
                 else:
                     dphi.fill_(1)
+                if k_ is not None:
+                    dphi.mul_(1 - k_[t])  # dL/dĥ = (1 − k) dL/dh
                 pz = torch.addcmul(one, z_[t], z_[t], value=-1, out=pz_[t]).mul_(dphi)  # Φ' (1 − z²)
                 pz.addcmul_(pz, r_[t], value=-1)  # · (1 − r)
                 torch.mul(pz, a_[t], out=qa_[t])
                 torch.mul(dphi, r_[t], out=rr_[t])
+                if k_ is not None:
+                    rr_[t].add_(k_[t])
                 torch.sub(h_[t], z_[t], out=w_[t]).mul_(dphi)  # Φ' (h_{t-1} − z)
+            if k_ is not None:
+                hn.lerp_(h_[t], k_[t])
         ctx.outer = outer
         ctx.save_for_backward(F, vh, hs, v)
         return hs[1:], hs[T].clone()
@@ -86,4 +96,4 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
         db = D * pz
         dxp = torch.cat([db * vh, db, D.mul_(w)], -1)
         dv = torch.mm(dvh.view(T * B, H).t(), hs[:-1].reshape(T * B, H))
-        return dxp, dh, dv, None
+        return dxp, dh, dv, None, None
