@@ -34,6 +34,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -70,7 +71,25 @@ PEAK = "matmul_peak"
 COLUMNS = ["cell", "regularizer", "shape", "ms", "ratio_to_lstm", "gflops", "peak_mem_mb"]
 
 
+def split_options(name: str) -> tuple[str, dict[str, Any]]:
+    """``"vclstm[threshold=hard,lam=2]"`` → ``("vclstm", {"threshold": "hard", "lam": 2})``: a row
+    of a cell with some of its config options set (values read as YAML scalars)."""
+    import yaml
+
+    if not name.endswith("]") or "[" not in name:
+        return name, {}
+    base, _, inner = name[:-1].partition("[")
+    opts: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in inner.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"bad cell options {name!r}: use name[key=value,...]")
+        opts[key.strip()] = yaml.safe_load(value.strip())
+    return base, opts
+
+
 def base_cell(name: str) -> str:
+    name = split_options(name)[0]
     for suffix in ("_custom", "_compiled"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -103,8 +122,8 @@ def parse_shape(spec: str) -> tuple[str, tuple[int, int, int, int]]:
 def _names(arg: Optional[str], choices: list[str], what: str) -> Optional[list[str]]:
     if arg is None:
         return None
-    out = [s.strip() for s in arg.split(",") if s.strip()]
-    bad = [s for s in out if s not in choices]
+    out = [s.strip() for s in re.split(r",(?![^\[]*\])", arg) if s.strip()]  # commas inside [...] stay
+    bad = [s for s in out if split_options(s)[0] not in choices]
     if bad or not out:
         raise ConfigError(f"unknown {what} {', '.join(bad) or repr(arg)}; choose from {', '.join(choices)}")
     return out
@@ -118,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", metavar="NAME|T,B,I,H",
                    help="short (28,64,28,128), long (784,64,1,128), wide (100,64,128,512) or T,B,I,H; "
                         "repeatable (default: short, long, wide)")
-    p.add_argument("--cells", metavar="A,B", help=f"cells to run (default: all): {', '.join(CELLS)}")
+    p.add_argument("--cells", metavar="A,B", help=f"cells to run (default: all): {', '.join(CELLS)}; "
+                                                  "name[key=value,...] sets cell options, e.g. vclstm[threshold=hard]")
+    p.add_argument("--peer", choices=["tf"],
+                   help="also time the articles' own TensorFlow cells (article 000's VCLSTM, article 001's "
+                        "weight-normalised LSTM) beside the rows of ours that compute the same function; "
+                        "needs tensorflow importable (pip install tensorflow-cpu), skipped with one line if not")
     p.add_argument("--regularizers", metavar="A,B",
                    help="regularizers to run: none and/or " + ", ".join(REGULARIZERS) + ". Default: every "
                         "cell without a regularizer plus lstm with each one; given --cells too, every "
@@ -171,6 +195,15 @@ def make_plan(a: argparse.Namespace) -> Plan:
         jobs += [(f"{base_cell(c)}_compiled", r) for c, r in list(jobs)
                  if r == "none" and (c.endswith("_custom") or c in ("vclstm", "vcrnn", "vcgru", "mlstm", "mrnn",
                                                                      "delta_rnn"))]
+    if a.peer == "tf":
+        from .peers import tf as peer_tf
+
+        why = peer_tf.unavailable()
+        if why is None:
+            for p in peer_tf.PEERS:
+                jobs += [j for j in (p.ours, (p.name, p.ours[1])) if j not in jobs]
+        else:
+            print(f"rnnbench bench: --peer tf skipped: {why}", file=sys.stderr, flush=True)
     if a.quick:
         shapes = [parse_shape(s) for s in (a.shape or ["short"])]
         repeats, warmup = min(a.repeats, 2), min(a.warmup, 1)
@@ -206,7 +239,7 @@ def build_model(cell: str, reg: str, I: int, H: int, device):
     if cell == REFERENCE:
         return torch.nn.LSTM(I, H).to(device)
     cfg = _compose(base_cell(cell), reg)
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = dict(split_options(cell)[1])
     if cell.endswith("_custom"):
         kw["fused"] = False
     if cell.endswith("_compiled"):
@@ -215,6 +248,15 @@ def build_model(cell: str, reg: str, I: int, H: int, device):
     if reg != "none":
         apply_regularizers(model, cfg.regularizer)
     return model.to(device)
+
+
+def _peer(cell: str):
+    """The TF peer row named ``cell``, or None (the peers' module loads only when one is asked for)."""
+    if not cell.startswith("tf_"):
+        return None
+    from .peers import tf as peer_tf
+
+    return next((p for p in peer_tf.PEERS if p.name == cell), None)
 
 
 def path_of(model) -> str:
@@ -352,27 +394,39 @@ def measure(cell: str, reg: str, shape_name: str, dims, plan: Plan, device,
     T, B, I, H = dims
     torch.manual_seed(plan.extra.get("seed", 0))
     t0 = time.perf_counter()
-    model = build_model(cell, reg, I, H, device)
-    model.train()
-    x = torch.randn(T, B, I, device=device)
-    fn = batch_fn(model, x)
-    warmup = max(plan.warmup, 2) if cell.endswith("_compiled") else plan.warmup
+    peer = _peer(cell)
+    if peer is not None:  # the article's TF code: its own batch function
+        from .peers import tf as peer_tf
+
+        if device.type != "cpu":
+            raise RnnbenchError("the TF peers run on the CPU only")
+        peer_tf.set_threads(torch.get_num_threads())
+        fn, path, flops_cell = peer_tf.batch_fn(peer, T, B, I, H, plan.extra.get("seed", 0)), "tf.function", \
+            peer.flops_cell
+    else:
+        model = build_model(cell, reg, I, H, device)
+        model.train()
+        x = torch.randn(T, B, I, device=device)
+        fn, path, flops_cell = batch_fn(model, x), path_of(model), cell if cell != REFERENCE else "lstm"
+    warmup = max(plan.warmup, 2) if cell.endswith("_compiled") or peer is not None else plan.warmup
     times, ref_times, first = time_fn(fn, device, plan.repeats, warmup, plan.max_seconds, ref)
     stat = min if plan.stat == "min" else statistics.median
     ms = stat(times)
     row: dict[str, Any] = {
         "cell": cell, "regularizer": reg, "shape": shape_name, "T": T, "B": B, "I": I, "H": H,
-        "path": path_of(model), "ms": ms, "ms_median": statistics.median(times), "ms_min": min(times),
+        "path": path, "ms": ms, "ms_median": statistics.median(times), "ms_min": min(times),
         "n": len(times), "stat": plan.stat,
         "examples_per_s": B / (ms / 1e3),
-        "gflops": flops(cell if cell != REFERENCE else "lstm", T, B, I, H) / (ms / 1e3) / 1e9,
+        "gflops": flops(flops_cell, T, B, I, H) / (ms / 1e3) / 1e9,
     }
     if ref_times:
         row["ref_ms"] = stat(ref_times)
         row["ratio_to_lstm"] = ms / row["ref_ms"]
-    if cell.endswith("_compiled"):
+    if cell.endswith("_compiled") or peer is not None:  # torch.compile / tf.function tracing
         row["compile_s"] = max(first - ms / 1e3, 0.0)
-    row["peak_mem_mb"] = peak_memory_mb(fn, device) if plan.memory else None
+    if peer is not None:
+        row["article"] = peer.article
+    row["peak_mem_mb"] = peak_memory_mb(fn, device) if plan.memory and peer is None else None
     row["build_s"] = time.perf_counter() - t0
     row["loadavg"] = os.getloadavg()[0]
     return row, fn

@@ -63,3 +63,40 @@ def test_shapes_and_flops():
     T, B, I, H = 28, 64, 28, 128
     assert bench.flops("lstm", T, B, I, H) == 3 * (2 * T * B * 4 * H * (I + H) + 10 * T * B * H)
     assert bench.flops("lstm_custom", T, B, I, H) == bench.flops("lstm", T, B, I, H)
+
+
+def test_cell_options_in_a_row_name(tmp_path):
+    assert bench.split_options("vclstm[threshold=hard, lam=2]") == ("vclstm", {"threshold": "hard", "lam": 2})
+    assert bench.split_options("lstm_custom") == ("lstm_custom", {})
+    assert bench.base_cell("vclstm_custom[eps=0.2]") == "vclstm"
+    rows, _ = _run(tmp_path, "--shape", TINY, "--no-memory", "--cells", "vclstm[threshold=hard,lam=2],lstm")
+    assert [r["cell"] for r in rows] == ["nn.LSTM", "vclstm[threshold=hard,lam=2]", "lstm"]
+    cell = bench.build_model("vclstm[threshold=hard,lam=2]", "none", 3, 8, __import__("torch").device("cpu")) \
+        .recurrent_layers()[0].cell
+    assert cell.threshold == "hard" and float(cell.lam_now) == 2.0
+    with pytest.raises(RnnbenchError, match="name\\[key=value"):
+        bench.main(["--quick", "--cells", "vclstm[threshold]"])
+
+
+def test_peer_tf_without_tensorflow_is_one_skipped_line(tmp_path, monkeypatch, capsys):
+    from rnnbench.peers import tf as peer_tf
+
+    monkeypatch.setattr(peer_tf, "unavailable", lambda: "tensorflow is not importable (ImportError: x)")
+    rows, _ = _run(tmp_path, "--shape", TINY, "--no-memory", "--cells", "lstm", "--peer", "tf")
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if "--peer tf" in ln] == [
+        "rnnbench bench: --peer tf skipped: tensorflow is not importable (ImportError: x)"]
+    assert {r["cell"] for r in rows} == {"nn.LSTM", "lstm"}
+
+
+def test_peer_tf_rows_beside_ours(tmp_path, monkeypatch):
+    """With TensorFlow: each peer row and the row of ours that computes the same function."""
+    from rnnbench.peers import tf as peer_tf
+
+    if peer_tf.unavailable() is not None:
+        pytest.skip("tensorflow is not importable")
+    rows, _ = _run(tmp_path, "--shape", TINY, "--no-memory", "--cells", "lstm", "--peer", "tf")
+    got = {(r["cell"], r["regularizer"]): r for r in rows}
+    assert {("tf_vclstm", "none"), ("vclstm[threshold=hard]", "none"), ("tf_wn_lstm", "weight_norm"),
+            ("lstm", "weight_norm")} <= set(got)
+    assert got[("tf_vclstm", "none")]["path"] == "tf.function" and got[("tf_vclstm", "none")]["article"] == "000"
