@@ -202,6 +202,10 @@ def make_plan(a: argparse.Namespace) -> Plan:
         if why is None:
             for p in peer_tf.PEERS:
                 jobs += [j for j in (p.ours, (p.name, p.ours[1])) if j not in jobs]
+            if not a.no_memory:  # torch.profiler segfaults in a process that has loaded TensorFlow
+                print("rnnbench bench: --peer tf: no peak-memory pass (torch.profiler crashes beside TensorFlow)",
+                      file=sys.stderr, flush=True)
+                a.no_memory = True
         else:
             print(f"rnnbench bench: --peer tf skipped: {why}", file=sys.stderr, flush=True)
     if a.quick:
@@ -353,6 +357,8 @@ def peak_memory_mb(fn: Callable[[], None], device) -> Optional[float]:
         fn()
         _sync(device)
         return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    if "tensorflow" in sys.modules:  # torch.profiler segfaults in a process that has loaded TensorFlow
+        return None
     from torch.profiler import ProfilerActivity, profile
 
     with _quiet_stderr():
