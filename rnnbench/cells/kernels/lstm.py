@@ -94,11 +94,19 @@ class LSTMSequenceFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor]):  # type: ignore[override]
+        """BPTT; with zoneout (``h_t = kh_t h_{t−1} + (1 − kh_t) ĥ_t``, the same for c with kc; the
+        forward folded ``1 − kh`` into ``p_o`` and ``q``):
+
+            Dh_t = dy_t + dgates_{t+1} W_hh + kh_{t+1} Dh_{t+1}      (dL/dh_t, all paths)
+            Dc_t = kc_{t+1} Dc_{t+1} + f_{t+1} dĉ_{t+1}               (dL/dc_t)
+            dĉ_t = (1 − kc_t) Dc_t + q_t Dh_t,   dgates_t = [Dh_t p_o, dĉ_t p_i, dĉ_t p_f, dĉ_t p_g]
+
+        Without zoneout ``dĉ_t = Dc_t + q_t Dh_t`` and one buffer holds both (``dc``)."""
         x, w_ih, gates, hs, P, q, w_hh, kh, kc = ctx.saved_tensors
         T, B, G = gates.shape
         H = G // 4
-        if kh is not None or kc is not None:
-            return _zoneout_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc, dy, dhT, dcT, ctx.needs_input_grad[0])
+        kh_ = kh.expand(T, B, H).unbind(0) if kh is not None else None
+        kc_ = kc.expand(T, B, H).unbind(0) if kc is not None else None
         f = gates[..., 2 * H:3 * H]
         p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
         dgates = torch.empty_like(gates)
@@ -106,7 +114,8 @@ class LSTMSequenceFn(torch.autograd.Function):
         dh[T - 1] = dy[T - 1] if dy is not None else 0
         if dhT is not None:
             dh[T - 1] += dhT
-        dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)
+        Dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)  # dL/dc_t
+        dc = gates.new_empty(B, H) if kc_ is not None else Dc  # dL/dĉ_t
         dg_, dh_ = dgates.unbind(0), dh.unbind(0)
         dgo_, dgifg_ = dgates[..., :H].unbind(0), dgates[..., H:].view(T, B, 3, H).unbind(0)
         q_, po_, pifg_, f_ = q.unbind(0), p_o.unbind(0), p_ifg.unbind(0), f.unbind(0)
@@ -117,75 +126,23 @@ class LSTMSequenceFn(torch.autograd.Function):
                     torch.addmm(dy_[t], dg_[t + 1], w_hh, out=dh_[t])
                 else:
                     torch.mm(dg_[t + 1], w_hh, out=dh_[t])
-                dc.mul_(f_[t + 1])
+                if kh_ is not None:
+                    dh_[t].addcmul_(kh_[t + 1], dh_[t + 1])
+                if kc_ is not None:
+                    Dc.mul_(kc_[t + 1]).addcmul_(f_[t + 1], dc)
+                else:
+                    Dc.mul_(f_[t + 1])
+            if kc_ is not None:
+                torch.mul(Dc, 1 - kc_[t], out=dc)
             dc.addcmul_(dh_[t], q_[t])
             torch.mul(dh_[t], po_[t], out=dgo_[t])
             torch.mul(dc.unsqueeze(1), pifg_[t], out=dgifg_[t])
         dh0 = torch.mm(dg_[0], w_hh)
-        dc.mul_(f_[0])
+        if kh_ is not None:
+            dh0.addcmul_(kh_[0], dh_[0])
+        dc0 = Dc.mul_(kc_[0]).addcmul_(f_[0], dc) if kc_ is not None else dc.mul_(f_[0])
         dg2 = dgates.view(T * B, G)
         dw_hh = torch.mm(dg2.t(), hs[:-1].reshape(T * B, H))
         dx = torch.mm(dg2, w_ih).view(x.shape) if ctx.needs_input_grad[0] else None
         dw_ih = torch.mm(dg2.t(), x.reshape(T * B, -1))
-        return dx, dw_ih, dg2.sum(0), dh0, dc, dw_hh, None, None
-
-
-def _zoneout_backward(x: Tensor, w_ih: Tensor, gates: Tensor, hs: Tensor, P: Tensor, q: Tensor, w_hh: Tensor,
-                      kh: Optional[Tensor], kc: Optional[Tensor], dy: Optional[Tensor], dhT: Optional[Tensor],
-                      dcT: Optional[Tensor], need_dx: bool):
-    """BPTT of :class:`LSTMSequenceFn` with zoneout, ``h_t = kh_t h_{t−1} + (1 − kh_t) ĥ_t`` and
-    ``c_t = kc_t c_{t−1} + (1 − kc_t) ĉ_t`` (the forward folded ``1 − kh`` into ``p_o`` and ``q``):
-
-        Dh_t = dy_t + dgates_{t+1} W_hh + kh_{t+1} Dh_{t+1}      (dL/dh_t, all paths)
-        Dc_t = kc_{t+1} Dc_{t+1} + f_{t+1} dĉ_{t+1}               (dL/dc_t)
-        dĉ_t = (1 − kc_t) Dc_t + q_t Dh_t,   dgates_t = [Dh_t p_o, dĉ_t p_i, dĉ_t p_f, dĉ_t p_g]
-    """
-    T, B, G = gates.shape
-    H = G // 4
-    kh_ = kh.expand(T, B, H).unbind(0) if kh is not None else None
-    kc_ = kc.expand(T, B, H).unbind(0) if kc is not None else None
-    f_ = gates[..., 2 * H:3 * H].unbind(0)
-    p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
-    dgates = torch.empty_like(gates)
-    dh = hs.new_empty(T, B, H)
-    dh[T - 1] = dy[T - 1] if dy is not None else 0
-    if dhT is not None:
-        dh[T - 1] += dhT
-    Dc = dcT.clone() if dcT is not None else gates.new_zeros(B, H)
-    dc_hat, tmp = gates.new_empty(B, H), gates.new_empty(B, H)
-    dg_, dh_ = dgates.unbind(0), dh.unbind(0)
-    dgo_, dgifg_ = dgates[..., :H].unbind(0), dgates[..., H:].view(T, B, 3, H).unbind(0)
-    q_, po_, pifg_ = q.unbind(0), p_o.unbind(0), p_ifg.unbind(0)
-    dy_ = dy.unbind(0) if dy is not None else None
-    for t in range(T - 1, -1, -1):
-        if t < T - 1:
-            if dy_ is not None:
-                torch.addmm(dy_[t], dg_[t + 1], w_hh, out=dh_[t])
-            else:
-                torch.mm(dg_[t + 1], w_hh, out=dh_[t])
-            if kh_ is not None:
-                dh_[t].addcmul_(kh_[t + 1], dh_[t + 1])
-            if kc_ is not None:
-                Dc.mul_(kc_[t + 1])
-                Dc.addcmul_(f_[t + 1], dc_hat)
-            else:
-                torch.mul(f_[t + 1], dc_hat, out=Dc)
-        if kc_ is not None:
-            torch.sub(1, kc_[t], out=tmp)
-            torch.mul(Dc, tmp, out=dc_hat)
-        else:
-            dc_hat.copy_(Dc)
-        dc_hat.addcmul_(dh_[t], q_[t])
-        torch.mul(dh_[t], po_[t], out=dgo_[t])
-        torch.mul(dc_hat.unsqueeze(1), pifg_[t], out=dgifg_[t])
-    dh0 = torch.mm(dg_[0], w_hh)
-    if kh_ is not None:
-        dh0.addcmul_(kh_[0], dh_[0])
-    dc0 = f_[0] * dc_hat
-    if kc_ is not None:
-        dc0.addcmul_(kc_[0], Dc)
-    dg2 = dgates.view(T * B, G)
-    dw_hh = torch.mm(dg2.t(), hs[:-1].reshape(T * B, H))
-    dx = torch.mm(dg2, w_ih).view(x.shape) if need_dx else None
-    dw_ih = torch.mm(dg2.t(), x.reshape(T * B, -1))
-    return dx, dw_ih, dg2.sum(0), dh0, dc0, dw_hh, None, None
+        return dx, dw_ih, dg2.sum(0), dh0, dc0, dw_hh, None, None
