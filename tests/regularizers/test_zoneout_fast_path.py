@@ -32,11 +32,19 @@ def _pair(regs: dict, fused: bool, bidirectional: bool = False, layers: int = 1,
     return fast, loop
 
 
-def _run(model, x, seed):
-    torch.manual_seed(seed)
-    out = model(x)
-    out.pow(2).sum().backward()
-    return out, {n: p.grad for n, p in model.named_parameters()}
+def _assert_same(fast, loop, x, seed: int) -> None:
+    """Both models from the same seed: the same outputs and parameter gradients."""
+    got = []
+    for model in (fast, loop):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)
+        out = model(x)
+        out.pow(2).sum().backward()
+        got.append((out, {n: p.grad for n, p in model.named_parameters()}))
+    (a, ga), (b, gb) = got
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for n in ga:
+        torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm", "delta_rnn"])
@@ -44,12 +52,7 @@ def _run(model, x, seed):
 @pytest.mark.parametrize("zs", ZONEOUTS, ids=lambda z: "-".join(f"{k}{v}" for k, v in z.items()))
 def test_kernel_equals_the_loop_in_training(zs, fused, cell):
     fast, loop = _pair({"zoneout": zs}, fused, cell=cell)
-    x = torch.randn(5, 9, 5, dtype=torch.float64)
-    a, ga = _run(fast.train(), x, seed=7)
-    b, gb = _run(loop.train(), x, seed=7)
-    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    for n in ga:
-        torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
+    _assert_same(fast.train(), loop.train(), torch.randn(5, 9, 5, dtype=torch.float64), seed=7)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm", "delta_rnn"])
@@ -57,12 +60,7 @@ def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
     fast, loop = _pair({"zoneout": dict(z_h=0.25, z_c=0.5)}, fused=True, bidirectional=True, layers=2, cell=cell)
     x = torch.randn(4, 8, 5, dtype=torch.float64)
     for train in (True, False):
-        a, ga = _run(fast.train(train), x, seed=3)
-        b, gb = _run(loop.train(train), x, seed=3)
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-        for n in ga:
-            torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
-            ga[n].zero_(), gb[n].zero_()
+        _assert_same(fast.train(train), loop.train(train), x, seed=3)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "mlstm", "delta_rnn"])
@@ -70,85 +68,67 @@ def test_kernel_equals_the_loop_with_weight_drop(cell):
     """Weight drop's mask is drawn when the recurrent weight is first read, before the zoneout
     masks, in both paths: the same random numbers go to the same places."""
     fast, loop = _pair({"weight_drop": dict(p=0.4), "zoneout": dict(z_h=0.1, z_c=0.4)}, fused=False, cell=cell)
-    x = torch.randn(4, 6, 5, dtype=torch.float64)
-    a, ga = _run(fast.train(), x, seed=11)
-    b, gb = _run(loop.train(), x, seed=11)
-    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    for n in ga:
-        torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
+    _assert_same(fast.train(), loop.train(), torch.randn(4, 6, 5, dtype=torch.float64), seed=11)
 
 
-@pytest.mark.parametrize("kind", ["masks", "expectation", "h_only", "c_only", "locked"])
+TWO_STATE = ["masks", "expectation", "h_only", "c_only", "locked"]
+ONE_STATE = ["masks", "expectation", "locked"]
+F64 = dict(dtype=torch.float64)
+
+
+def _k(kind: str, T: int, B: int, H: int) -> tuple:
+    """(kh, kc) of a kind of zoneout: per-step 0/1 masks, eval's constants, one slot only, locked."""
+    mask = lambda *s: (torch.rand(*s) < 0.5).double()  # noqa: E731
+    return {"masks": (mask(T, B, H), mask(T, B, H)), "expectation": (torch.tensor(0.3, **F64), torch.tensor(0.6, **F64)),
+            "h_only": (mask(T, B, H), None), "c_only": (None, mask(T, B, H)), "locked": (mask(B, H), mask(B, H))}[kind]
+
+
+def _leaves(*shapes) -> tuple:
+    return tuple(torch.randn(*s, **F64, requires_grad=True) for s in shapes)
+
+
+@pytest.mark.parametrize("kind", TWO_STATE)
 def test_gradcheck_with_zoneout(kind):
     torch.manual_seed(1)
     T, B, I, H = 4, 3, 2, 3
-    d = dict(dtype=torch.float64)
-    x = torch.randn(T, B, I, **d, requires_grad=True)
-    w_ih = torch.randn(4 * H, I, **d, requires_grad=True)
-    b = torch.randn(4 * H, **d, requires_grad=True)
-    h0 = torch.randn(B, H, **d, requires_grad=True)
-    c0 = torch.randn(B, H, **d, requires_grad=True)
-    w_hh = torch.randn(4 * H, H, **d, requires_grad=True)
-    mask = lambda *s: (torch.rand(*s) < 0.5).double()  # noqa: E731
-    kh, kc = {"masks": (mask(T, B, H), mask(T, B, H)),
-              "expectation": (torch.tensor(0.3, **d), torch.tensor(0.6, **d)),
-              "h_only": (mask(T, B, H), None), "c_only": (None, mask(T, B, H)),
-              "locked": (mask(B, H), mask(B, H))}[kind]
-    fn = lambda *a: LSTMSequenceFn.apply(*a, kh, kc)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x, w_ih, b, h0, c0, w_hh))
+    args = _leaves((T, B, I), (4 * H, I), (4 * H,), (B, H), (B, H), (4 * H, H))  # x, w_ih, b, h0, c0, w_hh
+    kh, kc = _k(kind, T, B, H)
+    assert torch.autograd.gradcheck(lambda *a: LSTMSequenceFn.apply(*a, kh, kc), args)
 
 
-@pytest.mark.parametrize("kind", ["masks", "expectation", "locked"])
+@pytest.mark.parametrize("kind", ONE_STATE)
 def test_gru_gradcheck_with_zoneout(kind):
     from rnnbench.cells.kernels.gru import GRUSequenceFn
 
     torch.manual_seed(2)
     T, B, H = 4, 3, 3
-    d = dict(dtype=torch.float64)
-    xp = torch.randn(T, B, 3 * H, **d, requires_grad=True)
-    h0 = torch.randn(B, H, **d, requires_grad=True)
-    w_hh = torch.randn(3 * H, H, **d, requires_grad=True)
-    b_hh = torch.randn(3 * H, **d, requires_grad=True)
-    k = {"masks": (torch.rand(T, B, H) < 0.5).double(), "expectation": torch.tensor(0.3, **d),
-         "locked": (torch.rand(B, H) < 0.5).double()}[kind]
-    assert torch.autograd.gradcheck(lambda *a: GRUSequenceFn.apply(*a, k), (xp, h0, w_hh, b_hh))
+    args = _leaves((T, B, 3 * H), (B, H), (3 * H, H), (3 * H,))  # xp, h0, w_hh, b_hh
+    k = _k(kind, T, B, H)[0]
+    assert torch.autograd.gradcheck(lambda *a: GRUSequenceFn.apply(*a, k), args)
 
 
-@pytest.mark.parametrize("kind", ["masks", "expectation", "h_only", "c_only", "locked"])
+@pytest.mark.parametrize("kind", TWO_STATE)
 def test_mlstm_gradcheck_with_zoneout(kind):
     from rnnbench.cells.kernels.mlstm import MLSTMSequenceFn
 
     torch.manual_seed(3)
     T, B, H = 4, 3, 3
-    d = dict(dtype=torch.float64)
-    xp = torch.randn(T, B, 5 * H, **d, requires_grad=True)
-    h0 = torch.randn(B, H, **d, requires_grad=True)
-    c0 = torch.randn(B, H, **d, requires_grad=True)
-    w_mh = torch.randn(H, H, **d, requires_grad=True)
-    w_m = torch.randn(4 * H, H, **d, requires_grad=True)
-    mask = lambda *s: (torch.rand(*s) < 0.5).double()  # noqa: E731
-    kh, kc = {"masks": (mask(T, B, H), mask(T, B, H)),
-              "expectation": (torch.tensor(0.3, **d), torch.tensor(0.6, **d)),
-              "h_only": (mask(T, B, H), None), "c_only": (None, mask(T, B, H)),
-              "locked": (mask(B, H), mask(B, H))}[kind]
-    assert torch.autograd.gradcheck(lambda *a: MLSTMSequenceFn.apply(*a, kh, kc), (xp, h0, c0, w_mh, w_m))
+    args = _leaves((T, B, 5 * H), (B, H), (B, H), (H, H), (4 * H, H))  # xp, h0, c0, w_mh, w_m
+    kh, kc = _k(kind, T, B, H)
+    assert torch.autograd.gradcheck(lambda *a: MLSTMSequenceFn.apply(*a, kh, kc), args)
 
 
 @pytest.mark.parametrize("outer", ["tanh", "relu", "identity"])
-@pytest.mark.parametrize("kind", ["masks", "expectation", "locked"])
+@pytest.mark.parametrize("kind", ONE_STATE)
 def test_delta_rnn_gradcheck_with_zoneout(kind, outer):
     from rnnbench.cells.kernels.delta_rnn import DeltaRNNSequenceFn
 
     torch.manual_seed(4)
     T, B, H = 4, 3, 3
-    d = dict(dtype=torch.float64)
-    xp = torch.randn(T, B, 3 * H, **d)
-    xp[..., 2 * H:] = torch.sigmoid(xp[..., 2 * H:])  # r is a gate
-    xp.requires_grad_()
-    h0 = torch.randn(B, H, **d, requires_grad=True)
-    v = torch.randn(H, H, **d, requires_grad=True)
-    k = {"masks": (torch.rand(T, B, H) < 0.5).double(), "expectation": torch.tensor(0.3, **d),
-         "locked": (torch.rand(B, H) < 0.5).double()}[kind]
+    xp, h0, v = _leaves((T, B, 3 * H), (B, H), (H, H))
+    with torch.no_grad():
+        xp[..., 2 * H:] = torch.sigmoid(xp[..., 2 * H:])  # r is a gate
+    k = _k(kind, T, B, H)[0]
     assert torch.autograd.gradcheck(lambda *a: DeltaRNNSequenceFn.apply(*a, outer, k), (xp, h0, v))
 
 
