@@ -264,10 +264,6 @@ class RecurrentLayer(nn.Module):
             return "native"
         return "sequence" if type(cell).sequence_forward is not Cell.sequence_forward else "loop"
 
-    @property
-    def needs_loop(self) -> bool:
-        """True when the native fused kernel is not used (a state hook, or ``cell.fused=false``)."""
-        return bool(self.state_hooks) or not self.cell.fused
 
     def new_sequence(self) -> None:
         """A sequence starts: run the :attr:`sequence_hooks` (every forward does; a model that

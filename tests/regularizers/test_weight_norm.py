@@ -140,7 +140,7 @@ def test_fused_and_loop_paths_agree_with_plain_cell(cell):
     x = torch.randn(3, 7, 5)
     torch.testing.assert_close(fused(x), plain(x))
     torch.testing.assert_close(loop(x), plain(x))
-    assert isinstance(fused.rnn.layers[0], RecurrentLayer) and not fused.rnn.layers[0].needs_loop
+    assert isinstance(fused.rnn.layers[0], RecurrentLayer) and fused.rnn.layers[0].path() == "native"
 
 
 def test_per_tensor_clipping_clips_g_and_v_separately():
