@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import step_views
+
 
 _OUTER = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda v: v}
 
@@ -28,7 +30,7 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
                 k: Optional[Tensor] = None):
         T, B, G = xp.shape
         H = G // 3
-        k_ = k.expand(T, B, H).unbind(0) if k is not None else None
+        k_, ak_ = step_views(k, T, B, H)
         vt = v.t()
         grad = any(ctx.needs_input_grad)
         vh = xp.new_empty(T, B, H)
@@ -59,7 +61,7 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
                 else:
                     dphi.fill_(1)
                 if k_ is not None:
-                    dphi.mul_(1 - k_[t])  # dL/dĥ = (1 − k) dL/dh
+                    dphi.mul_(ak_[t])  # dL/dĥ = (1 − k) dL/dh
                 pz = torch.addcmul(one, z_[t], z_[t], value=-1, out=pz_[t]).mul_(dphi)  # Φ' (1 − z²)
                 pz.addcmul_(pz, r_[t], value=-1)  # · (1 − r)
                 torch.mul(pz, a_[t], out=qa_[t])

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import step_views
+
 
 class GRUSequenceFn(torch.autograd.Function):
     """Whole-sequence GRU with a hand-written BPTT.
@@ -25,7 +27,7 @@ class GRUSequenceFn(torch.autograd.Function):
                 k: Optional[Tensor] = None):
         T, B, G = xp.shape
         H = G // 3
-        k_ = k.expand(T, B, H).unbind(0) if k is not None else None
+        k_, ak_ = step_views(k, T, B, H)
         wt = w_hh.t()
         grad = any(ctx.needs_input_grad)
         hp = xp.new_empty(T, B, G)  # W_hh h + b_hh
@@ -60,13 +62,13 @@ class GRUSequenceFn(torch.autograd.Function):
                 torch.mul(n_[t], n_[t], out=tmp)
                 torch.addcmul(tmp, z_[t], tmp, value=-1, out=a_[t]).neg_().sub_(z_[t]).add_(1)  # (1 − z)(1 − n²)
                 if k_ is not None:
-                    a_[t].mul_(1 - k_[t])  # (1 − k)(1 − z)(1 − n²)
+                    a_[t].mul_(ak_[t])  # (1 − k)(1 − z)(1 − n²)
                 cr_[t].mul_(a_[t]).mul_(hn_[t])  # dL/d(pre_r) = dh a hp_n σ'(r)
                 torch.sub(h_[t], n_[t], out=tmp)
                 cz_[t].mul_(tmp)  # dL/d(pre_z) = dh (h_{t-1} − n) σ'(z)
                 if k_ is not None:
-                    cz_[t].mul_(1 - k_[t])
-                    z_[t].lerp_(torch.ones_like(tmp), k_[t])  # z' = z + k (1 − z): dh_{t−1} = dh z'
+                    cz_[t].mul_(ak_[t])
+                    z_[t].mul_(ak_[t]).add_(k_[t])  # z' = z (1 − k) + k: dh_{t−1} = dh z'
                 torch.mul(a_[t], r_[t], out=cn_[t])  # dL/d(hp_n) = dh a r
         ctx.save_for_backward(coef, a, rz, hs, w_hh)
         return hs[1:], hs[T].clone()

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import step_views
+
 
 def _oifg_perm(H: int, device: torch.device) -> Tensor:
     """Row permutation from nn.LSTM's gate order (i, f, g, o) to (o, i, f, g): one sigmoid
@@ -58,8 +60,8 @@ class LSTMSequenceFn(torch.autograd.Function):
         q_ = q.unbind(0)
         # zoneout (kh, kc: [T, B, H] views, 1 = keep the previous value): the cell's new ĉ, ĥ go
         # to scratch rows and c_t = lerp(ĉ_t, c_{t−1}, kc_t), h_t = lerp(ĥ_t, h_{t−1}, kh_t)
-        kh_ = kh.expand(T, B, H).unbind(0) if kh is not None else None
-        kc_ = kc.expand(T, B, H).unbind(0) if kc is not None else None
+        kh_, akh_ = step_views(kh, T, B, H)
+        kc_ = step_views(kc, T, B, H)[0]
         c_hat, h_hat = x.new_empty(B, H), x.new_empty(B, H)
         for t in range(T):
             g_all[t].addmm_(h_[t], wt)
@@ -85,9 +87,8 @@ class LSTMSequenceFn(torch.autograd.Function):
                 torch.mul(tc_[t], tc_[t], out=tmp)
                 torch.addcmul(o_[t], o_[t], tmp, value=-1, out=q_[t])  # q = o (1 − tanh²(c))
                 if kh_ is not None:  # dL/dĥ = (1 − kh) dL/dh: folded into the factors of ĥ
-                    torch.sub(1, kh_[t], out=tmp)
-                    po[t].mul_(tmp)
-                    q_[t].mul_(tmp)
+                    po[t].mul_(akh_[t])
+                    q_[t].mul_(akh_[t])
         ctx.save_for_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc)
         return hs[1:], hs[T].clone(), cs[T].clone()
 
@@ -105,8 +106,8 @@ class LSTMSequenceFn(torch.autograd.Function):
         x, w_ih, gates, hs, P, q, w_hh, kh, kc = ctx.saved_tensors
         T, B, G = gates.shape
         H = G // 4
-        kh_ = kh.expand(T, B, H).unbind(0) if kh is not None else None
-        kc_ = kc.expand(T, B, H).unbind(0) if kc is not None else None
+        kh_ = step_views(kh, T, B, H)[0]
+        kc_, akc_ = step_views(kc, T, B, H)
         f = gates[..., 2 * H:3 * H]
         p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
         dgates = torch.empty_like(gates)
@@ -133,7 +134,7 @@ class LSTMSequenceFn(torch.autograd.Function):
                 else:
                     Dc.mul_(f_[t + 1])
             if kc_ is not None:
-                torch.mul(Dc, 1 - kc_[t], out=dc)
+                torch.mul(Dc, akc_[t], out=dc)
             dc.addcmul_(dh_[t], q_[t])
             torch.mul(dh_[t], po_[t], out=dgo_[t])
             torch.mul(dc.unsqueeze(1), pifg_[t], out=dgifg_[t])

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import step_views
+
 
 class MLSTMSequenceFn(torch.autograd.Function):
     """Whole-sequence mLSTM with a hand-written BPTT (the custom path when no per-step hook
@@ -59,8 +61,8 @@ class MLSTMSequenceFn(torch.autograd.Function):
         xp, mh, ms, pre, hs, cs, w_mh, w_m, kh, kc, c_hat, u = ctx.saved_tensors
         T, B, P = xp.shape
         H = P // 5
-        kh_ = kh.expand(T, B, H) if kh is not None else None
-        kc_ = kc.expand(T, B, H) if kc is not None else None
+        kh_, akh_ = step_views(kh, T, B, H)
+        kc_, akc_ = step_views(kc, T, B, H)
         c_hat = c_hat if c_hat is not None else cs[1:]
         u = u if u is not None else hs[1:]
         dxp = torch.empty_like(xp)  # [d(W_mx x), d pre]
@@ -79,11 +81,11 @@ class MLSTMSequenceFn(torch.autograd.Function):
                 dh.add_(dy[t])
             torch.addcmul(ones, u[t], u[t], value=-1.0, out=du).mul_(dh)  # d(c⊙o)
             if kh_ is not None:
-                du.mul_(1 - kh_[t])
+                du.mul_(akh_[t])
             torch.mul(p[:, H:], p[:, H:], out=dsig)
             torch.sub(p[:, H:], dsig, out=dsig)  # σ' of i, f, o
             if kc_ is not None:
-                torch.mul(dc, 1 - kc_[t], out=dch)
+                torch.mul(dc, akc_[t], out=dch)
             dch.addcmul_(du, o)
             torch.mul(du, c_hat[t], out=dp[:, 3 * H:]).mul_(dsig[:, 2 * H:])  # d pre_o
             torch.mul(dch, i, out=dp[:, :H])  # d ĥ

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import step_views
+
 
 class RNNSequenceFn(torch.autograd.Function):
     """Whole-sequence tanh RNN with a hand-written BPTT.
@@ -22,22 +24,23 @@ class RNNSequenceFn(torch.autograd.Function):
     def forward(ctx: Any, xp: Tensor, h0: Tensor, w_hh: Tensor,  # type: ignore[override]
                 k: Optional[Tensor] = None):
         T, B, H = xp.shape
-        k_ = k.expand(T, B, H).unbind(0) if k is not None else None
+        k_, ak_ = step_views(k, T, B, H)
         grad = any(ctx.needs_input_grad)
         wt = w_hh.t()
         hs = xp.new_empty(T + 1, B, H)  # h_0 .. h_T
         hs[0] = h0
         a = xp.new_empty(T, B, H) if grad else None
         h_hat = xp.new_empty(B, H)
+        one = xp.new_ones(()).expand(B, H)
         h_, xp_ = hs.unbind(0), xp.unbind(0)
         a_ = a.unbind(0) if grad else None
         for t in range(T):
             hn = h_hat if k_ is not None else h_[t + 1]
             torch.addmm(xp_[t], h_[t], wt, out=hn).tanh_()
             if grad:
-                torch.addcmul(torch.ones_like(hn), hn, hn, value=-1, out=a_[t])  # 1 − ĥ²
+                torch.addcmul(one, hn, hn, value=-1, out=a_[t])  # 1 − ĥ²
                 if k_ is not None:
-                    a_[t].mul_(1 - k_[t])
+                    a_[t].mul_(ak_[t])
             if k_ is not None:
                 torch.lerp(hn, h_[t], k_[t], out=h_[t + 1])
         ctx.save_for_backward(a, hs, w_hh, k)
