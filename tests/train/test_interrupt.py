@@ -62,7 +62,8 @@ def _no_traceback_in_log(run: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- signals
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT"])
+# one handler serves all four: SIGTERM in the fast suite, the other three in `make test-full`
+@pytest.mark.parametrize("sig", ["SIGTERM", *(pytest.param(s, marks=pytest.mark.slow) for s in ("SIGUSR1", "SIGUSR2", "SIGINT"))])
 def test_signal_saves_the_current_step_and_resume_is_exact(tmp_path, ref, sig):
     """A scheduler's SIGTERM/SIGUSR1/SIGUSR2 or Ctrl-C at step 52 (mid-epoch 2, 3 steps after the
     periodic last.pt of step 49): last.pt holds step 52, results.json says interrupted with the
