@@ -45,18 +45,18 @@ StateHook = Callable[[State, State, "RecurrentLayer"], State]
 Mix = tuple[Optional[Tensor], ...]
 
 
-class StateMix:
+class StateMix(metaclass=ABCMeta):
     """A state hook (``f(prev_state, new_state, layer) -> state``) that mixes each state slot with
     its previous value, ``s_t = k_t ⊙ s_{t−1} + (1 − k_t) ⊙ ŝ_t`` (zoneout), with factors that do
     not depend on the states. Its factors can then be drawn for the whole sequence before it
     runs, so a cell whose whole-sequence kernel takes them (:attr:`Cell.takes_state_mix`) keeps
     its fast path instead of the per-step loop."""
 
+    @abstractmethod
     def sequence_mix(self, T: int, like: Tensor, training: bool) -> Mix:
         """``k`` per state slot for the ``T`` steps about to run, each broadcastable to
         ``[T, B, H]`` (``like`` is a state tensor ``[B, H]``: dtype, device, shape), drawing any
         random factors in the order the per-step hook would draw them."""
-        raise NotImplementedError
 
 #: the kinds of matrix a cell names (:meth:`Cell.matrix_names`), for regularizers and optimizer groups
 MATRIX_KINDS = ("input", "recurrent")
