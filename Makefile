@@ -18,11 +18,12 @@ install:  ## create .venv and install rnnbench with its dev extras
 run:  ## train the embedded default (addition, seq2seq LSTM 128) on the CPU
 	$(PY) -m rnnbench train
 
+# one pytest worker per core (pytest-xdist); most of the suite's time is subprocess runs on one thread
 test:  ## the fast test suite (< 10 min on 2 CPU cores)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 test-full:  ## every test, the slow ones too
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q -n auto --dist worksteal -m "slow or not slow"
 
 bench:  ## cell throughput table (forward+backward, ratios to fused nn.LSTM)
 	$(PY) -m rnnbench bench
