@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import step_views
+from . import native, step_views
 
 
 def _oifg_perm(H: int, device: torch.device) -> Tensor:
@@ -37,6 +37,13 @@ class LSTMSequenceFn(torch.autograd.Function):
         T, B, _ = x.shape
         G = w_hh.shape[0]
         H = G // 4
+        grad = any(ctx.needs_input_grad)
+        ext = native.get(x)
+        ctx.ext = ext
+        if ext is not None:  # the same loop in C++ (native/lstm.cpp)
+            hs, cs, gates, P, q = ext.lstm_forward(x.contiguous(), w_ih, b, h0, c0, w_hh, kh, kc, grad)
+            ctx.save_for_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc)
+            return hs[1:], hs[T].clone(), cs[T].clone()
         gates = torch.addmm(b, x.reshape(T * B, -1), w_ih.t()).view(T, B, G)  # activated in place
         wt = w_hh.t()
         hs = x.new_empty(T + 1, B, H)  # h_0 .. h_T
@@ -44,7 +51,6 @@ class LSTMSequenceFn(torch.autograd.Function):
         tc = x.new_empty(T, B, H)  # tanh(c_t)
         hs[0] = h0
         cs[0] = c0
-        grad = any(ctx.needs_input_grad)
         # backward factors, made per step while the step's gates are in cache (vectorized
         # over [T, B, 4H] afterwards they cost several memory-bound passes at T=784):
         # P = [p_o, p_i, p_f, p_g] in the gate layout, dL/d(pre) = [dh, dc, dc, dc] ⊙ P, and
@@ -104,6 +110,10 @@ class LSTMSequenceFn(torch.autograd.Function):
 
         Without zoneout ``dĉ_t = Dc_t + q_t Dh_t`` and one buffer holds both (``dc``)."""
         x, w_ih, gates, hs, P, q, w_hh, kh, kc = ctx.saved_tensors
+        if ctx.ext is not None:
+            dx, dw_ih, db, dh0, dc0, dw_hh = ctx.ext.lstm_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc, dy, dhT,
+                                                                  dcT, ctx.needs_input_grad[0])
+            return dx if ctx.needs_input_grad[0] else None, dw_ih, db, dh0, dc0, dw_hh, None, None
         T, B, G = gates.shape
         H = G // 4
         kh_ = step_views(kh, T, B, H)[0]

@@ -1,0 +1,69 @@
+"""The compiled kernels: the C++ sources in this folder, built by ``torch.utils.cpp_extension``
+(with ninja) on first use into torch's extension cache (``TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``); later processes load the cached build. A kernel module calls
+:func:`get` and runs its Python loop when it returns ``None``: ``RNNBENCH_NATIVE=0``, a tensor
+not on the CPU, or a failed build (no compiler, no ninja), which logs one warning line.
+docs/performance.md records what the compiled loop gains."""
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Iterator, Optional
+
+from torch import Tensor
+
+log = logging.getLogger("rnnbench")
+
+SOURCES = ("module.cpp", "lstm.cpp")
+_state: dict = {"enabled": os.environ.get("RNNBENCH_NATIVE", "1") != "0", "tried": False, "module": None}
+
+
+def get(x: Optional[Tensor] = None) -> Optional[ModuleType]:
+    """The compiled module (built on the first call), or ``None`` where the Python loop must run."""
+    if not _state["enabled"] or (x is not None and x.device.type != "cpu"):
+        return None
+    if not _state["tried"]:
+        _state["tried"] = True
+        _state["module"] = _build()
+    return _state["module"]
+
+
+def _build() -> Optional[ModuleType]:
+    here = Path(__file__).resolve().parent
+    try:
+        quiet = logging.getLogger("torch.utils.cpp_extension")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # its import warns that a CPU-only machine has no CUDA runtime
+        try:
+            from torch.utils.cpp_extension import load
+        finally:
+            quiet.setLevel(level)
+
+        # no -march=native: a cache shared by a cluster's nodes must run on all of them
+        return load(name="rnnbench_native", sources=[str(here / s) for s in SOURCES],
+                    extra_cflags=["-O3"], verbose=False)
+    except Exception as e:  # any build failure (no compiler, no ninja, headers): the Python loop does the same work
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        reason = next((ln.strip() for ln in lines if "error:" in ln), lines[0])  # the compiler's own line
+        log.warning("compiled kernels unavailable (%s); running the Python-loop kernels "
+                    "(RNNBENCH_NATIVE=0 skips the build)", reason[:300])
+        return None
+
+
+def available() -> bool:
+    """Whether the compiled kernels run in this process (building them if not tried yet)."""
+    return get() is not None
+
+
+@contextmanager
+def enabled(on: bool) -> Iterator[None]:
+    """Run a block with the compiled kernels on or off (tests compare the two paths)."""
+    old = _state["enabled"]
+    _state["enabled"] = on
+    try:
+        yield
+    finally:
+        _state["enabled"] = old

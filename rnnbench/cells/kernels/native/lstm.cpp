@@ -1,0 +1,255 @@
+// The LSTM's whole-sequence forward and BPTT in C++: the algorithm of
+// rnnbench/cells/kernels/lstm.py (gate order o, i, f, g; zoneout keep factors kh, kc), with the
+// time loop here instead of in Python and each step's element-wise work in one pass over B x H.
+// GEMMs and the transcendental functions stay in ATen (BLAS; vectorized sigmoid/tanh).
+#include <torch/extension.h>
+
+#include <vector>
+
+using at::Tensor;
+
+namespace {
+
+// zoneout's keep factors as rows of B x H values, one row per step (step stride `step`): a
+// per-step mask (step = B H), a locked mask or the evaluation expectation (step = 0)
+template <typename T>
+struct Keep {
+  Tensor hold;  // keeps a materialized copy alive
+  const T* p = nullptr;
+  int64_t step = 0;
+  const T* row(int64_t t) const { return p + t * step; }
+};
+
+template <typename T>
+Keep<T> keep(const c10::optional<Tensor>& k_, int64_t T_, int64_t B, int64_t H) {
+  Keep<T> v;
+  if (!k_.has_value()) return v;
+  const Tensor& k = *k_;
+  if (k.numel() == 1) {
+    v.hold = at::full({B, H}, k.item(), k.options());  // the expectation z at evaluation
+  } else {
+    const Tensor e = k.expand({T_, B, H});
+    const bool rows = e.stride(2) == 1 && e.stride(1) == H;  // [T, B, H] slices, locked [B, H]
+    v.hold = rows ? e : e.contiguous();
+    v.step = v.hold.stride(0);
+  }
+  v.p = v.hold.template data_ptr<T>();
+  return v;
+}
+
+// torch.lerp's formula (exact at weight 0 and 1, the values of a training mask)
+template <typename T>
+inline T lerp(T start, T end, T w) {
+  return w < T(0.5) ? start + w * (end - start) : end - (end - start) * (T(1) - w);
+}
+
+// ĉ_t = f c_{t−1} + i g over one step (gates already activated)
+template <typename T>
+void cell_c(const T* __restrict__ gates, const T* __restrict__ cp, T* __restrict__ cn, int64_t B, int64_t H) {
+  const int64_t G = 4 * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict__ i = gates + b * G + H;
+    const T* __restrict__ f = i + H;
+    const T* __restrict__ g = f + H;
+    const T* __restrict__ c = cp + b * H;
+    T* __restrict__ o = cn + b * H;
+    for (int64_t j = 0; j < H; ++j) o[j] = f[j] * c[j] + i[j] * g[j];
+  }
+}
+
+// the rest of one forward step, given tc = tanh(ĉ): c_t and h_t (zoneout: lerp toward the
+// previous values), and with GRAD the backward factors that do not depend on the recursion,
+// 1 − kh folded into p_o and q
+template <typename T, bool KH, bool KC, bool GRAD>
+void cell_fwd(const T* __restrict__ gates, const T* __restrict__ cp, const T* __restrict__ hp,
+              const T* __restrict__ tc, const T* __restrict__ cn, T* __restrict__ c_out, T* __restrict__ h_out,
+              T* __restrict__ P, T* __restrict__ q, const T* __restrict__ kh, const T* __restrict__ kc, int64_t B,
+              int64_t H) {
+  const int64_t G = 4 * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t r = b * H;
+    const T* __restrict__ o = gates + b * G;
+    const T* __restrict__ i = o + H;
+    const T* __restrict__ f = i + H;
+    const T* __restrict__ g = f + H;
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = r + j;
+      const T hn = o[j] * tc[k];
+      h_out[k] = KH ? lerp(hn, hp[k], kh[k]) : hn;
+      if (KC) c_out[k] = lerp(cn[k], cp[k], kc[k]);
+      if (GRAD) {
+        const T akh = KH ? T(1) - kh[k] : T(1);
+        T* __restrict__ p = P + b * G;
+        p[j] = (o[j] - o[j] * o[j]) * tc[k] * akh;         // p_o = σ'(o) tanh(c) (1 − kh)
+        p[H + j] = (i[j] - i[j] * i[j]) * g[j];             // p_i = σ'(i) g
+        p[2 * H + j] = (f[j] - f[j] * f[j]) * cp[k];        // p_f = σ'(f) c_{t−1}
+        p[3 * H + j] = i[j] - i[j] * (g[j] * g[j]);         // p_g = i (1 − g²)
+        q[k] = (o[j] - o[j] * (tc[k] * tc[k])) * akh;       // q = o (1 − tanh²(c)) (1 − kh)
+      }
+    }
+  }
+}
+
+// one backward step, after dh_t = dy_t + dgates_{t+1} W_hh (LAST: t = T − 1, no step after):
+//   Dh_t += kh_{t+1} Dh_{t+1};  Dc_t = kc_{t+1} Dc_{t+1} + f_{t+1} dĉ_{t+1}
+//   dĉ_t = (1 − kc_t) Dc_t + q_t Dh_t;  dgates_t = [Dh_t p_o, dĉ_t p_i, dĉ_t p_f, dĉ_t p_g]
+template <typename T, bool KH, bool KC, bool LAST>
+void cell_bwd(T* __restrict__ dh, const T* __restrict__ dh_next, T* __restrict__ Dc, T* __restrict__ dc,
+              const T* __restrict__ g_next, const T* __restrict__ P, const T* __restrict__ q, T* __restrict__ dg,
+              const T* __restrict__ kh_next, const T* __restrict__ kc_next, const T* __restrict__ kc, int64_t B,
+              int64_t H) {
+  const int64_t G = 4 * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t r = b * H;
+    const T* __restrict__ p = P + b * G;
+    const T* __restrict__ fn = LAST ? nullptr : g_next + b * G + 2 * H;
+    T* __restrict__ o = dg + b * G;
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = r + j;
+      T Dk = Dc[k];
+      if (!LAST) {
+        if (KH) dh[k] += kh_next[k] * dh_next[k];
+        Dk = KC ? Dk * kc_next[k] + fn[j] * dc[k] : fn[j] * dc[k];  // dc holds dĉ_{t+1}
+        Dc[k] = Dk;
+      }
+      const T d = (KC ? Dk * (T(1) - kc[k]) : Dk) + dh[k] * q[k];
+      dc[k] = d;
+      o[j] = dh[k] * p[j];
+      o[H + j] = d * p[H + j];
+      o[2 * H + j] = d * p[2 * H + j];
+      o[3 * H + j] = d * p[3 * H + j];
+    }
+  }
+}
+
+template <typename T, bool KH, bool KC>
+void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, const std::vector<Tensor>& c_,
+                  const Tensor& wt, const Tensor& c_hat, Tensor& tc, T* P, T* q, const Keep<T>& kh,
+                  const Keep<T>& kc, bool grad, int64_t T_, int64_t B, int64_t H) {
+  const int64_t BH = B * H, BG = 4 * BH;
+  for (int64_t t = 0; t < T_; ++t) {
+    g_[t].addmm_(h_[t], wt);
+    g_[t].narrow(1, 0, 3 * H).sigmoid_();
+    g_[t].narrow(1, 3 * H, H).tanh_();
+    const T* g = g_[t].data_ptr<T>();
+    const T* cp = c_[t].data_ptr<T>();
+    const Tensor& cn_t = KC ? c_hat : c_[t + 1];
+    T* cn = cn_t.data_ptr<T>();
+    cell_c<T>(g, cp, cn, B, H);
+    at::tanh_out(tc, cn_t);
+    auto fwd = grad ? &cell_fwd<T, KH, KC, true> : &cell_fwd<T, KH, KC, false>;
+    fwd(g, cp, h_[t].data_ptr<T>(), tc.data_ptr<T>(), cn, c_[t + 1].data_ptr<T>(), h_[t + 1].data_ptr<T>(),
+        grad ? P + t * BG : nullptr, grad ? q + t * BH : nullptr, KH ? kh.row(t) : nullptr,
+        KC ? kc.row(t) : nullptr, B, H);
+  }
+}
+
+template <typename T, bool KH, bool KC>
+void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const Tensor& w_hh, const Tensor& dy,
+                   std::vector<Tensor>& dg_, std::vector<Tensor>& dh_, const Tensor& Dc, const Tensor& dc,
+                   const Keep<T>& kh, const Keep<T>& kc) {
+  const int64_t T_ = gates.size(0), B = gates.size(1), H = gates.size(2) / 4, BH = B * H, BG = 4 * BH;
+  std::vector<Tensor> dy_t;
+  if (dy.defined()) dy_t = dy.unbind(0);
+  const T* gp = gates.data_ptr<T>();
+  const T* Pp = P.data_ptr<T>();
+  const T* qp = q.data_ptr<T>();
+  T* Dcp = Dc.data_ptr<T>();
+  T* dcp = dc.data_ptr<T>();
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    T* dh = dh_[t].data_ptr<T>();
+    T* dg = dg_[t].data_ptr<T>();
+    const T* kc_t = KC ? kc.row(t) : nullptr;
+    if (t == T_ - 1) {
+      cell_bwd<T, KH, KC, true>(dh, nullptr, Dcp, dcp, nullptr, Pp + t * BG, qp + t * BH, dg, nullptr, nullptr,
+                                kc_t, B, H);
+      continue;
+    }
+    if (dy.defined()) at::addmm_out(dh_[t], dy_t[t], dg_[t + 1], w_hh);
+    else at::mm_out(dh_[t], dg_[t + 1], w_hh);
+    cell_bwd<T, KH, KC, false>(dh, dh_[t + 1].data_ptr<T>(), Dcp, dcp, gp + (t + 1) * BG, Pp + t * BG, qp + t * BH,
+                               dg, KH ? kh.row(t + 1) : nullptr, KC ? kc.row(t + 1) : nullptr, kc_t, B, H);
+  }
+}
+
+}  // namespace
+
+// Returns {hs [T+1, B, H], cs [T+1, B, H], gates (activated), P, q}; P and q are empty without grad.
+std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tensor& b, const Tensor& h0,
+                                 const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& kh_,
+                                 const c10::optional<Tensor>& kc_, bool grad) {
+  const int64_t T = x.size(0), B = x.size(1), G = w_hh.size(0), H = G / 4;
+  Tensor gates = at::addmm(b, x.reshape({T * B, -1}), w_ih.t()).view({T, B, G});
+  const Tensor wt = w_hh.t();
+  Tensor hs = at::empty({T + 1, B, H}, x.options());
+  Tensor cs = at::empty({T + 1, B, H}, x.options());
+  hs[0].copy_(h0);
+  cs[0].copy_(c0);
+  Tensor P = grad ? at::empty_like(gates) : at::empty({0}, x.options());
+  Tensor q = grad ? at::empty({T, B, H}, x.options()) : at::empty({0}, x.options());
+  Tensor tc = at::empty({B, H}, x.options());
+  Tensor c_hat = at::empty({B, H}, x.options());
+  const auto g_ = gates.unbind(0), h_ = hs.unbind(0), c_ = cs.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
+    using S = scalar_t;
+    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
+    S* Pp = grad ? P.data_ptr<S>() : nullptr;
+    S* qp = grad ? q.data_ptr<S>() : nullptr;
+    auto run = [&](auto KH, auto KC) {
+      forward_loop<S, decltype(KH)::value, decltype(KC)::value>(g_, h_, c_, wt, c_hat, tc, Pp, qp, kh, kc, grad, T,
+                                                                 B, H);
+    };
+    const bool a = kh.p != nullptr, c = kc.p != nullptr;
+    if (a && c) run(std::true_type{}, std::true_type{});
+    else if (a) run(std::true_type{}, std::false_type{});
+    else if (c) run(std::false_type{}, std::true_type{});
+    else run(std::false_type{}, std::false_type{});
+  });
+  return {hs, cs, gates, P, q};
+}
+
+// Returns {dx (empty unless need_dx), dw_ih, db, dh0, dc0, dw_hh}.
+std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Tensor& gates, const Tensor& hs,
+                                  const Tensor& P, const Tensor& q, const Tensor& w_hh,
+                                  const c10::optional<Tensor>& kh_, const c10::optional<Tensor>& kc_,
+                                  const c10::optional<Tensor>& dy_, const c10::optional<Tensor>& dhT_,
+                                  const c10::optional<Tensor>& dcT_, bool need_dx) {
+  const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / 4;
+  const Tensor dy = dy_.has_value() ? dy_->contiguous() : Tensor();
+  Tensor dgates = at::empty_like(gates);
+  Tensor dh = at::empty({T, B, H}, hs.options());
+  if (dy.defined()) dh[T - 1].copy_(dy[T - 1]); else dh[T - 1].zero_();
+  if (dhT_.has_value()) dh[T - 1].add_(*dhT_);
+  Tensor Dc = dcT_.has_value() ? dcT_->contiguous().clone() : at::zeros({B, H}, hs.options());
+  Tensor dc = at::empty({B, H}, hs.options());  // dL/dĉ of the step just done
+  auto dg_ = dgates.unbind(0), dh_ = dh.unbind(0);
+  Tensor kh0, kc0;  // step 0's factors, for dL/dh_0 and dL/dc_0
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
+    using S = scalar_t;
+    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
+    if (kh.p) kh0 = kh.hold.dim() == 3 ? kh.hold[0] : kh.hold;
+    if (kc.p) kc0 = kc.hold.dim() == 3 ? kc.hold[0] : kc.hold;
+    auto run = [&](auto KH, auto KC) {
+      backward_loop<S, decltype(KH)::value, decltype(KC)::value>(gates, P, q, w_hh, dy, dg_, dh_, Dc, dc, kh, kc);
+    };
+    const bool a = kh.p != nullptr, c = kc.p != nullptr;
+    if (a && c) run(std::true_type{}, std::true_type{});
+    else if (a) run(std::true_type{}, std::false_type{});
+    else if (c) run(std::false_type{}, std::true_type{});
+    else run(std::false_type{}, std::false_type{});
+  });
+  Tensor dh0 = at::mm(dg_[0], w_hh);
+  if (kh0.defined()) dh0.addcmul_(kh0, dh_[0]);
+  const Tensor f0 = gates[0].narrow(1, 2 * H, H);
+  Tensor dc0 = kc0.defined() ? Dc.mul_(kc0).addcmul_(f0, dc) : dc.mul_(f0);
+  const Tensor dg2 = dgates.view({T * B, G});
+  Tensor dw_hh = at::mm(dg2.t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  Tensor dx = need_dx ? at::mm(dg2, w_ih).view(x.sizes()) : at::empty({0}, x.options());
+  Tensor dw_ih = at::mm(dg2.t(), x.reshape({T * B, -1}));
+  return {dx, dw_ih, dg2.sum(0), dh0, dc0, dw_hh};
+}
+
+void register_lstm(pybind11::module& m) {
+  m.def("lstm_forward", &lstm_forward, "LSTM whole-sequence forward (gate order o, i, f, g)");
+  m.def("lstm_backward", &lstm_backward, "LSTM whole-sequence BPTT");
+}

@@ -1,0 +1,8 @@
+// rnnbench's compiled kernels: one Python module, one source file per cell family.
+#include <torch/extension.h>
+
+void register_lstm(pybind11::module& m);
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  register_lstm(m);
+}
