@@ -14,6 +14,8 @@ install:  ## create .venv and install rnnbench with its dev extras
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	@# build the compiled kernels now rather than on first use (one warning line, and the Python loop, where it cannot)
+	$(PY) -c "from rnnbench.cells.kernels import native; native.available()"
 
 run:  ## train the embedded default (addition, seq2seq LSTM 128) on the CPU
 	$(PY) -m rnnbench train

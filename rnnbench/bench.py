@@ -266,6 +266,7 @@ def _peer(cell: str):
 def path_of(model) -> str:
     """Which execution path a row ran: native kernel, hand-written sequence, or step loop."""
     from .cells import RNNStack
+    from .cells.kernels import native
 
     if not isinstance(model, RNNStack):
         return "native"
@@ -274,6 +275,8 @@ def path_of(model) -> str:
     if type(cell).__name__ == "QATCell":  # QAT wraps the cell and runs its own loop
         return "qat"
     path = layer.path()
+    if path == "sequence" and cell.compiled_kernel and native.available():
+        return "sequence+c++"
     return path + "+compile" if cell.compile else path
 
 

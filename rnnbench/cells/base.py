@@ -90,6 +90,8 @@ class Cell(nn.Module, FollowsTraining, metaclass=ABCMeta):
     flop_model: tuple[int, int, int] = (4, 4, 10)
     #: :meth:`sequence_forward` takes ``mix`` (the :class:`StateMix` factors): zoneout keeps the fast path
     takes_state_mix: bool = False
+    #: :meth:`sequence_forward`'s kernel has a compiled loop (:mod:`rnnbench.cells.kernels.native`)
+    compiled_kernel: bool = False
 
     def __init__(self, input_size: int, hidden_size: int, fused: bool = True, compile: bool = False,
                  name: Optional[str] = None, recurrent_init: str = "default") -> None:

@@ -39,6 +39,7 @@ class LSTMCell(Cell):
     gates = 4
     flop_model = (4, 4, 10)  # 3 σ, 2 tanh, 5 mul/add
     takes_state_mix = True  # zoneout runs inside LSTMSequenceFn
+    compiled_kernel = True  # LSTMSequenceFn's loop is C++ where it builds (kernels/native/lstm.cpp)
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)

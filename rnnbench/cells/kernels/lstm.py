@@ -18,7 +18,8 @@ def _oifg_perm(H: int, device: torch.device) -> Tensor:
 
 
 class LSTMSequenceFn(torch.autograd.Function):
-    """Whole-sequence LSTM with a hand-written BPTT, gate order (o, i, f, g).
+    """Whole-sequence LSTM with a hand-written BPTT, gate order (o, i, f, g); the same loop runs
+    compiled (native/lstm.cpp) where :func:`native.get` gives the module, else in Python below.
 
     Inputs: ``x [T, B, I]``, ``w_ih [4H, I]``, ``b [4H]`` (all biases), ``h0, c0 [B, H]``,
     ``w_hh [4H, H]`` (rows already in o, i, f, g order). Output ``(y [T, B, H], h_T, c_T)``.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -32,25 +34,42 @@ def get(x: Optional[Tensor] = None) -> Optional[ModuleType]:
 
 
 def _build() -> Optional[ModuleType]:
-    here = Path(__file__).resolve().parent
-    try:
-        quiet = logging.getLogger("torch.utils.cpp_extension")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # its import warns that a CPU-only machine has no CUDA runtime
+    reason = _missing_toolchain()
+    if reason is None:
         try:
-            from torch.utils.cpp_extension import load
-        finally:
-            quiet.setLevel(level)
+            return _load()
+        except Exception as e:  # any build failure (headers, flags, linker): the Python loop does the same work
+            lines = str(e).strip().splitlines() or [type(e).__name__]
+            reason = next((ln.strip() for ln in lines if "error:" in ln), lines[0])[:300]  # the compiler's line
+    log.warning("compiled kernels unavailable (%s); running the Python-loop kernels "
+                "(RNNBENCH_NATIVE=0 skips the build)", reason)
+    return None
 
-        # no -march=native: a cache shared by a cluster's nodes must run on all of them
-        return load(name="rnnbench_native", sources=[str(here / s) for s in SOURCES],
-                    extra_cflags=["-O3"], verbose=False)
-    except Exception as e:  # any build failure (no compiler, no ninja, headers): the Python loop does the same work
-        lines = str(e).strip().splitlines() or [type(e).__name__]
-        reason = next((ln.strip() for ln in lines if "error:" in ln), lines[0])  # the compiler's own line
-        log.warning("compiled kernels unavailable (%s); running the Python-loop kernels "
-                    "(RNNBENCH_NATIVE=0 skips the build)", reason[:300])
-        return None
+
+def _missing_toolchain() -> Optional[str]:
+    cxx = os.environ.get("CXX", "c++")  # the compiler torch.utils.cpp_extension runs
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler: {cxx!r} is not on PATH"
+    if shutil.which("ninja") is None:
+        return "ninja is not installed (pip install ninja)"
+    return None
+
+
+def _load() -> ModuleType:
+    here = Path(__file__).resolve().parent
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # it warns that a CPU-only machine has no CUDA runtime, and more
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.utils.cpp_extension import load
+
+            # no -march=native: a cache shared by a cluster's nodes must run on all of them
+            return load(name="rnnbench_native", sources=[str(here / s) for s in SOURCES],
+                        extra_cflags=["-O3"], verbose=False)
+    finally:
+        quiet.setLevel(level)
 
 
 def available() -> bool:
