@@ -34,9 +34,10 @@ def test_quick_json_schema(tmp_path):
     assert next(r for r in rows if r["cell"] == "nn.LSTM")["ratio_to_lstm"] == 1.0
     from rnnbench.cells.kernels import native
 
-    lstm_path = "sequence+c++" if native.available() else "sequence"  # the C++ loop where it builds
-    assert next(r for r in rows if r["cell"] == "lstm_custom")["path"] == lstm_path
-    assert next(r for r in rows if r["cell"] == "gru_custom")["path"] == "sequence"
+    compiled = "sequence+c++" if native.available() else "sequence"  # the C++ loop where it builds
+    assert next(r for r in rows if r["cell"] == "lstm_custom")["path"] == compiled
+    assert next(r for r in rows if r["cell"] == "gru_custom")["path"] == compiled
+    assert next(r for r in rows if r["cell"] == "delta_rnn")["path"] == "sequence"  # a Python-loop kernel
     assert len(crow) == len(rows) and KEYS <= set(crow[0])
 
 

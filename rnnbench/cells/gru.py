@@ -31,6 +31,7 @@ class GRUCell(Cell):
     num_states = 1
     flop_model = (3, 3, 12)
     takes_state_mix = True  # zoneout runs inside GRUSequenceFn
+    compiled_kernel = True  # GRUSequenceFn's loop is C++ where it builds (kernels/native/gru.cpp)
 
     def __init__(self, input_size: int, hidden_size: int, **kw) -> None:
         super().__init__(input_size, hidden_size, **kw)

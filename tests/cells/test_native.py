@@ -14,6 +14,7 @@ import torch
 from testutil import REPO
 
 from rnnbench.cells.kernels import native
+from rnnbench.cells.kernels.gru import GRUSequenceFn
 from rnnbench.cells.kernels.lstm import LSTMSequenceFn
 
 TOOLCHAIN = shutil.which(os.environ.get("CXX", "c++")) is not None and shutil.which("ninja") is not None
@@ -31,69 +32,83 @@ def compiled():
     return native.get()
 
 
-def _lstm_inputs(zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, seed=0):
+def _keep(zoneout: str, n: int, T: int, B: int, H: int, dtype, g):
+    """``n`` zoneout keep factors: per-step masks, locked masks, the evaluation expectation, or none."""
+    if zoneout == "none":
+        return [None] * n
+    if zoneout == "masks":  # training: a fresh [T, B, H] mask per step, as slices of one draw
+        u = torch.rand(T, n, B, H, dtype=dtype, generator=g)
+        return [(u[:, i] < 0.3 + 0.2 * i).to(dtype) for i in range(n)]
+    if zoneout == "locked":  # one [B, H] mask for every step
+        u = torch.rand(n, B, H, dtype=dtype, generator=g)
+        return [(u[i] < 0.3 + 0.2 * i).to(dtype) for i in range(n)]
+    if zoneout == "expectation":  # evaluation: the scalar z
+        return [torch.tensor(0.05 + 0.45 * i, dtype=dtype) for i in range(n)]
+    if zoneout == "last_only":  # zoneout on the cell state only (LSTM), z_h = 0
+        return [None] * (n - 1) + [(torch.rand(T, B, H, dtype=dtype, generator=g) < 0.5).to(dtype)]
+    raise ValueError(zoneout)
+
+
+def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, seed=0):
+    """(Function, differentiable inputs, constant zoneout factors) of a kernel."""
     g = torch.Generator().manual_seed(seed)
 
     def r(*shape, s=1.0):
         return (s * torch.randn(*shape, dtype=dtype, generator=g)).requires_grad_()
 
-    args = [r(T, B, I), r(4 * H, I, s=0.5), r(4 * H, s=0.5), r(B, H), r(B, H), r(4 * H, H, s=0.5)]
-    if zoneout == "none":
-        kh = kc = None
-    elif zoneout == "masks":  # training: a fresh [T, B, H] mask per step, as slices of one draw
-        u = torch.rand(T, 2, B, H, dtype=dtype, generator=g)
-        kh, kc = (u[:, 0] < 0.3).to(dtype), (u[:, 1] < 0.5).to(dtype)
-    elif zoneout == "locked":  # one [B, H] mask for every step
-        u = torch.rand(2, B, H, dtype=dtype, generator=g)
-        kh, kc = (u[0] < 0.3).to(dtype), (u[1] < 0.5).to(dtype)
-    elif zoneout == "expectation":  # evaluation: the scalar z
-        kh, kc = torch.tensor(0.05, dtype=dtype), torch.tensor(0.5, dtype=dtype)
-    elif zoneout == "cell_only":
-        kh, kc = None, (torch.rand(T, B, H, dtype=dtype, generator=g) < 0.5).to(dtype)
-    return args, kh, kc
+    if kernel == "lstm":  # x, w_ih, b, h0, c0, w_hh; keep factors kh, kc
+        return LSTMSequenceFn, [r(T, B, I), r(4 * H, I, s=0.5), r(4 * H, s=0.5), r(B, H), r(B, H),
+                                r(4 * H, H, s=0.5)], _keep(zoneout, 2, T, B, H, dtype, g)
+    if kernel == "gru":  # xp, h0, w_hh, b_hh; keep factor k
+        return GRUSequenceFn, [r(T, B, 3 * H), r(B, H), r(3 * H, H, s=0.5), r(3 * H, s=0.5)], \
+            _keep(zoneout, 1, T, B, H, dtype, g)
+    raise ValueError(kernel)
 
 
-def _run(on: bool, args, kh, kc, grads=True):
+def _run(on: bool, fn, args, keep, grads=True):
     leaves = [a.detach().clone().requires_grad_() for a in args]
     with native.enabled(on):
-        y, hT, cT = LSTMSequenceFn.apply(*leaves, kh, kc)
+        outs = fn.apply(*leaves, *keep)
         if grads:
-            # a loss that reaches every output (y at all steps, h_T, c_T) with unequal weights
-            (y.sin().sum() + (hT * 1.5).sum() + cT.square().sum()).backward()
-    return [y, hT, cT] + ([a.grad for a in leaves] if grads else [])
+            # a loss that reaches every output (y at all steps, the final states) with unequal weights
+            (outs[0].sin().sum() + sum((1.5 + i) * o.square().sum() for i, o in enumerate(outs[1:]))).backward()
+    return list(outs) + ([a.grad for a in leaves] if grads else [])
 
 
-ZONEOUT = ["none", "masks", "locked", "expectation", "cell_only"]
+KERNELS = ["lstm", "gru"]
+ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 
 
 @pytest.mark.parametrize("zoneout", ZONEOUT)
-def test_compiled_lstm_equals_the_python_loop(compiled, zoneout):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
     """Outputs and every input's gradient agree to float64 rounding, zoneout's masks included."""
-    args, kh, kc = _lstm_inputs(zoneout)
-    a, b = _run(True, args, kh, kc), _run(False, args, kh, kc)
-    for u, v in zip(a, b):
+    fn, args, keep = _inputs(kernel, zoneout)
+    for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
 
 
-def test_compiled_lstm_in_float32_and_without_grad(compiled):
-    args, kh, kc = _lstm_inputs("masks", T=7, B=4, H=16, dtype=torch.float32)
-    for u, v in zip(_run(True, args, kh, kc), _run(False, args, kh, kc)):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
+    fn, args, keep = _inputs(kernel, "masks", T=7, B=4, H=16, dtype=torch.float32)
+    for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        for u, v in zip(_run(True, args, kh, kc, grads=False), _run(False, args, kh, kc, grads=False)):
+        for u, v in zip(_run(True, fn, args, keep, grads=False), _run(False, fn, args, keep, grads=False)):
             torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("on", [True, False], ids=["compiled", "python"])
 @pytest.mark.parametrize("zoneout", ["none", "masks"])
-def test_lstm_kernel_gradcheck(zoneout, on, request):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_gradcheck(kernel, zoneout, on, request):
     """Full float64 Jacobian check of both kernels' BPTT (the masks are constants)."""
     if on:
         request.getfixturevalue("compiled")
-    args, kh, kc = _lstm_inputs(zoneout, T=4, B=2, I=3, H=3)
+    fn, args, keep = _inputs(kernel, zoneout, T=4, B=2, I=3, H=3)
     with native.enabled(on):
-        assert torch.autograd.gradcheck(lambda *a: LSTMSequenceFn.apply(*a, kh, kc), tuple(args), eps=1e-6,
-                                        atol=1e-6, rtol=1e-4)
+        assert torch.autograd.gradcheck(lambda *a: fn.apply(*a, *keep), tuple(args), eps=1e-6, atol=1e-6,
+                                        rtol=1e-4)
 
 
 @pytest.mark.parametrize("compiler", ["missing", "broken"])

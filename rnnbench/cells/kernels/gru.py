@@ -7,11 +7,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import step_views
+from . import native, step_views
 
 
 class GRUSequenceFn(torch.autograd.Function):
-    """Whole-sequence GRU with a hand-written BPTT.
+    """Whole-sequence GRU with a hand-written BPTT; the same loop runs compiled
+    (native/gru.cpp) where :func:`native.get` gives the module, else in Python below.
 
     Inputs: ``xp [T, B, 3H]`` (``W_ih x + b_ih``), ``h0 [B, H]``, ``w_hh [3H, H]``,
     ``b_hh [3H]``. Output ``(y [T, B, H], h_T)``. Per step: ``hp = b_hh + h W_hh^T``,
@@ -27,9 +28,14 @@ class GRUSequenceFn(torch.autograd.Function):
                 k: Optional[Tensor] = None):
         T, B, G = xp.shape
         H = G // 3
+        grad = any(ctx.needs_input_grad)
+        ctx.ext = ext = native.get(xp)
+        if ext is not None:
+            hs, rz, coef, a = ext.gru_forward(xp, h0, w_hh, b_hh, k, grad)
+            ctx.save_for_backward(coef, a, rz, hs, w_hh)
+            return hs[1:], hs[T].clone()
         k_, ak_ = step_views(k, T, B, H)
         wt = w_hh.t()
-        grad = any(ctx.needs_input_grad)
         hp = xp.new_empty(T, B, G)  # W_hh h + b_hh
         rz = xp.new_empty(T, B, 2 * H)  # activated r, z
         n = xp.new_empty(T, B, H)
@@ -77,6 +83,9 @@ class GRUSequenceFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor]):  # type: ignore[override]
         coef, a, rz, hs, w_hh = ctx.saved_tensors
+        if ctx.ext is not None:
+            dxp, dh0, dw, db = ctx.ext.gru_backward(coef, a, rz, hs, w_hh, dy, dhT)
+            return dxp, dh0, dw, db, None
         T, B, _, H = coef.shape
         G = 3 * H
         dhp = coef.new_empty(T, B, G)  # dL/d(W_hh h + b_hh)

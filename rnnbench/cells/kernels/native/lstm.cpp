@@ -6,42 +6,11 @@
 
 #include <vector>
 
+#include "keep.h"
+
 using at::Tensor;
 
 namespace {
-
-// zoneout's keep factors as rows of B x H values, one row per step (step stride `step`): a
-// per-step mask (step = B H), a locked mask or the evaluation expectation (step = 0)
-template <typename T>
-struct Keep {
-  Tensor hold;  // keeps a materialized copy alive
-  const T* p = nullptr;
-  int64_t step = 0;
-  const T* row(int64_t t) const { return p + t * step; }
-};
-
-template <typename T>
-Keep<T> keep(const c10::optional<Tensor>& k_, int64_t T_, int64_t B, int64_t H) {
-  Keep<T> v;
-  if (!k_.has_value()) return v;
-  const Tensor& k = *k_;
-  if (k.numel() == 1) {
-    v.hold = at::full({B, H}, k.item(), k.options());  // the expectation z at evaluation
-  } else {
-    const Tensor e = k.expand({T_, B, H});
-    const bool rows = e.stride(2) == 1 && e.stride(1) == H;  // [T, B, H] slices, locked [B, H]
-    v.hold = rows ? e : e.contiguous();
-    v.step = v.hold.stride(0);
-  }
-  v.p = v.hold.template data_ptr<T>();
-  return v;
-}
-
-// torch.lerp's formula (exact at weight 0 and 1, the values of a training mask)
-template <typename T>
-inline T lerp(T start, T end, T w) {
-  return w < T(0.5) ? start + w * (end - start) : end - (end - start) * (T(1) - w);
-}
 
 // ĉ_t = f c_{t−1} + i g over one step (gates already activated)
 template <typename T>
