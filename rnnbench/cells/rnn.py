@@ -23,6 +23,7 @@ from .kernels.rnn import RNNSequenceFn
 class RNNCell(Cell):
     flop_model = (1, 1, 2)  # a tanh and a bias add per unit; one state, h (Cell's default)
     takes_state_mix = True  # zoneout runs inside RNNSequenceFn
+    compiled_kernel = True  # RNNSequenceFn's loop is C++ where it builds (kernels/native/rnn.cpp)
 
     def __init__(self, input_size: int, hidden_size: int, **kw) -> None:
         super().__init__(input_size, hidden_size, **kw)

@@ -16,6 +16,7 @@ from testutil import REPO
 from rnnbench.cells.kernels import native
 from rnnbench.cells.kernels.gru import GRUSequenceFn
 from rnnbench.cells.kernels.lstm import LSTMSequenceFn
+from rnnbench.cells.kernels.rnn import RNNSequenceFn
 
 TOOLCHAIN = shutil.which(os.environ.get("CXX", "c++")) is not None and shutil.which("ninja") is not None
 
@@ -62,6 +63,8 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
     if kernel == "gru":  # xp, h0, w_hh, b_hh; keep factor k
         return GRUSequenceFn, [r(T, B, 3 * H), r(B, H), r(3 * H, H, s=0.5), r(3 * H, s=0.5)], \
             _keep(zoneout, 1, T, B, H, dtype, g)
+    if kernel == "rnn":  # xp, h0, w_hh; keep factor k
+        return RNNSequenceFn, [r(T, B, H), r(B, H), r(H, H, s=0.5)], _keep(zoneout, 1, T, B, H, dtype, g)
     raise ValueError(kernel)
 
 
@@ -75,7 +78,7 @@ def _run(on: bool, fn, args, keep, grads=True):
     return list(outs) + ([a.grad for a in leaves] if grads else [])
 
 
-KERNELS = ["lstm", "gru"]
+KERNELS = ["lstm", "gru", "rnn"]
 ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 
 

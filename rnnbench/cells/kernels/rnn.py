@@ -7,11 +7,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import step_views
+from . import native, step_views
 
 
 class RNNSequenceFn(torch.autograd.Function):
-    """Whole-sequence tanh RNN with a hand-written BPTT.
+    """Whole-sequence tanh RNN with a hand-written BPTT; the same loop runs compiled
+    (native/rnn.cpp) where :func:`native.get` gives the module, else in Python below.
 
     Inputs: ``xp [T, B, H]`` (``W_ih x + b_ih + b_hh``), ``h0 [B, H]``, ``w_hh [H, H]``, and
     optionally zoneout's ``k`` (broadcastable to ``[T, B, H]``, 1 = keep the previous value).
@@ -24,8 +25,13 @@ class RNNSequenceFn(torch.autograd.Function):
     def forward(ctx: Any, xp: Tensor, h0: Tensor, w_hh: Tensor,  # type: ignore[override]
                 k: Optional[Tensor] = None):
         T, B, H = xp.shape
-        k_, ak_ = step_views(k, T, B, H)
         grad = any(ctx.needs_input_grad)
+        ctx.ext = ext = native.get(xp)
+        if ext is not None:
+            hs, a = ext.rnn_forward(xp, h0, w_hh, k, grad)
+            ctx.save_for_backward(a, hs, w_hh, k)
+            return hs[1:], hs[T].clone()
+        k_, ak_ = step_views(k, T, B, H)
         wt = w_hh.t()
         hs = xp.new_empty(T + 1, B, H)  # h_0 .. h_T
         hs[0] = h0
@@ -50,6 +56,9 @@ class RNNSequenceFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor]):  # type: ignore[override]
         a, hs, w_hh, k = ctx.saved_tensors
+        if ctx.ext is not None:
+            dpre, dh0, dw = ctx.ext.rnn_backward(a, hs, w_hh, k, dy, dhT)
+            return dpre, dh0, dw, None
         T, B, H = a.shape
         k_ = k.expand(T, B, H).unbind(0) if k is not None else None
         dpre = torch.empty_like(a)

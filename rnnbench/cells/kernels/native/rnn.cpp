@@ -1,0 +1,103 @@
+// The Elman RNN's whole-sequence forward and BPTT in C++: the algorithm of
+// rnnbench/cells/kernels/rnn.py (zoneout keep factor k), with the time loop here.
+#include <torch/extension.h>
+
+#include <vector>
+
+#include "keep.h"
+
+using at::Tensor;
+
+namespace {
+
+// after ĥ = tanh(xp_t + h W_hh^T): h_t = lerp(ĥ, h_{t−1}, k), and with GRAD a = (1 − k)(1 − ĥ²)
+template <typename T, bool K, bool GRAD>
+void rnn_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict__ h_out, T* __restrict__ a,
+              const T* __restrict__ k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
+    if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
+  }
+}
+
+// D += dy_t; dpre_t = a_t D; kD = k_t D (D_{t−1} = dpre_t W_hh + kD follows in ATen)
+template <typename T, bool K, bool DY>
+void rnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ dpre,
+              T* __restrict__ kD, const T* __restrict__ k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T d = DY ? D[i] + dy[i] : D[i];
+    dpre[i] = d * a[i];
+    if (K) kD[i] = k[i] * d;
+  }
+}
+
+}  // namespace
+
+// Returns {hs [T+1, B, H], a [T, B, H] (empty without grad)}.
+std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w_hh,
+                                const c10::optional<Tensor>& k_, bool grad) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2), BH = B * H;
+  const Tensor wt = w_hh.t();
+  Tensor hs = at::empty({T + 1, B, H}, xp.options());
+  hs[0].copy_(h0);
+  Tensor a = grad ? at::empty({T, B, H}, xp.options()) : at::empty({0}, xp.options());
+  Tensor h_hat = at::empty({B, H}, xp.options());
+  auto h_ = hs.unbind(0), xp_t = xp.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnn_forward", [&] {
+    using S = scalar_t;
+    const Keep<S> k = keep<S>(k_, T, B, H);
+    auto run = [&](auto KT, auto GT) {
+      constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
+      for (int64_t t = 0; t < T; ++t) {
+        Tensor& hn = KK ? h_hat : h_[t + 1];
+        at::addmm_out(hn, xp_t[t], h_[t], wt).tanh_();
+        if (KK || GG)
+          rnn_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
+                              GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, BH);
+      }
+    };
+    if (k.p && grad) run(std::true_type{}, std::true_type{});
+    else if (k.p) run(std::true_type{}, std::false_type{});
+    else if (grad) run(std::false_type{}, std::true_type{});
+    else run(std::false_type{}, std::false_type{});
+  });
+  return {hs, a};
+}
+
+// Returns {dxp, dh0, dw_hh}.
+std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor& w_hh,
+                                 const c10::optional<Tensor>& k_, const c10::optional<Tensor>& dy_,
+                                 const c10::optional<Tensor>& dhT_) {
+  const int64_t T = a.size(0), B = a.size(1), H = a.size(2), BH = B * H;
+  const Tensor dy = dy_.has_value() ? dy_->contiguous() : Tensor();
+  Tensor dpre = at::empty_like(a);
+  Tensor D = dhT_.has_value() ? dhT_->contiguous().clone() : at::zeros({B, H}, a.options());  // dL/dh_t
+  Tensor kD = at::empty({B, H}, a.options());
+  auto dpre_ = dpre.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnn_backward", [&] {
+    using S = scalar_t;
+    const Keep<S> k = keep<S>(k_, T, B, H);
+    auto run = [&](auto KT, auto DT) {
+      constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        rnn_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
+                            dpre_[t].data_ptr<S>(), kD.data_ptr<S>(), KK ? k.row(t) : nullptr, BH);
+        if (KK) at::addmm_out(D, kD, dpre_[t], w_hh);
+        else at::mm_out(D, dpre_[t], w_hh);
+      }
+    };
+    const bool dd = dy.defined();
+    if (k.p && dd) run(std::true_type{}, std::true_type{});
+    else if (k.p) run(std::true_type{}, std::false_type{});
+    else if (dd) run(std::false_type{}, std::true_type{});
+    else run(std::false_type{}, std::false_type{});
+  });
+  Tensor dw = at::mm(dpre.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  return {dpre, D, dw};
+}
+
+void register_rnn(pybind11::module& m) {
+  m.def("rnn_forward", &rnn_forward, "tanh RNN whole-sequence forward");
+  m.def("rnn_backward", &rnn_backward, "tanh RNN whole-sequence BPTT");
+}
