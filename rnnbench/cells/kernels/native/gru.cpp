@@ -106,7 +106,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
     using S = scalar_t;
     const Keep<S> k = keep<S>(k_, T, B, H);
     const int64_t BH = B * H, BG = B * G;
-    auto run = [&](auto KT, auto GT) {
+    with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
       for (int64_t t = 0; t < T; ++t) {
         at::addmm_out(hp_[t], b_hh, h_[t], wt);
@@ -120,11 +120,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
                             h_[t + 1].data_ptr<S>(), GG ? coef.data_ptr<S>() + t * BG : nullptr,
                             GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, B, H);
       }
-    };
-    if (k.p && grad) run(std::true_type{}, std::true_type{});
-    else if (k.p) run(std::true_type{}, std::false_type{});
-    else if (grad) run(std::false_type{}, std::true_type{});
-    else run(std::false_type{}, std::false_type{});
+    });
   });
   return {hs, rz, coef, a};
 }

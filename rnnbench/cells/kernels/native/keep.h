@@ -1,7 +1,10 @@
-// Shared by the kernels: zoneout's keep factors as per-step rows, and torch.lerp's formula.
+// Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, and the
+// dispatch of two run-time flags to compile-time ones.
 #pragma once
 
 #include <torch/extension.h>
+
+#include <type_traits>
 
 namespace {
 
@@ -38,6 +41,16 @@ Keep<T> keep(const c10::optional<Tensor>& k_, int64_t T_, int64_t B, int64_t H) 
 template <typename T>
 inline T lerp(T start, T end, T w) {
   return w < T(0.5) ? start + w * (end - start) : end - (end - start) * (T(1) - w);
+}
+
+// f(std::bool_constant<a>{}, std::bool_constant<b>{}): the loops take zoneout's presence, grad or
+// dy as template parameters, so the compiler drops their branches
+template <typename F>
+void with_flags(bool a, bool b, F&& f) {
+  if (a && b) f(std::true_type{}, std::true_type{});
+  else if (a) f(std::true_type{}, std::false_type{});
+  else if (b) f(std::false_type{}, std::true_type{});
+  else f(std::false_type{}, std::false_type{});
 }
 
 }  // namespace

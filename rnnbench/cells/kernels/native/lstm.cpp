@@ -164,15 +164,10 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tens
     const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
     S* Pp = grad ? P.data_ptr<S>() : nullptr;
     S* qp = grad ? q.data_ptr<S>() : nullptr;
-    auto run = [&](auto KH, auto KC) {
+    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KH, auto KC) {
       forward_loop<S, decltype(KH)::value, decltype(KC)::value>(g_, h_, c_, wt, c_hat, tc, Pp, qp, kh, kc, grad, T,
                                                                  B, H);
-    };
-    const bool a = kh.p != nullptr, c = kc.p != nullptr;
-    if (a && c) run(std::true_type{}, std::true_type{});
-    else if (a) run(std::true_type{}, std::false_type{});
-    else if (c) run(std::false_type{}, std::true_type{});
-    else run(std::false_type{}, std::false_type{});
+    });
   });
   return {hs, cs, gates, P, q};
 }
@@ -198,14 +193,9 @@ std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Ten
     const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
     if (kh.p) kh0 = kh.hold.dim() == 3 ? kh.hold[0] : kh.hold;
     if (kc.p) kc0 = kc.hold.dim() == 3 ? kc.hold[0] : kc.hold;
-    auto run = [&](auto KH, auto KC) {
+    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KH, auto KC) {
       backward_loop<S, decltype(KH)::value, decltype(KC)::value>(gates, P, q, w_hh, dy, dg_, dh_, Dc, dc, kh, kc);
-    };
-    const bool a = kh.p != nullptr, c = kc.p != nullptr;
-    if (a && c) run(std::true_type{}, std::true_type{});
-    else if (a) run(std::true_type{}, std::false_type{});
-    else if (c) run(std::false_type{}, std::true_type{});
-    else run(std::false_type{}, std::false_type{});
+    });
   });
   Tensor dh0 = at::mm(dg_[0], w_hh);
   if (kh0.defined()) dh0.addcmul_(kh0, dh_[0]);

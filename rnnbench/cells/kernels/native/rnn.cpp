@@ -47,7 +47,7 @@ std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tenso
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnn_forward", [&] {
     using S = scalar_t;
     const Keep<S> k = keep<S>(k_, T, B, H);
-    auto run = [&](auto KT, auto GT) {
+    with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
       for (int64_t t = 0; t < T; ++t) {
         Tensor& hn = KK ? h_hat : h_[t + 1];
@@ -56,11 +56,7 @@ std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tenso
           rnn_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
                               GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, BH);
       }
-    };
-    if (k.p && grad) run(std::true_type{}, std::true_type{});
-    else if (k.p) run(std::true_type{}, std::false_type{});
-    else if (grad) run(std::false_type{}, std::true_type{});
-    else run(std::false_type{}, std::false_type{});
+    });
   });
   return {hs, a};
 }
@@ -78,7 +74,7 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnn_backward", [&] {
     using S = scalar_t;
     const Keep<S> k = keep<S>(k_, T, B, H);
-    auto run = [&](auto KT, auto DT) {
+    with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
       for (int64_t t = T - 1; t >= 0; --t) {
         rnn_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
@@ -86,12 +82,7 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
         if (KK) at::addmm_out(D, kD, dpre_[t], w_hh);
         else at::mm_out(D, dpre_[t], w_hh);
       }
-    };
-    const bool dd = dy.defined();
-    if (k.p && dd) run(std::true_type{}, std::true_type{});
-    else if (k.p) run(std::true_type{}, std::false_type{});
-    else if (dd) run(std::false_type{}, std::true_type{});
-    else run(std::false_type{}, std::false_type{});
+    });
   });
   Tensor dw = at::mm(dpre.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dpre, D, dw};
