@@ -4,7 +4,6 @@ paths), pass a float64 gradcheck, and a machine without a compiler falls back wi
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -18,7 +17,6 @@ from rnnbench.cells.kernels.gru import GRUSequenceFn
 from rnnbench.cells.kernels.lstm import LSTMSequenceFn
 from rnnbench.cells.kernels.rnn import RNNSequenceFn
 
-TOOLCHAIN = shutil.which(os.environ.get("CXX", "c++")) is not None and shutil.which("ninja") is not None
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +24,9 @@ def compiled():
     """The compiled module; a failed build fails here on a machine with a toolchain."""
     if os.environ.get("RNNBENCH_NATIVE") == "0":
         pytest.skip("RNNBENCH_NATIVE=0")
-    if not TOOLCHAIN:
-        pytest.skip("no C++ compiler or ninja: the fallback test covers this machine")
+    missing = native._missing_toolchain()
+    if missing is not None:
+        pytest.skip(f"{missing}: the fallback test covers this machine")
     with native.enabled(True):
         assert native.available(), "the compiled kernels failed to build (see the warning above)"
     return native.get()
