@@ -93,6 +93,28 @@ def qclamp(x: Tensor, lo: int, hi: int) -> Tensor:
     return torch.clamp(x, lo, hi)
 
 
+class _RoundClamp(torch.autograd.Function):
+    """``clamp(floor(x + 1/2), lo, hi)`` in one node: the value and gradient of
+    ``qclamp(round_half_up(x))`` (STE through the round, then torch.clamp's backward: the
+    gradient passes where the rounded value lies strictly inside (lo, hi)) in one node."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: int, hi: int) -> Tensor:  # type: ignore[override]
+        q = torch.floor(x + 0.5)
+        ctx.save_for_backward((q > lo).logical_and_(q < hi))
+        return q.clamp_(lo, hi)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        inside, = ctx.saved_tensors
+        return torch.where(inside, g, g.new_zeros(())), None, None
+
+
+def round_clamp(x: Tensor, lo: int, hi: int) -> Tensor:
+    """``qclamp(round_half_up(x), lo, hi)`` (same values, same gradient)."""
+    return _RoundClamp.apply(x, lo, hi)
+
+
 def rshift_round(x: Tensor, n: int) -> Tensor:
     """``floor(x / 2^n + 1/2)`` — the integer path's ``(x + 2^(n-1)) >> n``."""
     return round_half_up(x * (2.0 ** -n))
@@ -107,7 +129,7 @@ def weight_scale(w: Tensor) -> Tensor:
 def quantize_weight(w: Tensor) -> tuple[Tensor, Tensor]:
     """``(W_q, s_w)``: integer-valued float64 ``clamp(round(W / s_w))`` (STE) and the row scales."""
     s = weight_scale(w)
-    return qclamp(round_half_up(w.to(F64) / s[:, None]), -QMAX8, QMAX8), s
+    return round_clamp(w.to(F64) / s[:, None], -QMAX8, QMAX8), s
 
 
 def quantize_multiplier(m: Tensor) -> tuple[Tensor, Tensor]:
@@ -130,7 +152,16 @@ def fixed_multiplier(m: Tensor) -> Tensor:
 def quantize_input(x: Tensor, s: Tensor) -> Tensor:
     """int8 ``clamp(round(x · M))`` with ``M`` = the fixed-point 1/s (so an input on another
     int grid, e.g. h at S_H, requantises exactly as the integer path's multiply-shift)."""
-    return qclamp(round_half_up(x.to(F64) * fixed_multiplier(1.0 / s)), -QMAX8, QMAX8)
+    return round_clamp(x.to(F64) * fixed_multiplier(1.0 / s), -QMAX8, QMAX8)
+
+
+def int_mm(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b.t()`` of int8-valued float64 matrices (the int32 accumulation). In float32 when
+    every partial sum is an integer below 2^24 (K·127² < 2^24), so exact in any summation order
+    and ≈ 3× faster than the float64 GEMM; in float64 otherwise. The result is float64."""
+    if a.shape[-1] * QMAX8 * QMAX8 < 2 ** 24:
+        return (a.float() @ b.float().t()).to(F64)
+    return a @ b.t()
 
 
 def _lut(fn, k: Tensor) -> Tensor:
@@ -142,14 +173,36 @@ SIGMOID_LUT = _lut(torch.sigmoid, _KEYS).to(torch.int64)  #: int16 values, index
 TANH_LUT = _lut(torch.tanh, _KEYS).to(torch.int64)
 
 
+_LUTS: dict = {}  # (which, device, dtype) -> the table in that dtype, made once
+
+
+class _LutAct(torch.autograd.Function):
+    """Forward: the LUT value; backward: the gradient of the surrogate ``fn(g·S_G)/S_A``, i.e.
+    ``σ'`` / ``tanh'`` at ``g·S_G`` times ``S_G/S_A`` (powers of two: the same numbers as
+    autograd through ``mul, fn, mul``), from ``fn``'s output saved in the forward."""
+
+    @staticmethod
+    def forward(ctx, gates: Tensor, which: str) -> Tensor:  # type: ignore[override]
+        key = (which, gates.device, gates.dtype)
+        if key not in _LUTS:
+            _LUTS[key] = (SIGMOID_LUT if which == "sigmoid" else TANH_LUT).to(gates.device, gates.dtype)
+        y = (torch.sigmoid if which == "sigmoid" else torch.tanh)(gates * 2.0 ** -G_BITS)
+        ctx.which = which
+        ctx.save_for_backward(y)
+        return _LUTS[key][gates.to(torch.int64) - LUT_LO]
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        y, = ctx.saved_tensors
+        bwd = torch.ops.aten.sigmoid_backward if ctx.which == "sigmoid" else torch.ops.aten.tanh_backward
+        return bwd(g * 2.0 ** A_BITS, y) * 2.0 ** -G_BITS, None
+
+
 def lut_act(gates: Tensor, which: str) -> Tensor:
     """σ or tanh of int16 pre-activations (scale S_G, in the LUT domain) -> int16 (scale S_A).
 
     Forward: the LUT value (exactly what the integer path reads); backward: σ'/tanh'."""
-    fn, table = (torch.sigmoid, SIGMOID_LUT) if which == "sigmoid" else (torch.tanh, TANH_LUT)
-    idx = gates.detach().to(torch.int64) - LUT_LO
-    q = table.to(gates.device)[idx].to(gates.dtype)
-    return ste(fn(gates * 2.0 ** -G_BITS) * 2.0 ** A_BITS, q)
+    return _LutAct.apply(gates, which)
 
 
 class ActObserver(nn.Module):
@@ -261,7 +314,7 @@ class QATCell(_Progress, Cell):
         s_x = self.x_obs.scale()
         xq = quantize_input(x, s_x)
         wq, s_w = quantize_weight(self.float_cell.weight_ih)
-        acc = xq @ wq.t()  # int32 accumulation (exact in float64)
+        acc = int_mm(xq, wq)  # the int32 accumulation
         self._hh = self._quantized_hh()  # once per sequence, like a cached parametrization
         return round_half_up(acc * fixed_multiplier(s_w * s_x * 2.0 ** G_BITS)) + self._bias()
 
@@ -273,21 +326,21 @@ class QATCell(_Progress, Cell):
         if not self.quant_enabled:
             return self.float_cell.step(xp, state)
         dtype = state[0].dtype
-        hq = qclamp(round_half_up(state[0].to(F64) * 2.0 ** H_BITS), -QMAX8, QMAX8)
+        hq = round_clamp(state[0].to(F64) * 2.0 ** H_BITS, -QMAX8, QMAX8)
         wq, mult = self._hh if self._hh is not None else self._quantized_hh()
-        gates = qclamp(xp + round_half_up((hq @ wq.t()) * mult), LUT_LO, LUT_HI)
+        gates = qclamp(xp + round_half_up(int_mm(hq, wq) * mult), LUT_LO, LUT_HI)
         if self.is_lstm:
-            cq = qclamp(round_half_up(state[1].to(F64) * 2.0 ** C_BITS), -QMAX16, QMAX16)
+            cq = round_clamp(state[1].to(F64) * 2.0 ** C_BITS, -QMAX16, QMAX16)
             gi, gf, gg, go = gates.chunk(4, 1)
             i, f, o = lut_act(gi, "sigmoid"), lut_act(gf, "sigmoid"), lut_act(go, "sigmoid")
             u = lut_act(gg, "tanh")
             cq = qclamp(rshift_round(f * cq, A_BITS) + rshift_round(i * u, 2 * A_BITS - C_BITS), -QMAX16, QMAX16)
-            tc = lut_act(qclamp(rshift_round(cq, C_BITS - G_BITS), LUT_LO, LUT_HI), "tanh")
-            hq = qclamp(rshift_round(o * tc, 2 * A_BITS - H_BITS), -QMAX8, QMAX8)
+            tc = lut_act(round_clamp(cq * 2.0 ** (G_BITS - C_BITS), LUT_LO, LUT_HI), "tanh")
+            hq = round_clamp(o * tc * 2.0 ** (H_BITS - 2 * A_BITS), -QMAX8, QMAX8)
             h = (hq * 2.0 ** -H_BITS).to(dtype)
             return h, (h, (cq * 2.0 ** -C_BITS).to(dtype))
         t = lut_act(gates, "tanh")
-        hq = qclamp(rshift_round(t, A_BITS - H_BITS), -QMAX8, QMAX8)
+        hq = round_clamp(t * 2.0 ** (H_BITS - A_BITS), -QMAX8, QMAX8)
         h = (hq * 2.0 ** -H_BITS).to(dtype)
         return h, (h,)
 
@@ -319,7 +372,7 @@ class QATLinear(_Progress, nn.Module):
         s_in = self.x_obs.scale()
         xq = quantize_input(x, s_in)
         wq, s_w = quantize_weight(self.weight)
-        acc = xq @ wq.t()
+        acc = int_mm(xq, wq)
         if self.bias is not None:
             acc = acc + round_half_up(self.bias.to(F64) / (s_w * s_in))
         yq = round_half_up(acc * fixed_multiplier(s_w * s_in * 2.0 ** O_BITS))

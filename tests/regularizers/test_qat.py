@@ -9,6 +9,7 @@ from torch.overrides import TorchFunctionMode
 
 from rnnbench.errors import ConfigError
 from rnnbench.regularizers import apply_regularizers
+from rnnbench.regularizers import qat
 from rnnbench.regularizers.qat import export_int, int_forward, int_only_report
 
 from regutil import classifier
@@ -180,3 +181,37 @@ def test_quant_mode_travels_with_the_checkpoint():
     assert not fresh.rnn.cells()[0].quant_enabled
     fresh.load_state_dict(m.state_dict())
     assert all(c.quant_enabled for c in fresh.rnn.cells()) and fresh.head.quant_enabled
+
+
+@pytest.mark.parametrize("K", [4, 1040, 1041])
+def test_int_mm_is_the_exact_integer_product(K):
+    """float32 below K·127² < 2^24 (every partial sum an exact integer), float64 above: either way
+    the int64 matmul's value, for the largest-magnitude operands."""
+    g = torch.Generator().manual_seed(K)
+    a = torch.randint(-127, 128, (5, K), generator=g)
+    b = torch.randint(-127, 128, (7, K), generator=g)
+    a[0], b[0] = 127, 127  # a partial sum that reaches K·127²
+    got = qat.int_mm(a.double(), b.double())
+    assert got.dtype == torch.float64
+    assert torch.equal(got.to(torch.int64), a @ b.t())
+
+
+def test_fused_round_clamp_and_lut_nodes_match_the_autograd_chain():
+    """round_clamp = qclamp(round_half_up(.)) and lut_act = STE of fn(g S_G)/S_A, value and
+    gradient bit for bit, at the clamp bounds too (torch.clamp passes no gradient there)."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(64, dtype=torch.float64, generator=g) * 100).requires_grad_()
+    with torch.no_grad():
+        x[:4] = torch.tensor([127.0, -127.0, 126.6, 127.4])
+    dy = torch.randn(64, dtype=torch.float64, generator=g)
+    want = torch.clamp(qat.ste(x, torch.floor(x.detach() + 0.5)), -127, 127)
+    got = qat.round_clamp(x, -127, 127)
+    assert torch.equal(got, want)
+    assert torch.equal(torch.autograd.grad(got, x, dy)[0], torch.autograd.grad(want, x, dy)[0])
+    gates = torch.randint(qat.LUT_LO, qat.LUT_HI + 1, (64,), generator=g).double().requires_grad_()
+    for which, fn, table in [("sigmoid", torch.sigmoid, qat.SIGMOID_LUT), ("tanh", torch.tanh, qat.TANH_LUT)]:
+        q = table[gates.detach().to(torch.int64) - qat.LUT_LO].double()
+        want = qat.ste(fn(gates * 2.0 ** -qat.G_BITS) * 2.0 ** qat.A_BITS, q)
+        got = qat.lut_act(gates, which)
+        assert torch.equal(got, want)
+        assert torch.equal(torch.autograd.grad(got, gates, dy)[0], torch.autograd.grad(want, gates, dy)[0])
