@@ -100,6 +100,24 @@ def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
             torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_compiled_kernel_split_over_threads(compiled, kernel):
+    """A batch big enough for the element-wise passes to be split over two threads (rows.h):
+    the same numbers as one thread and as the Python loop."""
+    fn, args, keep = _inputs(kernel, "masks", T=3, B=64, I=8, H=32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        split = _run(True, fn, args, keep)
+        torch.set_num_threads(1)
+        one = _run(True, fn, args, keep)
+    finally:
+        torch.set_num_threads(threads)
+    for u, v, w in zip(split, one, _run(False, fn, args, keep)):
+        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(u, w, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("on", [True, False], ids=["compiled", "python"])
 @pytest.mark.parametrize("zoneout", ["none", "masks"])
 @pytest.mark.parametrize("kernel", KERNELS)

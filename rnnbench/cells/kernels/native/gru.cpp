@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "keep.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -112,13 +113,22 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
         at::addmm_out(hp_[t], b_hh, h_[t], wt);
         const S* x = xp.data_ptr<S>() + t * BG;
         const S* hpt = hp_[t].data_ptr<S>();
-        gru_pre_rz<S>(x, hpt, rz_[t].data_ptr<S>(), B, H);
-        rz_[t].sigmoid_();
-        gru_pre_n<S>(x, hpt, rz_[t].data_ptr<S>(), n_[t].data_ptr<S>(), B, H);
-        n_[t].tanh_();
-        gru_step<S, KK, GG>(hpt, rz_[t].data_ptr<S>(), n_[t].data_ptr<S>(), h_[t].data_ptr<S>(),
-                            h_[t + 1].data_ptr<S>(), GG ? coef.data_ptr<S>() + t * BG : nullptr,
-                            GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, B, H);
+        S* rzt = rz_[t].data_ptr<S>();
+        S* nt = n_[t].data_ptr<S>();
+        const S* ht = h_[t].data_ptr<S>();
+        S* hout = h_[t + 1].data_ptr<S>();
+        S* ct = GG ? coef.data_ptr<S>() + t * BG : nullptr;
+        S* at_ = GG ? a.data_ptr<S>() + t * BH : nullptr;
+        const S* kt = KK ? k.row(t) : nullptr;
+        for_rows(B, G, [&](int64_t b0, int64_t b1) {
+          const int64_t m = b1 - b0, r = b0 * H;
+          gru_pre_rz<S>(x + b0 * G, hpt + b0 * G, rzt + 2 * r, m, H);
+          rz_[t].narrow(0, b0, m).sigmoid_();
+          gru_pre_n<S>(x + b0 * G, hpt + b0 * G, rzt + 2 * r, nt + r, m, H);
+          n_[t].narrow(0, b0, m).tanh_();
+          gru_step<S, KK, GG>(hpt + b0 * G, rzt + 2 * r, nt + r, ht + r, hout + r, GG ? ct + b0 * G : nullptr,
+                              GG ? at_ + r : nullptr, KK ? kt + r : nullptr, m, H);
+        });
       }
     });
   });
@@ -143,11 +153,17 @@ std::vector<Tensor> gru_backward(const Tensor& coef, const Tensor& a, const Tens
       const S* c = coef.data_ptr<S>() + t * BG;
       const S* z = rz.data_ptr<S>() + t * 2 * BH;
       S* Dt = D.data_ptr<S>() + t * BH;
-      if (dy.defined())
-        gru_back<S, true>(dh.data_ptr<S>(), dy.data_ptr<S>() + t * BH, Dt, c, dhp_[t].data_ptr<S>(), z,
-                          tmp.data_ptr<S>(), B, H);
-      else
-        gru_back<S, false>(dh.data_ptr<S>(), nullptr, Dt, c, dhp_[t].data_ptr<S>(), z, tmp.data_ptr<S>(), B, H);
+      const S* dyt = dy.defined() ? dy.data_ptr<S>() + t * BH : nullptr;
+      S* dht = dh.data_ptr<S>();
+      S* dhpt = dhp_[t].data_ptr<S>();
+      S* tmpp = tmp.data_ptr<S>();
+      for_rows(B, G, [&](int64_t b0, int64_t b1) {
+        const int64_t m = b1 - b0, r = b0 * H;
+        if (dyt)
+          gru_back<S, true>(dht + r, dyt + r, Dt + r, c + b0 * G, dhpt + b0 * G, z + 2 * r, tmpp + r, m, H);
+        else
+          gru_back<S, false>(dht + r, nullptr, Dt + r, c + b0 * G, dhpt + b0 * G, z + 2 * r, tmpp + r, m, H);
+      });
       at::addmm_out(dh, tmp, dhp_[t], w_hh);
     }
   });

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "keep.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -95,21 +96,31 @@ template <typename T, bool KH, bool KC>
 void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, const std::vector<Tensor>& c_,
                   const Tensor& wt, const Tensor& c_hat, Tensor& tc, T* P, T* q, const Keep<T>& kh,
                   const Keep<T>& kc, bool grad, int64_t T_, int64_t B, int64_t H) {
-  const int64_t BH = B * H, BG = 4 * BH;
+  const int64_t BH = B * H, G = 4 * H, BG = 4 * BH;
+  auto fwd = grad ? &cell_fwd<T, KH, KC, true> : &cell_fwd<T, KH, KC, false>;
   for (int64_t t = 0; t < T_; ++t) {
     g_[t].addmm_(h_[t], wt);
-    g_[t].narrow(1, 0, 3 * H).sigmoid_();
-    g_[t].narrow(1, 3 * H, H).tanh_();
     const T* g = g_[t].data_ptr<T>();
     const T* cp = c_[t].data_ptr<T>();
+    const T* hp = h_[t].data_ptr<T>();
     const Tensor& cn_t = KC ? c_hat : c_[t + 1];
     T* cn = cn_t.data_ptr<T>();
-    cell_c<T>(g, cp, cn, B, H);
-    at::tanh_out(tc, cn_t);
-    auto fwd = grad ? &cell_fwd<T, KH, KC, true> : &cell_fwd<T, KH, KC, false>;
-    fwd(g, cp, h_[t].data_ptr<T>(), tc.data_ptr<T>(), cn, c_[t + 1].data_ptr<T>(), h_[t + 1].data_ptr<T>(),
-        grad ? P + t * BG : nullptr, grad ? q + t * BH : nullptr, KH ? kh.row(t) : nullptr,
-        KC ? kc.row(t) : nullptr, B, H);
+    T* c_out = c_[t + 1].data_ptr<T>();
+    T* h_out = h_[t + 1].data_ptr<T>();
+    T* tcp = tc.data_ptr<T>();
+    const T* kh_t = KH ? kh.row(t) : nullptr;
+    const T* kc_t = KC ? kc.row(t) : nullptr;
+    for_rows(B, G, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0, r = b0 * H;
+      const Tensor gr = g_[t].narrow(0, b0, n);
+      gr.narrow(1, 0, 3 * H).sigmoid_();
+      gr.narrow(1, 3 * H, H).tanh_();
+      cell_c<T>(g + b0 * G, cp + r, cn + r, n, H);
+      Tensor tr = tc.narrow(0, b0, n);
+      at::tanh_out(tr, cn_t.narrow(0, b0, n));
+      fwd(g + b0 * G, cp + r, hp + r, tcp + r, cn + r, c_out + r, h_out + r, grad ? P + t * BG + b0 * G : nullptr,
+          grad ? q + t * BH + r : nullptr, KH ? kh_t + r : nullptr, KC ? kc_t + r : nullptr, n, H);
+    });
   }
 }
 
@@ -117,7 +128,7 @@ template <typename T, bool KH, bool KC>
 void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const Tensor& w_hh, const Tensor& dy,
                    std::vector<Tensor>& dg_, std::vector<Tensor>& dh_, const Tensor& Dc, const Tensor& dc,
                    const Keep<T>& kh, const Keep<T>& kc) {
-  const int64_t T_ = gates.size(0), B = gates.size(1), H = gates.size(2) / 4, BH = B * H, BG = 4 * BH;
+  const int64_t T_ = gates.size(0), B = gates.size(1), H = gates.size(2) / 4, BH = B * H, G = 4 * H, BG = 4 * BH;
   std::vector<Tensor> dy_t;
   if (dy.defined()) dy_t = dy.unbind(0);
   const T* gp = gates.data_ptr<T>();
@@ -129,15 +140,27 @@ void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const 
     T* dh = dh_[t].data_ptr<T>();
     T* dg = dg_[t].data_ptr<T>();
     const T* kc_t = KC ? kc.row(t) : nullptr;
-    if (t == T_ - 1) {
-      cell_bwd<T, KH, KC, true>(dh, nullptr, Dcp, dcp, nullptr, Pp + t * BG, qp + t * BH, dg, nullptr, nullptr,
-                                kc_t, B, H);
-      continue;
+    const bool last = t == T_ - 1;
+    if (!last) {
+      if (dy.defined()) at::addmm_out(dh_[t], dy_t[t], dg_[t + 1], w_hh);
+      else at::mm_out(dh_[t], dg_[t + 1], w_hh);
     }
-    if (dy.defined()) at::addmm_out(dh_[t], dy_t[t], dg_[t + 1], w_hh);
-    else at::mm_out(dh_[t], dg_[t + 1], w_hh);
-    cell_bwd<T, KH, KC, false>(dh, dh_[t + 1].data_ptr<T>(), Dcp, dcp, gp + (t + 1) * BG, Pp + t * BG, qp + t * BH,
-                               dg, KH ? kh.row(t + 1) : nullptr, KC ? kc.row(t + 1) : nullptr, kc_t, B, H);
+    const T* dh_next = last ? nullptr : dh_[t + 1].data_ptr<T>();
+    const T* g_next = last ? nullptr : gp + (t + 1) * BG;
+    const T* kh_next = KH && !last ? kh.row(t + 1) : nullptr;
+    const T* kc_next = KC && !last ? kc.row(t + 1) : nullptr;
+    const T* P_t = Pp + t * BG;
+    const T* q_t = qp + t * BH;
+    for_rows(B, G, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0, r = b0 * H, rg = b0 * G;
+      auto off = [r](const T* p) { return p ? p + r : nullptr; };
+      if (last)
+        cell_bwd<T, KH, KC, true>(dh + r, nullptr, Dcp + r, dcp + r, nullptr, P_t + rg, q_t + r, dg + rg, nullptr,
+                                  nullptr, off(kc_t), n, H);
+      else
+        cell_bwd<T, KH, KC, false>(dh + r, dh_next + r, Dcp + r, dcp + r, g_next + rg, P_t + rg, q_t + r, dg + rg,
+                                   off(kh_next), off(kc_next), off(kc_t), n, H);
+    });
   }
 }
 
