@@ -101,6 +101,7 @@ class MLSTMCell(Cell):
     num_states = 2
     flop_model = (5, 5, 12)  # W_mh (H) + W_m (4H) per step
     takes_state_mix = True  # zoneout runs inside MLSTMSequenceFn
+    compiled_kernel = True  # MLSTMSequenceFn's loop is C++ where it builds (kernels/native/mlstm.cpp)
     #: for the regularizers: W_mh and W_m* act on h through the factored recurrence
     regularizer_weights = {"input": ("weight_ix",), "recurrent": ("weight_mh", "weight_m")}
 

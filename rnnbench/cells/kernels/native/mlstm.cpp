@@ -1,0 +1,200 @@
+// The multiplicative LSTM's whole-sequence forward and BPTT in C++: the algorithm of
+// rnnbench/cells/kernels/mlstm.py (xp = [W_mx x, ĥ, i, f, o] columns; zoneout keep factors kh,
+// kc), with the time loop here and each step's element-wise work in a few passes over B x H.
+// GEMMs and the transcendental functions stay in ATen (BLAS; vectorized sigmoid/tanh).
+#include <torch/extension.h>
+
+#include <vector>
+
+#include "keep.h"
+
+using at::Tensor;
+
+namespace {
+
+// m = xp_m ⊙ mh (xp rows of 5H)
+template <typename T>
+void mlstm_m(const T* __restrict__ xp, const T* __restrict__ mh, T* __restrict__ m, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) m[b * H + j] = xp[b * 5 * H + j] * mh[b * H + j];
+}
+
+// ĉ = f c_{t−1} + i ĥ and ĉ ⊙ o (tanh in ATen next), given pre = [ĥ, σ(i), σ(f), σ(o)]
+template <typename T>
+void mlstm_c(const T* __restrict__ pre, const T* __restrict__ cp, T* __restrict__ ch, T* __restrict__ u,
+             int64_t B, int64_t H) {
+  const int64_t G = 4 * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict__ hh = pre + b * G;
+    const T* __restrict__ i = hh + H;
+    const T* __restrict__ f = i + H;
+    const T* __restrict__ o = f + H;
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = b * H + j;
+      const T c = f[j] * cp[k] + i[j] * hh[j];
+      ch[k] = c;
+      u[k] = c * o[j];
+    }
+  }
+}
+
+// the rest of a forward step, given u = tanh(ĉ ⊙ o): zoneout's lerps toward the previous state
+// and with GRAD the backward factors that do not depend on the recursion, a = (1 − kh)(1 − u²):
+// P = [σ'(i) ĥ, σ'(f) c_{t−1}, σ'(o) a ĉ], q = a o
+template <typename T, bool KH, bool KC, bool GRAD>
+void mlstm_fwd(const T* __restrict__ pre, const T* __restrict__ cp, const T* __restrict__ hp,
+               const T* __restrict__ ch, const T* __restrict__ u, T* __restrict__ c_out, T* __restrict__ h_out,
+               T* __restrict__ P, T* __restrict__ q, const T* __restrict__ kh, const T* __restrict__ kc, int64_t B,
+               int64_t H) {
+  const int64_t G = 4 * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict__ hh = pre + b * G;
+    const T* __restrict__ i = hh + H;
+    const T* __restrict__ f = i + H;
+    const T* __restrict__ o = f + H;
+    T* __restrict__ p = GRAD ? P + b * 3 * H : nullptr;
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = b * H + j;
+      if (KC) c_out[k] = lerp(ch[k], cp[k], kc[k]);
+      if (KH) h_out[k] = lerp(u[k], hp[k], kh[k]);
+      if (GRAD) {
+        T a = T(1) - u[k] * u[k];
+        if (KH) a *= T(1) - kh[k];
+        p[j] = (i[j] - i[j] * i[j]) * hh[j];
+        p[H + j] = (f[j] - f[j] * f[j]) * cp[k];
+        p[2 * H + j] = (o[j] - o[j] * o[j]) * a * ch[k];
+        q[k] = a * o[j];
+      }
+    }
+  }
+}
+
+// a backward step up to d m: Dh += dy_t; dĉ = (1 − kc) Dc + q Dh; dp = [dĉ i, dĉ p_i, dĉ p_f,
+// Dh p_o] (dxp rows of 5H, columns H:); Dc_{t−1} = kc Dc + f dĉ; with KH kD = kh Dh
+template <typename T, bool KH, bool KC, bool DY>
+void mlstm_back(T* __restrict__ D, const T* __restrict__ dy, T* __restrict__ dc, const T* __restrict__ pre,
+                const T* __restrict__ P, const T* __restrict__ q, T* __restrict__ dxp, T* __restrict__ kD,
+                const T* __restrict__ kh, const T* __restrict__ kc, int64_t B, int64_t H) {
+  const int64_t G = 4 * H;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict__ i = pre + b * G + H;
+    const T* __restrict__ f = i + H;
+    const T* __restrict__ p = P + b * 3 * H;
+    T* __restrict__ o = dxp + b * 5 * H + H;
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = b * H + j;
+      const T d = DY ? D[k] + dy[k] : D[k];
+      if (DY) D[k] = d;
+      const T dch = (KC ? dc[k] * (T(1) - kc[k]) : dc[k]) + q[k] * d;
+      o[j] = dch * i[j];
+      o[H + j] = dch * p[j];
+      o[2 * H + j] = dch * p[H + j];
+      o[3 * H + j] = d * p[2 * H + j];
+      dc[k] = KC ? dc[k] * kc[k] + f[j] * dch : dch * f[j];
+      if (KH) kD[k] = kh[k] * d;
+    }
+  }
+}
+
+// d(W_mx x) = dm ⊙ mh (dxp columns :H), d(W_mh h) = dm ⊙ xp_m
+template <typename T>
+void mlstm_dm(const T* __restrict__ dm, const T* __restrict__ mh, const T* __restrict__ xp, T* __restrict__ dxp,
+              T* __restrict__ dmh, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = b * H + j;
+      dxp[b * 5 * H + j] = dm[k] * mh[k];
+      dmh[k] = dm[k] * xp[b * 5 * H + j];
+    }
+}
+
+}  // namespace
+
+// Returns {hs [T+1, B, H], cs [T+1, B, H], mh, ms [T, B, H], pre [T, B, 4H], P [T, B, 3H], q [T, B, H]};
+// P and q are empty without grad.
+std::vector<Tensor> mlstm_forward(const Tensor& xp_, const Tensor& h0, const Tensor& c0, const Tensor& w_mh,
+                                  const Tensor& w_m, const c10::optional<Tensor>& kh_,
+                                  const c10::optional<Tensor>& kc_, bool grad) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 5, BH = B * H;
+  const Tensor wmh_t = w_mh.t(), wm_t = w_m.t();
+  Tensor hs = at::empty({T + 1, B, H}, xp.options());
+  Tensor cs = at::empty({T + 1, B, H}, xp.options());
+  hs[0].copy_(h0);
+  cs[0].copy_(c0);
+  Tensor mh = at::empty({T, B, H}, xp.options());
+  Tensor ms = at::empty({T, B, H}, xp.options());
+  Tensor pre = at::empty({T, B, 4 * H}, xp.options());
+  Tensor P = grad ? at::empty({T, B, 3 * H}, xp.options()) : at::empty({0}, xp.options());
+  Tensor q = grad ? at::empty({T, B, H}, xp.options()) : at::empty({0}, xp.options());
+  Tensor c_hat = at::empty({B, H}, xp.options()), u = at::empty({B, H}, xp.options());
+  auto h_ = hs.unbind(0), c_ = cs.unbind(0), mh_ = mh.unbind(0), ms_ = ms.unbind(0), pre_ = pre.unbind(0),
+             xp_t = xp.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mlstm_forward", [&] {
+    using S = scalar_t;
+    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
+    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KHT, auto KCT) {
+      constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
+      auto fwd = grad ? &mlstm_fwd<S, KH, KC, true> : &mlstm_fwd<S, KH, KC, false>;
+      for (int64_t t = 0; t < T; ++t) {
+        at::mm_out(mh_[t], h_[t], wmh_t);
+        mlstm_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H);
+        at::addmm_out(pre_[t], xp_t[t].narrow(1, H, 4 * H), ms_[t], wm_t);
+        pre_[t].narrow(1, H, 3 * H).sigmoid_();
+        Tensor& ch = KC ? c_hat : c_[t + 1];
+        Tensor& un = KH ? u : h_[t + 1];
+        const S* pr = pre_[t].data_ptr<S>();
+        mlstm_c<S>(pr, c_[t].data_ptr<S>(), ch.data_ptr<S>(), un.data_ptr<S>(), B, H);
+        un.tanh_();
+        if (KH || KC || grad)
+          fwd(pr, c_[t].data_ptr<S>(), h_[t].data_ptr<S>(), ch.data_ptr<S>(), un.data_ptr<S>(),
+              c_[t + 1].data_ptr<S>(), h_[t + 1].data_ptr<S>(), grad ? P.data_ptr<S>() + t * 3 * BH : nullptr,
+              grad ? q.data_ptr<S>() + t * BH : nullptr, KH ? kh.row(t) : nullptr, KC ? kc.row(t) : nullptr, B, H);
+      }
+    });
+  });
+  return {hs, cs, mh, ms, pre, P, q};
+}
+
+// Returns {dxp, dh0, dc0, dw_mh, dw_m}.
+std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Tensor& ms, const Tensor& pre,
+                                   const Tensor& P, const Tensor& q, const Tensor& hs, const Tensor& w_mh,
+                                   const Tensor& w_m, const c10::optional<Tensor>& kh_,
+                                   const c10::optional<Tensor>& kc_, const c10::optional<Tensor>& dy_,
+                                   const c10::optional<Tensor>& dhT_, const c10::optional<Tensor>& dcT_) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 5, BH = B * H;
+  const Tensor dy = dy_.has_value() ? dy_->contiguous() : Tensor();
+  Tensor dxp = at::empty_like(xp);
+  Tensor dmh = at::empty({T, B, H}, xp.options());
+  Tensor D = dhT_.has_value() ? dhT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dh_t
+  Tensor dc = dcT_.has_value() ? dcT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dc_t
+  Tensor dm = at::empty({B, H}, xp.options()), kD = at::empty({B, H}, xp.options());
+  auto dxp_ = dxp.unbind(0), dmh_ = dmh.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mlstm_backward", [&] {
+    using S = scalar_t;
+    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
+    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KHT, auto KCT) {
+      constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
+      auto back = dy.defined() ? &mlstm_back<S, KH, KC, true> : &mlstm_back<S, KH, KC, false>;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        back(D.data_ptr<S>(), dy.defined() ? dy.data_ptr<S>() + t * BH : nullptr, dc.data_ptr<S>(),
+             pre.data_ptr<S>() + t * 4 * BH, P.data_ptr<S>() + t * 3 * BH, q.data_ptr<S>() + t * BH,
+             dxp_[t].data_ptr<S>(), kD.data_ptr<S>(), KH ? kh.row(t) : nullptr, KC ? kc.row(t) : nullptr, B, H);
+        at::mm_out(dm, dxp_[t].narrow(1, H, 4 * H), w_m);
+        mlstm_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 5 * BH,
+                    dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H);
+        if (KH) at::addmm_out(D, kD, dmh_[t], w_mh);
+        else at::mm_out(D, dmh_[t], w_mh);
+      }
+    });
+  });
+  Tensor dw_m = at::mm(dxp.narrow(2, H, 4 * H).reshape({T * B, 4 * H}).t(), ms.view({T * B, H}));
+  Tensor dw_mh = at::mm(dmh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  return {dxp, D, dc, dw_mh, dw_m};
+}
+
+void register_mlstm(pybind11::module& m) {
+  m.def("mlstm_forward", &mlstm_forward, "mLSTM whole-sequence forward");
+  m.def("mlstm_backward", &mlstm_backward, "mLSTM whole-sequence BPTT");
+}
