@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..config import CellConf, REAL, register_schema
 from .base import Cell, Mix, State
 from .kernels.mlstm import MLSTMSequenceFn
+from .kernels.mrnn import MRNNSequenceFn
 
 
 def _factor_bias(cell: Cell) -> Tensor:
@@ -49,6 +50,8 @@ class MRNNCell(Cell):
 
     num_states = 1
     flop_model = (2, 2, 4)
+    takes_state_mix = True  # zoneout runs inside MRNNSequenceFn
+    compiled_kernel = True  # MRNNSequenceFn's loop is C++ where it builds (kernels/native/mrnn.cpp)
     #: for the regularizers: W_hm diag(W_mx x) W_mh is the factored recurrent matrix
     regularizer_weights = {"input": ("weight_ix",), "recurrent": ("weight_mh", "weight_hm")}
 
@@ -79,6 +82,17 @@ class MRNNCell(Cell):
         m = xp[:, :H] * torch.mm(state[0], self.weight_mh.t())
         h = torch.tanh(torch.addmm(xp[:, H:], m, self.weight_hm.t()))
         return h, (h,)
+
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook but zoneout: the whole sequence through
+        ``kernels.mrnn.MRNNSequenceFn`` (same function), with zoneout's masks (``mix``)."""
+        if self.compile or x.shape[0] == 0:
+            return None
+        xp, w_mh, w_hm = self.project_input(x), self.weight_mh, self.weight_hm
+        k = mix()[0] if mix is not None else None  # drawn after the weights, as the loop does
+        y, h = MRNNSequenceFn.apply(xp, state[0], w_mh, w_hm, k)
+        return y, (h,)
 
 
 class MLSTMCell(Cell):

@@ -1,0 +1,128 @@
+// The multiplicative RNN's whole-sequence forward and BPTT in C++: the algorithm of
+// rnnbench/cells/kernels/mrnn.py (xp = [W_mx x + b_m, W_hx x + b] columns; zoneout keep factor
+// k), with the time loop here. GEMMs and tanh stay in ATen (BLAS; vectorized tanh).
+#include <torch/extension.h>
+
+#include <vector>
+
+#include "keep.h"
+
+using at::Tensor;
+
+namespace {
+
+// m = xp_m ⊙ mh (xp rows of 2H)
+template <typename T>
+void mrnn_m(const T* __restrict__ xp, const T* __restrict__ mh, T* __restrict__ m, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) m[b * H + j] = xp[b * 2 * H + j] * mh[b * H + j];
+}
+
+// after ĥ = tanh(xp_h + m W_hm^T): h_t = lerp(ĥ, h_{t−1}, k), and with GRAD a = (1 − k)(1 − ĥ²)
+template <typename T, bool K, bool GRAD>
+void mrnn_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict__ h_out, T* __restrict__ a,
+               const T* __restrict__ k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
+    if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
+  }
+}
+
+// D += dy_t; d(xp_h) = a_t D (dxp rows of 2H, columns H:); kD = k_t D
+template <typename T, bool K, bool DY>
+void mrnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ dxp,
+               T* __restrict__ kD, const T* __restrict__ k, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t i = b * H + j;
+      const T d = DY ? D[i] + dy[i] : D[i];
+      if (DY) D[i] = d;
+      dxp[b * 2 * H + H + j] = d * a[i];
+      if (K) kD[i] = k[i] * d;
+    }
+}
+
+// d(xp_m) = dm ⊙ mh (dxp columns :H), d(W_mh h) = dm ⊙ xp_m
+template <typename T>
+void mrnn_dm(const T* __restrict__ dm, const T* __restrict__ mh, const T* __restrict__ xp, T* __restrict__ dxp,
+             T* __restrict__ dmh, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t i = b * H + j;
+      dxp[b * 2 * H + j] = dm[i] * mh[i];
+      dmh[i] = dm[i] * xp[b * 2 * H + j];
+    }
+}
+
+}  // namespace
+
+// Returns {hs [T+1, B, H], mh, ms [T, B, H], a [T, B, H] (empty without grad)}.
+std::vector<Tensor> mrnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w_mh, const Tensor& w_hm,
+                                 const c10::optional<Tensor>& k_, bool grad) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 2, BH = B * H;
+  const Tensor wmh_t = w_mh.t(), whm_t = w_hm.t();
+  Tensor hs = at::empty({T + 1, B, H}, xp.options());
+  hs[0].copy_(h0);
+  Tensor mh = at::empty({T, B, H}, xp.options());
+  Tensor ms = at::empty({T, B, H}, xp.options());
+  Tensor a = grad ? at::empty({T, B, H}, xp.options()) : at::empty({0}, xp.options());
+  Tensor h_hat = at::empty({B, H}, xp.options());
+  auto h_ = hs.unbind(0), mh_ = mh.unbind(0), ms_ = ms.unbind(0), xp_t = xp.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mrnn_forward", [&] {
+    using S = scalar_t;
+    const Keep<S> k = keep<S>(k_, T, B, H);
+    with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
+      constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
+      for (int64_t t = 0; t < T; ++t) {
+        at::mm_out(mh_[t], h_[t], wmh_t);
+        mrnn_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H);
+        Tensor& hn = KK ? h_hat : h_[t + 1];
+        at::addmm_out(hn, xp_t[t].narrow(1, H, H), ms_[t], whm_t).tanh_();
+        if (KK || GG)
+          mrnn_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
+                               GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, BH);
+      }
+    });
+  });
+  return {hs, mh, ms, a};
+}
+
+// Returns {dxp, dh0, dw_mh, dw_hm}.
+std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Tensor& ms, const Tensor& a,
+                                  const Tensor& hs, const Tensor& w_mh, const Tensor& w_hm,
+                                  const c10::optional<Tensor>& k_, const c10::optional<Tensor>& dy_,
+                                  const c10::optional<Tensor>& dhT_) {
+  const Tensor xp = xp_.contiguous();
+  const int64_t T = a.size(0), B = a.size(1), H = a.size(2), BH = B * H;
+  const Tensor dy = dy_.has_value() ? dy_->contiguous() : Tensor();
+  Tensor dxp = at::empty_like(xp);
+  Tensor dmh = at::empty({T, B, H}, xp.options());
+  Tensor D = dhT_.has_value() ? dhT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dh_t
+  Tensor dm = at::empty({B, H}, xp.options()), kD = at::empty({B, H}, xp.options());
+  auto dxp_ = dxp.unbind(0), dmh_ = dmh.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mrnn_backward", [&] {
+    using S = scalar_t;
+    const Keep<S> k = keep<S>(k_, T, B, H);
+    with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
+      constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        mrnn_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
+                             dxp_[t].data_ptr<S>(), kD.data_ptr<S>(), KK ? k.row(t) : nullptr, B, H);
+        at::mm_out(dm, dxp_[t].narrow(1, H, H), w_hm);
+        mrnn_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 2 * BH,
+                   dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H);
+        if (KK) at::addmm_out(D, kD, dmh_[t], w_mh);
+        else at::mm_out(D, dmh_[t], w_mh);
+      }
+    });
+  });
+  Tensor dw_hm = at::mm(dxp.narrow(2, H, H).reshape({T * B, H}).t(), ms.view({T * B, H}));
+  Tensor dw_mh = at::mm(dmh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  return {dxp, D, dw_mh, dw_hm};
+}
+
+void register_mrnn(pybind11::module& m) {
+  m.def("mrnn_forward", &mrnn_forward, "mRNN whole-sequence forward");
+  m.def("mrnn_backward", &mrnn_backward, "mRNN whole-sequence BPTT");
+}
