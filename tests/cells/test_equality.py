@@ -108,3 +108,30 @@ def test_custom_stack_bidirectional_two_layers_equals_torch_nn(kind):
     torch.testing.assert_close(x2.grad, x.grad, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(stack.layers[1].bw.cell.weight_hh.grad, ref.weight_hh_l1_reverse.grad,
                                rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("overrides", [(), ("factor_bias=1.0",)], ids=["", "factor_bias"])
+@pytest.mark.parametrize("name", ["mlstm", "mrnn"])
+def test_sequence_kernel_equals_the_step_loop(name, overrides):
+    """The multiplicative cells' whole-sequence kernels (no torch.nn counterpart) == their ``step``
+    under autograd: outputs, final states, and the input's, initial states' and parameters' gradients."""
+    from cellutil import make_cell
+
+    T, B, I, H = 6, 3, 4, 5
+    cell = make_cell(name, I, H, overrides, seed=2)
+    torch.manual_seed(4)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    st = tuple(torch.randn(B, H, dtype=torch.float64) for _ in range(cell.num_states))
+    got = []
+    for hooked in (False, True):
+        layer = RecurrentLayer(cell)
+        if hooked:
+            layer.state_hooks.append(_identity_hook)
+        assert layer.path() == ("loop" if hooked else "sequence")
+        cell.zero_grad(set_to_none=True)
+        xs, s0 = x.clone().requires_grad_(), tuple(s.clone().requires_grad_() for s in st)
+        y, s = layer(xs, s0)
+        (y.sin().sum() + sum((1.5 + i) * v.square().sum() for i, v in enumerate(s))).backward()
+        got.append([y, *s, xs.grad, *(v.grad for v in s0), *(p.grad for p in cell.parameters())])
+    for a, b in zip(*got):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -18,7 +18,7 @@ CASES = [
 ]
 
 
-CASES = [(n, o, False) for n, o in CASES] + [("lstm", ("fused=false",), True), ("mlstm", (), True),
+CASES = [(n, o, False) for n, o in CASES] + [("lstm", ("fused=false",), True), ("mlstm", (), True), ("mrnn", (), True),
                                              ("vclstm", ("threshold=soft",), True), ("vcgru", ("threshold=soft",), True)]
 
 
@@ -47,7 +47,7 @@ def test_gradcheck(name, overrides, hooked):
         extra = cell.extra_loss()  # VC computation penalty (None unless penalty > 0)
         return (y,) + tuple(s_new) + ((extra,) if extra is not None else ())
 
-    fast = not (name in ("lstm", "mlstm", "vclstm", "vcgru") and not hooked)  # full check of the hand-written BPTTs
+    fast = not (name in ("lstm", "mlstm", "mrnn", "vclstm", "vcgru") and not hooked)  # full check of the hand-written BPTTs
     assert torch.autograd.gradcheck(f, (x, *params, *st), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=fast)
     if name.startswith("vc") and "threshold=soft" in overrides:  # the soft band is exercised at t = 0
         with torch.no_grad():

@@ -16,6 +16,7 @@ from rnnbench.cells.kernels import native
 from rnnbench.cells.kernels.gru import GRUSequenceFn
 from rnnbench.cells.kernels.lstm import LSTMSequenceFn
 from rnnbench.cells.kernels.mlstm import MLSTMSequenceFn
+from rnnbench.cells.kernels.mrnn import MRNNSequenceFn
 from rnnbench.cells.kernels.rnn import RNNSequenceFn
 
 
@@ -68,6 +69,9 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
     if kernel == "mlstm":  # xp, h0, c0, w_mh, w_m; keep factors kh, kc
         return MLSTMSequenceFn, [r(T, B, 5 * H, s=0.5), r(B, H), r(B, H), r(H, H, s=0.5), r(4 * H, H, s=0.5)], \
             _keep(zoneout, 2, T, B, H, dtype, g)
+    if kernel == "mrnn":  # xp, h0, w_mh, w_hm; keep factor k
+        return MRNNSequenceFn, [r(T, B, 2 * H), r(B, H), r(H, H, s=0.5), r(H, H, s=0.5)], \
+            _keep(zoneout, 1, T, B, H, dtype, g)
     raise ValueError(kernel)
 
 
@@ -81,7 +85,7 @@ def _run(on: bool, fn, args, keep, grads=True):
     return list(outs) + ([a.grad for a in leaves] if grads else [])
 
 
-KERNELS = ["lstm", "gru", "rnn", "mlstm"]
+KERNELS = ["lstm", "gru", "rnn", "mlstm", "mrnn"]
 ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 
 

@@ -1,4 +1,4 @@
-"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM and Delta-RNN: its masks drawn for the whole sequence up front
+"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM, mRNN and Delta-RNN: its masks drawn for the whole sequence up front
 are the numbers the per-step hook draws, and the kernel with them is the per-step loop's function
 (outputs, states, every gradient; float64), trained and evaluated, locked or not, with weight drop."""
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _assert_same(fast, loop, x, seed: int) -> None:
         torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "delta_rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn"])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("zs", ZONEOUTS, ids=lambda z: "-".join(f"{k}{v}" for k, v in z.items()))
 def test_kernel_equals_the_loop_in_training(zs, fused, cell):
@@ -55,7 +55,7 @@ def test_kernel_equals_the_loop_in_training(zs, fused, cell):
     _assert_same(fast.train(), loop.train(), torch.randn(5, 9, 5, dtype=torch.float64), seed=7)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "delta_rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn"])
 def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
     fast, loop = _pair({"zoneout": dict(z_h=0.25, z_c=0.5)}, fused=True, bidirectional=True, layers=2, cell=cell)
     x = torch.randn(4, 8, 5, dtype=torch.float64)
@@ -63,7 +63,7 @@ def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
         _assert_same(fast.train(train), loop.train(train), x, seed=3)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "delta_rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn"])
 def test_kernel_equals_the_loop_with_weight_drop(cell):
     """Weight drop's mask is drawn when the recurrent weight is first read, before the zoneout
     masks, in both paths: the same random numbers go to the same places."""
@@ -127,6 +127,17 @@ def test_mlstm_gradcheck_with_zoneout(kind):
     args = _leaves((T, B, 5 * H), (B, H), (B, H), (H, H), (4 * H, H))  # xp, h0, c0, w_mh, w_m
     kh, kc = _k(kind, T, B, H)
     assert torch.autograd.gradcheck(lambda *a: MLSTMSequenceFn.apply(*a, kh, kc), args)
+
+
+@pytest.mark.parametrize("kind", [*ONE_STATE, "none"])
+def test_mrnn_gradcheck_with_zoneout(kind):
+    from rnnbench.cells.kernels.mrnn import MRNNSequenceFn
+
+    torch.manual_seed(6)
+    T, B, H = 4, 3, 3
+    args = _leaves((T, B, 2 * H), (B, H), (H, H), (H, H))  # xp, h0, w_mh, w_hm
+    k = _k(kind, T, B, H)[0] if kind != "none" else None
+    assert torch.autograd.gradcheck(lambda *a: MRNNSequenceFn.apply(*a, k), args)
 
 
 @pytest.mark.parametrize("outer", ["tanh", "relu", "identity"])
