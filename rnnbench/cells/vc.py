@@ -32,7 +32,8 @@ e > 0, per step — the computation the cell actually spends), averaged since th
 Execution: every step is one matmul ``[x̄, h̄] @ W`` (input and recurrent weights stacked once
 per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook, VC-LSTM and
 VC-GRU run ``VCLSTMSequenceFn`` / ``VCGRUSequenceFn`` (:mod:`rnnbench.cells.kernels.vc`:
-hand-written forward + BPTT, same function, gradchecked; the state lives in one
+hand-written forward + BPTT, same function, gradchecked, their loops compiled in
+``kernels/native/vc.cpp`` where it builds; the state lives in one
 ``[x, 1, h(, c)]`` buffer so the mask, masking ``[x, 1, h]``, the bias-free GEMM and the state lerp are one op each, and the soft threshold is
 applied in z-space, see ``kernels.vc._mask_``); VC-RNN and any hooked VC cell use the generic
 :meth:`step` under autograd (its soft mask also in z-space: σ(z + 10³⁰·hardshrink(z, κ))).
@@ -258,6 +259,7 @@ class VCLSTMCell(VCCell):
     gates = 4
     num_states = 2
     flop_model = (4, 4, 30)  # LSTM on the masked x, h (full GEMMs) + two masks and two lerps
+    compiled_kernel = True  # VCLSTMSequenceFn's loop is C++ where it builds (kernels/native/vc.cpp)
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
@@ -329,6 +331,7 @@ class VCGRUCell(VCCell):
 
     gates = 3
     flop_model = (3, 3, 30)
+    compiled_kernel = True  # VCGRUSequenceFn's loop is C++ where it builds (kernels/native/vc.cpp)
 
     def _prepare(self) -> tuple[Tensor, Tensor]:
         H = self.hidden_size

@@ -3,6 +3,7 @@ ninja exist, compute what the Python-loop kernels compute (both are tested here,
 paths), pass a float64 gradcheck, and a machine without a compiler falls back with one warning."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from rnnbench.cells.kernels.lstm import LSTMSequenceFn
 from rnnbench.cells.kernels.mlstm import MLSTMSequenceFn
 from rnnbench.cells.kernels.mrnn import MRNNSequenceFn
 from rnnbench.cells.kernels.rnn import RNNSequenceFn
+from rnnbench.cells.kernels.vc import VCGRUSequenceFn, VCLSTMSequenceFn
 
 
 
@@ -72,7 +74,27 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
     if kernel == "mrnn":  # xp, h0, w_mh, w_hm; keep factor k
         return MRNNSequenceFn, [r(T, B, 2 * H), r(B, H), r(H, H, s=0.5), r(H, H, s=0.5)], \
             _keep(zoneout, 1, T, B, H, dtype, g)
+    if kernel.startswith("vc"):  # xp = [x, w_mx·x + b_m], h0 (, c0), w, b, w_mh; zs, zo, meta, keep factors
+        cell, threshold, *dm = kernel.split("-")
+        lstm = cell == "vclstm"
+        lam, eps = 0.5, 0.1  # a band of soft mask values several dims wide at H = 6
+        zs = torch.cat([torch.full((I,), float(I)), torch.full((H,), float(H))]).to(dtype) * lam
+        zo = torch.cat([torch.arange(I), torch.arange(H)]).to(dtype) * -lam
+        meta = (I, threshold == "hard", eps, math.log((1 - eps) / eps))
+        fn = VCLSTMSequenceFn if lstm else VCGRUSequenceFn
+        args = [r(T, B, I + 1), r(B, H)] + [r(B, H)] * lstm + [r(I + H, 4 * H, s=0.5), r(4 * H, s=0.5), r(H, 1, s=0.5)]
+        return (_WithoutM(fn) if dm else fn), args, [zs, zo, meta]
     raise ValueError(kernel)
+
+
+class _WithoutM:
+    """A VC kernel whose M output (m_t, for the penalty) is dropped: its gradient dM arrives as None."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def apply(self, *args):
+        return self.fn.apply(*args)[:-1]
 
 
 def _run(on: bool, fn, args, keep, grads=True):
@@ -85,7 +107,9 @@ def _run(on: bool, fn, args, keep, grads=True):
     return list(outs) + ([a.grad for a in leaves] if grads else [])
 
 
-KERNELS = ["lstm", "gru", "rnn", "mlstm", "mrnn"]
+#: VC: ``<cell>-<threshold>``, ``-nodM`` without a gradient on M (no penalty)
+VC_KERNELS = [f"{c}-{t}{m}" for c in ("vclstm", "vcgru") for t in ("soft", "hard") for m in ("", "-nodM")]
+KERNELS = ["lstm", "gru", "rnn", "mlstm", "mrnn", *VC_KERNELS]
 ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 
 
@@ -93,6 +117,8 @@ ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
     """Outputs and every input's gradient agree to float64 rounding, zoneout's masks included."""
+    if kernel.startswith("vc") and zoneout != "none":
+        pytest.skip("the VC kernels take no zoneout factors yet")
     fn, args, keep = _inputs(kernel, zoneout)
     for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
@@ -100,7 +126,7 @@ def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
-    fn, args, keep = _inputs(kernel, "masks", T=7, B=4, H=16, dtype=torch.float32)
+    fn, args, keep = _inputs(kernel, "none" if kernel.startswith("vc") else "masks", T=7, B=4, H=16, dtype=torch.float32)
     for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
@@ -131,6 +157,8 @@ def test_compiled_kernel_split_over_threads(compiled, kernel):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_kernel_gradcheck(kernel, zoneout, on, request):
     """Full float64 Jacobian check of both kernels' BPTT (the masks are constants)."""
+    if kernel.startswith("vc") and zoneout != "none":
+        pytest.skip("the VC kernels take no zoneout factors yet")
     if on:
         request.getfixturevalue("compiled")
     fn, args, keep = _inputs(kernel, zoneout, T=4, B=2, I=3, H=3)

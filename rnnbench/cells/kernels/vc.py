@@ -1,6 +1,7 @@
 """The VC-LSTM and VC-GRU whole-sequence kernels (:mod:`rnnbench.cells.vc`, no per-step hook):
 the masks in z-space and the scheduler's backward they share, and the two autograd Functions.
-Each names the per-step views its loops walk (:class:`VCLSTMForwardStep`, …)."""
+Each names the per-step views its loops walk (:class:`VCLSTMForwardStep`, …); the same loops run
+compiled (native/vc.cpp, on the buffers allocated here) where :func:`native.get` gives the module."""
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
@@ -9,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import native
 
 _sig_bwd = torch.ops.aten.sigmoid_backward
 _tanh_bwd = torch.ops.aten.tanh_backward
@@ -195,6 +197,8 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         I, hard, eps, kappa = meta
         T, B, _ = xp.shape
         H = h0.shape[1]
+        grad = any(ctx.needs_input_grad)
+        ctx.ext = ext = native.get(xp)
         J = I + 1  # first h column of U
         JH = J + H  # first c column of U
         K = JH + H
@@ -219,6 +223,9 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         h_t, c_t = ht[:, :H], ht[:, H:]
         P = xp.new_empty(B, 3 * H)  # [tanh(c̃), g, c̄]: σ' of o, i, f multiplies these
         tc, gg, cb = P[:, :H], P[:, H:2 * H], P[:, 2 * H:]
+        if ext is not None:  # the same loop in C++ (native/vc.cpp), filling these buffers
+            ext.vclstm_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, fs, F, q, dd, None, None, I, hard, kappa, grad)
+            return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo)
         views = VCLSTMForwardStep(a=xp[..., I:], m=ms, e=es, ex=es[..., :JH], ec=es[..., JH:], ux=U[:T, :, :JH],
                                   c=U[:T, :, JH:], xb=xb, f=fs, F012=F.view(T, B, 4 * H)[..., :3 * H], F3=F[:, :, 3],
                                   q=q, dd=dd, h=U[:T, :, J:JH], s=U[:T, :, J:], eh=es[..., J:], s_next=U[1:, :, J:])
@@ -239,9 +246,16 @@ class VCLSTMSequenceFn(torch.autograd.Function):
             _tanh_bwd_(g_i, gg, grad_input=v.F3)  # i (1 − g²)
             _tanh_bwd_(g_o, tc, grad_input=v.q)
             torch.sub(ht, v.s, out=v.dd)
+        return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo)
+
+    @staticmethod
+    def _done(ctx: Any, meta: tuple, xp: Tensor, ms: Tensor, es: Tensor, xb: Tensor, fs: Tensor, F: Tensor, q: Tensor,
+              dd: Tensor, U: Tensor, *rest: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        I, T, H = meta[0], xp.shape[0], fs.shape[2]
+        J, JH = I + 1, I + 1 + H
         ctx.meta = meta
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo)
+        ctx.save_for_backward(xp, ms, es, xb, fs, F, q, dd, U, *rest)
         return U[1:, :, J:JH], U[T, :, J:JH].clone(), U[T, :, JH:].clone(), ms
 
     @staticmethod
@@ -255,7 +269,7 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         J = I + 1
         JH = J + H
         K = JH + H
-        _, _, zs_col = _mask_consts(zs, zo, I, True)
+        zs2, _, zs_col = _mask_consts(zs, zo, I, True)
         wt = _with_bias_row(w, b, I).t().contiguous()  # [4H, I + 1 + H] row-major: the faster GEMM
         wmh_t = w_mh.t()
         dS, dS2 = xp.new_zeros(B, 2 * H), xp.new_empty(B, 2 * H)  # ∂L/∂[h, c], two buffers in turn
@@ -265,6 +279,10 @@ class VCLSTMSequenceFn(torch.autograd.Function):
             dS[:, H:] = dcT
         dgates = xp.new_empty(T, B, 4 * H)
         dxp = xp.new_empty(T, B, J)  # [∂L/∂x, ∂L/∂a]
+        if ctx.ext is not None:  # the same loop in C++ (native/vc.cpp)
+            dS = ctx.ext.vclstm_backward(dS, dgates, dxp, U, es, None, F, q, dd, fs, ms, wt, zs2, w_mh.contiguous(),
+                                         dy, dM, I, hard)
+            return VCLSTMSequenceFn._weight_grads(dS, dgates, dxp, xb, U, I)
         dhc, dX, de = xp.new_empty(B, 2 * H), xp.new_empty(B, K), xp.new_empty(B, K)
         dht, dct, dct3, dcb, dXg = dhc[:, :H], dhc[:, H:], dhc[:, H:].unsqueeze(1), dX[:, JH:], dX[:, :JH]
         dXx, dXs, deS = dX[:, :I], dX[:, J:], de[:, J:]
@@ -291,11 +309,16 @@ class VCLSTMSequenceFn(torch.autograd.Function):
             torch.lerp(dS, dXs, v.eh, out=dS2)  # (1 − e) ∂[h, c] + e ∂[h̄, c̄]
             _scheduler_backward_(de, v.e, v.m, zs_col, v.dM, v.da, dS2_h, wmh_t, hard)
             cur, nxt = nxt, cur
-        dS = cur[0]
-        G = dgates.reshape(T * B, 4 * H)
-        dwb = torch.mm(xb.reshape(T * B, JH).t(), G)  # [w_x; b; w_h] rows
+        return VCLSTMSequenceFn._weight_grads(cur[0], dgates, dxp, xb, U, I)
+
+    @staticmethod
+    def _weight_grads(dS: Tensor, dgates: Tensor, dxp: Tensor, xb: Tensor, U: Tensor, I: int) -> tuple:
+        """The gradients of every input from the loop's results: the weights' are one GEMM each."""
+        T, B, G = dgates.shape
+        H, J = G // 4, I + 1
+        dwb = torch.mm(xb.reshape(T * B, J + H).t(), dgates.reshape(T * B, G))  # [w_x; b; w_h] rows
         dw = torch.cat([dwb[:I], dwb[J:]])
-        dw_mh = torch.mm(U[:T, :, J:JH].reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))
+        dw_mh = torch.mm(U[:T, :, J:J + H].reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))
         return dxp, dS[:, :H], dS[:, H:], dw, dwb[I], dw_mh, None, None, None
 
 
@@ -315,6 +338,7 @@ class VCGRUSequenceFn(torch.autograd.Function):
         I, hard, eps, kappa = meta
         T, B, _ = xp.shape
         H = h0.shape[1]
+        ctx.ext = ext = native.get(xp)
         J = I + 1
         K = J + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, False)
@@ -329,6 +353,9 @@ class VCGRUSequenceFn(torch.autograd.Function):
         gs = xp.new_empty(T, B, 4 * H)  # σ(r), σ(z), n_x, n_h
         ns = xp.new_empty(T, B, H)  # n
         hts = xp.new_empty(T, B, H)  # h̃
+        if ext is not None:  # the same loop in C++ (native/vc.cpp), filling these buffers
+            ext.vcgru_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, gs, ns, hts, None, None, I, hard, kappa)
+            return VCGRUSequenceFn._done(ctx, meta, xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo)
         tmp = xp.new_empty(B, K)
         views = VCGRUForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, hb=xb[..., J:], g=gs, g_rz=gs[..., :2 * H],
                                  r=gs[..., :H], z=gs[..., H:2 * H], nx=gs[..., 2 * H:3 * H], nh=gs[..., 3 * H:],
@@ -342,9 +369,15 @@ class VCGRUSequenceFn(torch.autograd.Function):
             torch.addcmul(v.nx, v.r, v.nh, out=v.n).tanh_()
             torch.lerp(v.n, v.hb, v.z, out=v.ht)  # (1 − z) n + z h̄
             torch.lerp(v.h, v.ht, v.eh, out=v.h_next)
+        return VCGRUSequenceFn._done(ctx, meta, xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo)
+
+    @staticmethod
+    def _done(ctx: Any, meta: tuple, xp: Tensor, ms: Tensor, es: Tensor, xb: Tensor, gs: Tensor, ns: Tensor,
+              hts: Tensor, U: Tensor, *rest: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        J, T = meta[0] + 1, xp.shape[0]
         ctx.meta = meta
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo)
+        ctx.save_for_backward(xp, ms, es, xb, gs, ns, hts, U, *rest)
         return U[1:, :, J:], U[T, :, J:].clone(), ms
 
     @staticmethod
@@ -356,7 +389,7 @@ class VCGRUSequenceFn(torch.autograd.Function):
         H = ns.shape[2]
         J = I + 1
         K = J + H
-        _, _, zs_col = _mask_consts(zs, zo, I, False)
+        zs2, _, zs_col = _mask_consts(zs, zo, I, False)
         wt = _with_bias_row(w, b, I).t().contiguous()
         wmh_t = w_mh.t()
         dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
@@ -374,6 +407,10 @@ class VCGRUSequenceFn(torch.autograd.Function):
         _sig_bwd.grad_input(F[:, :, 2] * nh, r, grad_input=F[:, :, 0])  # … ⊙ n_h σ'(r)
         _sig_bwd.grad_input(hb - ns, zg, grad_input=F[:, :, 1])  # (h̄ − n) σ'(z)
         dd = hts - U[:T, :, J:]  # h̃ − h
+        if ctx.ext is not None:  # the same loop in C++ (native/vc.cpp)
+            dh = ctx.ext.vcgru_backward(dh.contiguous(), dgs, dU, das, U, es, None, F, dd, gs, ms, wt, zs2,
+                                        w_mh.contiguous(), dy, dM, I, hard)
+            return VCGRUSequenceFn._weight_grads(dh, dgs, dU, das, xb, U, I)
         views = VCGRUBackwardStep(F=F, dd=dd, z=zg, e=es, eh=es[..., J:], m=ms, u=U[:T], dg=dgs,
                                   dg4=dgs.view(T, B, 4, H), du=dU, duh=dU[..., J:], da=das, dy=dy, dM=dM)
         for v in _steps(views, VCGRUBackwardStep, reverse=True):
@@ -391,8 +428,14 @@ class VCGRUSequenceFn(torch.autograd.Function):
             dh2.add_(v.duh)
             _scheduler_backward_(de, v.e, v.m, zs_col, v.dM, v.da, dh2, wmh_t, hard)
             dh, dh2 = dh2, dh
-        G = dgs.reshape(T * B, 4 * H)
-        dwb = torch.mm(xb.reshape(T * B, K).t(), G)  # [w_x; b; w_h] rows
+        return VCGRUSequenceFn._weight_grads(dh, dgs, dU, das, xb, U, I)
+
+    @staticmethod
+    def _weight_grads(dh: Tensor, dgs: Tensor, dU: Tensor, das: Tensor, xb: Tensor, U: Tensor, I: int) -> tuple:
+        """The gradients of every input from the loop's results: the weights' are one GEMM each."""
+        T, B, K = dU.shape
+        J, H = I + 1, dgs.shape[2] // 4
+        dwb = torch.mm(xb.reshape(T * B, K).t(), dgs.reshape(T * B, 4 * H))  # [w_x; b; w_h] rows
         dw = torch.cat([dwb[:I], dwb[J:]])
         dw_mh = torch.mm(U[:T, :, J:].reshape(T * B, H).t(), das.reshape(T * B, 1))
         dxp = torch.cat([dU[..., :I], das], 2)
