@@ -83,7 +83,7 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
         meta = (I, threshold == "hard", eps, math.log((1 - eps) / eps))
         fn = VCLSTMSequenceFn if lstm else VCGRUSequenceFn
         args = [r(T, B, I + 1), r(B, H)] + [r(B, H)] * lstm + [r(I + H, 4 * H, s=0.5), r(4 * H, s=0.5), r(H, 1, s=0.5)]
-        return (_WithoutM(fn) if dm else fn), args, [zs, zo, meta]
+        return (_WithoutM(fn) if dm else fn), args, [zs, zo, meta] + _keep(zoneout, 1 + lstm, T, B, H, dtype, g)
     raise ValueError(kernel)
 
 
@@ -117,8 +117,6 @@ ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
     """Outputs and every input's gradient agree to float64 rounding, zoneout's masks included."""
-    if kernel.startswith("vc") and zoneout != "none":
-        pytest.skip("the VC kernels take no zoneout factors yet")
     fn, args, keep = _inputs(kernel, zoneout)
     for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
@@ -126,7 +124,7 @@ def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
-    fn, args, keep = _inputs(kernel, "none" if kernel.startswith("vc") else "masks", T=7, B=4, H=16, dtype=torch.float32)
+    fn, args, keep = _inputs(kernel, "masks", T=7, B=4, H=16, dtype=torch.float32)
     for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
@@ -157,8 +155,6 @@ def test_compiled_kernel_split_over_threads(compiled, kernel):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_kernel_gradcheck(kernel, zoneout, on, request):
     """Full float64 Jacobian check of both kernels' BPTT (the masks are constants)."""
-    if kernel.startswith("vc") and zoneout != "none":
-        pytest.skip("the VC kernels take no zoneout factors yet")
     if on:
         request.getfixturevalue("compiled")
     fn, args, keep = _inputs(kernel, zoneout, T=4, B=2, I=3, H=3)

@@ -72,6 +72,17 @@ def _scheduler_backward_(de: Tensor, e: Tensor, m: Tensor, zs_col: Tensor, dM: O
     dh.addmm_(da, wmh_t)
 
 
+def _keep_cols(ks: tuple[Optional[Tensor], ...], T: int, B: int, H: int, like: Tensor) -> Optional[Tensor]:
+    """Zoneout's keep factors (one per state slot, each broadcastable to ``[T, B, H]``: per-step
+    masks, a locked ``[B, H]`` mask or the evaluation's scalar; None: that slot not mixed) as
+    ``1 − k`` side by side, ``[T or 1, B, n·H]``; None without zoneout. Zoneout after the VC update,
+    lerp(lerp(s, s̃, e), s, k), is lerp(s, s̃, e') with the state lerp weight ``e' = (1 − k) ⊙ e``."""
+    if all(k is None for k in ks):
+        return None
+    steps = T if any(k is not None and k.dim() == 3 and k.shape[0] != 1 for k in ks) else 1
+    return torch.cat([(1 - k).expand(steps, B, H) if k is not None else like.new_ones(steps, B, H) for k in ks], 2)
+
+
 def _steps(views: Any, step_type: type, reverse: bool = False):
     """One ``step_type`` per time step: the per-step view (``unbind(0)``, one op per tensor) of
     every field of ``views`` (a field that is None, an absent gradient, stays None)."""
@@ -101,6 +112,8 @@ class VCLSTMForwardStep(NamedTuple):
     s: Tensor  #: U[t]'s [h, c]
     eh: Tensor  #: the mask over [h, c]
     s_next: Tensor  #: U[t + 1]'s [h, c], written
+    ak: Optional[Tensor]  #: zoneout's 1 − [k_h, k_c] (None: no zoneout)
+    ez: Optional[Tensor]  #: the state lerp's weight e' = ak ⊙ e, written (zoneout)
 
 
 class VCLSTMBackwardStep(NamedTuple):
@@ -113,6 +126,8 @@ class VCLSTMBackwardStep(NamedTuple):
     e: Tensor
     ex: Tensor
     eh: Tensor
+    w: Tensor  #: the state lerp's weight: e' with zoneout, else eh
+    omw: Optional[Tensor]  #: 1 − e' (zoneout; None: the carried gradient is one lerp)
     m: Tensor
     u: Tensor  #: U[t]
     dg: Tensor  #: ∂ gate pre-activations, written
@@ -143,6 +158,8 @@ class VCGRUForwardStep(NamedTuple):
     h: Tensor  #: U[t]'s h
     eh: Tensor
     h_next: Tensor  #: U[t + 1]'s h, written
+    ak: Optional[Tensor]  #: zoneout's 1 − k (None: no zoneout)
+    ez: Optional[Tensor]  #: the state lerp's weight e' = ak ⊙ e, written (zoneout)
 
 
 class VCGRUBackwardStep(NamedTuple):
@@ -151,7 +168,7 @@ class VCGRUBackwardStep(NamedTuple):
     dd: Tensor  #: h̃ − h
     z: Tensor
     e: Tensor
-    eh: Tensor
+    w: Tensor  #: the state lerp's weight: e' with zoneout, else e over h
     m: Tensor
     u: Tensor
     dg: Tensor
@@ -171,7 +188,11 @@ class VCLSTMSequenceFn(torch.autograd.Function):
     constants ``zs, zo [I + H]`` (z = m·zs + zo) and ``(I, hard, eps, kappa)``. Outputs
     ``y [T, B, H], h_T, c_T, M [T, B, 1]`` (M = m_t, an output so the penalty's gradient flows;
     outputs without a gradient arrive as None). The soft threshold passes ``∂e/∂z = σ'(z)``
-    inside the band and 0 outside; the hard one passes nothing.
+    inside the band and 0 outside; the hard one passes nothing. Optional zoneout factors ``kh, kc``
+    (broadcastable to ``[T, B, H]``, 1 = keep the previous value) mix after the VC update,
+    ``s_t = lerp(s_vc, s_{t−1}, k)``: the state lerp's weight becomes ``e' = (1 − k) ⊙ e`` (the
+    masking h̄ = e ⊙ h keeps e), ``1 − k`` is folded into ``h̃ − h`` (∂e), and the carried state
+    gradient is ``(1 − e') ∂[h, c] + e ∂[h̄, c̄]``.
 
     Layout (fewer per-step ops — at these sizes the loop is bound by per-op cost, not FLOPs):
     ``U[t] = [x_t, 1, h_{t-1}, c_{t-1}]`` is one row of a ``[T + 1, B, I + 1 + 2H]`` buffer and the
@@ -193,7 +214,8 @@ class VCLSTMSequenceFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, xp: Tensor, h0: Tensor, c0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
-                zs: Tensor, zo: Tensor, meta: tuple) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                zs: Tensor, zo: Tensor, meta: tuple, kh: Optional[Tensor] = None,
+                kc: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         I, hard, eps, kappa = meta
         T, B, _ = xp.shape
         H = h0.shape[1]
@@ -223,12 +245,15 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         h_t, c_t = ht[:, :H], ht[:, H:]
         P = xp.new_empty(B, 3 * H)  # [tanh(c̃), g, c̄]: σ' of o, i, f multiplies these
         tc, gg, cb = P[:, :H], P[:, H:2 * H], P[:, 2 * H:]
+        ak = _keep_cols((kh, kc), T, B, H, xp)  # zoneout: 1 − [k_h, k_c]
+        ez = xp.new_empty(T, B, 2 * H) if ak is not None else None  # e' = ak ⊙ e
         if ext is not None:  # the same loop in C++ (native/vc.cpp), filling these buffers
-            ext.vclstm_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, fs, F, q, dd, None, None, I, hard, kappa, grad)
-            return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo)
+            ext.vclstm_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, fs, F, q, dd, ez, ak, I, hard, kappa, grad)
+            return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo, ez)
         views = VCLSTMForwardStep(a=xp[..., I:], m=ms, e=es, ex=es[..., :JH], ec=es[..., JH:], ux=U[:T, :, :JH],
                                   c=U[:T, :, JH:], xb=xb, f=fs, F012=F.view(T, B, 4 * H)[..., :3 * H], F3=F[:, :, 3],
-                                  q=q, dd=dd, h=U[:T, :, J:JH], s=U[:T, :, J:], eh=es[..., J:], s_next=U[1:, :, J:])
+                                  q=q, dd=dd, h=U[:T, :, J:JH], s=U[:T, :, J:], eh=es[..., J:], s_next=U[1:, :, J:],
+                                  ak=ak.expand(T, B, 2 * H) if ak is not None else None, ez=ez)
         for v in _steps(views, VCLSTMForwardStep):
             torch.addmm(v.a, v.h, w_mh, out=v.m).sigmoid_()
             _mask_(v.e, v.m, zo2, zs2, hard, kappa, tmp)
@@ -241,12 +266,15 @@ class VCLSTMSequenceFn(torch.autograd.Function):
             torch.mul(g_f, cb, out=c_t).addcmul_(g_i, gg)  # c̃ = f ⊙ c̄ + i ⊙ g
             torch.tanh(c_t, out=tc)
             torch.mul(g_o, tc, out=h_t)
-            torch.lerp(v.s, ht, v.eh, out=v.s_next)
+            ew = v.eh if v.ez is None else torch.mul(v.eh, v.ak, out=v.ez)
+            torch.lerp(v.s, ht, ew, out=v.s_next)
             _sig_bwd_(P, g_s, grad_input=v.F012)  # [tanh(c̃) σ'(o), g σ'(i), c̄ σ'(f)]
             _tanh_bwd_(g_i, gg, grad_input=v.F3)  # i (1 − g²)
             _tanh_bwd_(g_o, tc, grad_input=v.q)
             torch.sub(ht, v.s, out=v.dd)
-        return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo)
+            if v.ak is not None:
+                v.dd.mul_(v.ak)  # ∂e' = ∂s_t ⊙ (s̃ − s), ∂e = (1 − k) ⊙ ∂e'
+        return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo, ez)
 
     @staticmethod
     def _done(ctx: Any, meta: tuple, xp: Tensor, ms: Tensor, es: Tensor, xb: Tensor, fs: Tensor, F: Tensor, q: Tensor,
@@ -262,7 +290,7 @@ class VCLSTMSequenceFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor],  # type: ignore[override]
                  dM: Optional[Tensor]):
-        xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo = ctx.saved_tensors
+        xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo, ez = ctx.saved_tensors
         I, hard, eps, kappa = ctx.meta
         T, B, _ = xp.shape
         H = q.shape[2]
@@ -280,7 +308,7 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         dgates = xp.new_empty(T, B, 4 * H)
         dxp = xp.new_empty(T, B, J)  # [∂L/∂x, ∂L/∂a]
         if ctx.ext is not None:  # the same loop in C++ (native/vc.cpp)
-            dS = ctx.ext.vclstm_backward(dS, dgates, dxp, U, es, None, F, q, dd, fs, ms, wt, zs2, w_mh.contiguous(),
+            dS = ctx.ext.vclstm_backward(dS, dgates, dxp, U, es, ez, F, q, dd, fs, ms, wt, zs2, w_mh.contiguous(),
                                          dy, dM, I, hard)
             return VCLSTMSequenceFn._weight_grads(dS, dgates, dxp, xb, U, I)
         dhc, dX, de = xp.new_empty(B, 2 * H), xp.new_empty(B, K), xp.new_empty(B, K)
@@ -289,14 +317,15 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         # ∂L/∂[h, c] with its h half: the step's carried gradient and the one it writes, in turn
         cur, nxt = (dS, dS[:, :H]), (dS2, dS2[:, :H])
         views = VCLSTMBackwardStep(Fo=F[:, :, 0], F3=F[:, :, 1:], q=q, dd=dd, f=fs, e=es, ex=es[..., :I],
-                                   eh=es[..., J:], m=ms, u=U[:T], dg=dgates, dg_o=dgates[..., :H],
+                                   eh=es[..., J:], w=ez if ez is not None else es[..., J:],
+                                   omw=1 - ez if ez is not None else None, m=ms, u=U[:T], dg=dgates, dg_o=dgates[..., :H],
                                    dg3=dgates[..., H:].view(T, B, 3, H), dx=dxp[..., :I], da=dxp[..., I:],
                                    dy=dy, dM=dM)
         for v in _steps(views, VCLSTMBackwardStep, reverse=True):
             (dS, dS_h), (dS2, dS2_h) = cur, nxt
             if v.dy is not None:
                 dS_h.add_(v.dy)
-            torch.mul(dS, v.eh, out=dhc)  # [∂h̃, ∂c̃] direct
+            torch.mul(dS, v.w, out=dhc)  # [∂h̃, ∂c̃] direct
             dct.addcmul_(dht, v.q)
             torch.mul(dht, v.Fo, out=v.dg_o)
             torch.mul(v.F3, dct3, out=v.dg3)
@@ -306,7 +335,10 @@ class VCLSTMSequenceFn(torch.autograd.Function):
             if not hard:
                 torch.mul(dX, v.u, out=de)  # ∂/∂e of [x̄, 1, h̄, c̄]
                 deS.addcmul_(dS, v.dd)
-            torch.lerp(dS, dXs, v.eh, out=dS2)  # (1 − e) ∂[h, c] + e ∂[h̄, c̄]
+            if v.omw is None:
+                torch.lerp(dS, dXs, v.eh, out=dS2)  # (1 − e) ∂[h, c] + e ∂[h̄, c̄]
+            else:
+                torch.mul(dS, v.omw, out=dS2).addcmul_(v.eh, dXs)  # (1 − e') ∂[h, c] + e ∂[h̄, c̄]
             _scheduler_backward_(de, v.e, v.m, zs_col, v.dM, v.da, dS2_h, wmh_t, hard)
             cur, nxt = nxt, cur
         return VCLSTMSequenceFn._weight_grads(cur[0], dgates, dxp, xb, U, I)
@@ -319,7 +351,7 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         dwb = torch.mm(xb.reshape(T * B, J + H).t(), dgates.reshape(T * B, G))  # [w_x; b; w_h] rows
         dw = torch.cat([dwb[:I], dwb[J:]])
         dw_mh = torch.mm(U[:T, :, J:J + H].reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))
-        return dxp, dS[:, :H], dS[:, H:], dw, dwb[I], dw_mh, None, None, None
+        return dxp, dS[:, :H], dS[:, H:], dw, dwb[I], dw_mh, None, None, None, None, None
 
 
 class VCGRUSequenceFn(torch.autograd.Function):
@@ -329,12 +361,14 @@ class VCGRUSequenceFn(torch.autograd.Function):
     output is ``[r, z, n_x, n_h]`` pre-activations (see :class:`VCGRUCell`). ``U[t] =
     [x_t, 1, h_{t-1}]`` rows of one buffer (one mask op, one masking op, a bias-free GEMM, the
     lerp writes ``U[t + 1]``; y is a view of U). In the backward all four gate gradients are ∂h̃
-    times per-step factors built once, vectorized over time, so they take one broadcast op.
+    times per-step factors built once, vectorized over time, so they take one broadcast op. Zoneout
+    (``k``) as in :class:`VCLSTMSequenceFn`: the state lerp's weight ``e' = (1 − k) ⊙ e``, ``1 − k``
+    folded into ``h̃ − h``, the carried gradient ``(1 − e') ∂h`` plus the paths through h̄ and m.
     """
 
     @staticmethod
     def forward(ctx: Any, xp: Tensor, h0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
-                zs: Tensor, zo: Tensor, meta: tuple) -> tuple[Tensor, Tensor, Tensor]:
+                zs: Tensor, zo: Tensor, meta: tuple, k: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
         I, hard, eps, kappa = meta
         T, B, _ = xp.shape
         H = h0.shape[1]
@@ -353,13 +387,16 @@ class VCGRUSequenceFn(torch.autograd.Function):
         gs = xp.new_empty(T, B, 4 * H)  # σ(r), σ(z), n_x, n_h
         ns = xp.new_empty(T, B, H)  # n
         hts = xp.new_empty(T, B, H)  # h̃
+        ak = _keep_cols((k,), T, B, H, xp)  # zoneout: 1 − k
+        ez = xp.new_empty(T, B, H) if ak is not None else None  # e' = ak ⊙ e
         if ext is not None:  # the same loop in C++ (native/vc.cpp), filling these buffers
-            ext.vcgru_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, gs, ns, hts, None, None, I, hard, kappa)
-            return VCGRUSequenceFn._done(ctx, meta, xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo)
+            ext.vcgru_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, gs, ns, hts, ez, ak, I, hard, kappa)
+            return VCGRUSequenceFn._done(ctx, meta, xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo, ez, ak)
         tmp = xp.new_empty(B, K)
         views = VCGRUForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, hb=xb[..., J:], g=gs, g_rz=gs[..., :2 * H],
                                  r=gs[..., :H], z=gs[..., H:2 * H], nx=gs[..., 2 * H:3 * H], nh=gs[..., 3 * H:],
-                                 n=ns, ht=hts, u=U[:T], h=U[:T, :, J:], eh=es[..., J:], h_next=U[1:, :, J:])
+                                 n=ns, ht=hts, u=U[:T], h=U[:T, :, J:], eh=es[..., J:], h_next=U[1:, :, J:],
+                                 ak=ak.expand(T, B, H) if ak is not None else None, ez=ez)
         for v in _steps(views, VCGRUForwardStep):
             torch.addmm(v.a, v.h, w_mh, out=v.m).sigmoid_()
             _mask_(v.e, v.m, zo2, zs2, hard, kappa, tmp)
@@ -368,8 +405,9 @@ class VCGRUSequenceFn(torch.autograd.Function):
             v.g_rz.sigmoid_()
             torch.addcmul(v.nx, v.r, v.nh, out=v.n).tanh_()
             torch.lerp(v.n, v.hb, v.z, out=v.ht)  # (1 − z) n + z h̄
-            torch.lerp(v.h, v.ht, v.eh, out=v.h_next)
-        return VCGRUSequenceFn._done(ctx, meta, xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo)
+            ew = v.eh if v.ez is None else torch.mul(v.eh, v.ak, out=v.ez)
+            torch.lerp(v.h, v.ht, ew, out=v.h_next)
+        return VCGRUSequenceFn._done(ctx, meta, xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo, ez, ak)
 
     @staticmethod
     def _done(ctx: Any, meta: tuple, xp: Tensor, ms: Tensor, es: Tensor, xb: Tensor, gs: Tensor, ns: Tensor,
@@ -383,7 +421,7 @@ class VCGRUSequenceFn(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
-        xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo = ctx.saved_tensors
+        xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo, ez, ak = ctx.saved_tensors
         I, hard, eps, kappa = ctx.meta
         T, B, _ = xp.shape
         H = ns.shape[2]
@@ -407,16 +445,18 @@ class VCGRUSequenceFn(torch.autograd.Function):
         _sig_bwd.grad_input(F[:, :, 2] * nh, r, grad_input=F[:, :, 0])  # … ⊙ n_h σ'(r)
         _sig_bwd.grad_input(hb - ns, zg, grad_input=F[:, :, 1])  # (h̄ − n) σ'(z)
         dd = hts - U[:T, :, J:]  # h̃ − h
+        if ak is not None:
+            dd.mul_(ak)  # ∂e = (1 − k) ⊙ ∂e'
         if ctx.ext is not None:  # the same loop in C++ (native/vc.cpp)
-            dh = ctx.ext.vcgru_backward(dh.contiguous(), dgs, dU, das, U, es, None, F, dd, gs, ms, wt, zs2,
+            dh = ctx.ext.vcgru_backward(dh.contiguous(), dgs, dU, das, U, es, ez, F, dd, gs, ms, wt, zs2,
                                         w_mh.contiguous(), dy, dM, I, hard)
             return VCGRUSequenceFn._weight_grads(dh, dgs, dU, das, xb, U, I)
-        views = VCGRUBackwardStep(F=F, dd=dd, z=zg, e=es, eh=es[..., J:], m=ms, u=U[:T], dg=dgs,
+        views = VCGRUBackwardStep(F=F, dd=dd, z=zg, e=es, w=ez if ez is not None else es[..., J:], m=ms, u=U[:T], dg=dgs,
                                   dg4=dgs.view(T, B, 4, H), du=dU, duh=dU[..., J:], da=das, dy=dy, dM=dM)
         for v in _steps(views, VCGRUBackwardStep, reverse=True):
             if v.dy is not None:
                 dh.add_(v.dy)
-            torch.mul(dh, v.eh, out=dht)
+            torch.mul(dh, v.w, out=dht)
             torch.sub(dh, dht, out=dh2)  # the carried part
             torch.mul(v.F, dht4, out=v.dg4)
             torch.mm(v.dg, wt, out=dX)  # ∂[x̄, 1, h̄] through the gates
@@ -439,4 +479,4 @@ class VCGRUSequenceFn(torch.autograd.Function):
         dw = torch.cat([dwb[:I], dwb[J:]])
         dw_mh = torch.mm(U[:T, :, J:].reshape(T * B, H).t(), das.reshape(T * B, 1))
         dxp = torch.cat([dU[..., :I], das], 2)
-        return dxp, dh, dw, dwb[I], dw_mh, None, None, None
+        return dxp, dh, dw, dwb[I], dw_mh, None, None, None, None
