@@ -30,13 +30,14 @@ target m̄ (``target_m``); it is returned by :meth:`extra_loss` and added to the
 e > 0, per step — the computation the cell actually spends), averaged since the last call.
 
 Execution: every step is one matmul ``[x̄, h̄] @ W`` (input and recurrent weights stacked once
-per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook, VC-LSTM and
-VC-GRU run ``VCLSTMSequenceFn`` / ``VCGRUSequenceFn`` (:mod:`rnnbench.cells.kernels.vc`:
-hand-written forward + BPTT, same function, gradchecked, their loops compiled in
-``kernels/native/vc.cpp`` where it builds; the state lives in one
-``[x, 1, h(, c)]`` buffer so the mask, masking ``[x, 1, h]``, the bias-free GEMM and the state lerp are one op each, and the soft threshold is
-applied in z-space, see ``kernels.vc._mask_``); VC-RNN and any hooked VC cell use the generic
-:meth:`step` under autograd (its soft mask also in z-space: σ(z + 10³⁰·hardshrink(z, κ))).
+per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook but zoneout,
+VC-LSTM and VC-GRU run ``VCLSTMSequenceFn`` / ``VCGRUSequenceFn`` (:mod:`rnnbench.cells.kernels.vc`:
+hand-written forward + BPTT, same function, gradchecked, zoneout's masks inside; their loops
+compiled in ``kernels/native/vc.cpp`` where it builds; the state lives in one ``[x, 1, h(, c)]``
+buffer so the mask, masking ``[x, 1, h]``, the bias-free GEMM and the state lerp are one op each,
+and the soft threshold is applied in z-space, see ``kernels.vc._mask_``); VC-RNN and any other
+hooked VC cell use the generic :meth:`step` under autograd (its soft mask also in z-space:
+σ(z + 10³⁰·hardshrink(z, κ))).
 """
 from __future__ import annotations
 
@@ -44,14 +45,14 @@ from abc import abstractmethod
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..reported import Reported
 from ..config import CellConf, NONNEG, POSITIVE, Range, RANGES, REAL, register_schema, UNIT
-from .base import Cell, State
+from .base import Cell, Mix, State
 from .kernels.vc import _SNAP, VCGRUSequenceFn, VCLSTMSequenceFn
 
 
@@ -260,6 +261,7 @@ class VCLSTMCell(VCCell):
     num_states = 2
     flop_model = (4, 4, 30)  # LSTM on the masked x, h (full GEMMs) + two masks and two lerps
     compiled_kernel = True  # VCLSTMSequenceFn's loop is C++ where it builds (kernels/native/vc.cpp)
+    takes_state_mix = True  # zoneout runs inside VCLSTMSequenceFn
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
@@ -289,15 +291,18 @@ class VCLSTMCell(VCCell):
         h = torch.lerp(h, ht, e)
         return h, (h, c)
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook: the whole sequence through :class:`VCLSTMSequenceFn` (same function)."""
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook but zoneout (``mix``): the whole sequence through
+        :class:`VCLSTMSequenceFn` (same function)."""
         if self.compile:
             return None
         self.begin_sequence(x.shape[1])
         xp = self.project_input(x)
         h0, c0 = state
+        kh, kc = mix() if mix is not None else (None, None)  # drawn after the weights, as the loop does
         y, h, c, M = VCLSTMSequenceFn.apply(xp, h0, c0, self._w, self._b, self.w_mh, self._zs, self._zo,
-                                            (self.input_size, self.threshold == "hard", self.eps, self._kappa))
+                                            (self.input_size, self.threshold == "hard", self.eps, self._kappa), kh, kc)
         self._ms = list(M.unbind(0))
         self.end_sequence()
         return y, (h, c)
@@ -332,6 +337,7 @@ class VCGRUCell(VCCell):
     gates = 3
     flop_model = (3, 3, 30)
     compiled_kernel = True  # VCGRUSequenceFn's loop is C++ where it builds (kernels/native/vc.cpp)
+    takes_state_mix = True  # zoneout runs inside VCGRUSequenceFn
 
     def _prepare(self) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
@@ -352,14 +358,17 @@ class VCGRUCell(VCCell):
         h = torch.lerp(h, ht, e)
         return h, (h,)
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook: the whole sequence through :class:`VCGRUSequenceFn` (same function)."""
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook but zoneout (``mix``): the whole sequence through
+        :class:`VCGRUSequenceFn` (same function)."""
         if self.compile:
             return None
         self.begin_sequence(x.shape[1])
         xp = self.project_input(x)
+        k = mix()[0] if mix is not None else None  # drawn after the weights, as the loop does
         y, h, M = VCGRUSequenceFn.apply(xp, state[0], self._w, self._b, self.w_mh, self._zs, self._zo,
-                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa))
+                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa), k)
         self._ms = list(M.unbind(0))
         self.end_sequence()
         return y, (h,)

@@ -1,7 +1,10 @@
-"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM, mRNN and Delta-RNN: its masks drawn for the whole sequence up front
-are the numbers the per-step hook draws, and the kernel with them is the per-step loop's function
-(outputs, states, every gradient; float64), trained and evaluated, locked or not, with weight drop."""
+"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM, mRNN, Delta-RNN, VC-LSTM and VC-GRU: its masks
+drawn for the whole sequence up front are the numbers the per-step hook draws, and the kernel with them is the per-step loop's
+function (outputs, states, every gradient, VC's penalty and statistics; float64), trained and evaluated, locked or not, with
+weight drop."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -15,13 +18,19 @@ ZONEOUTS = [dict(z_h=0.3, z_c=0.6), dict(z_h=0.3, z_c=0.6, locked=True), dict(z_
             dict(z_h=0.2, z_c=0.0)]
 
 
+#: the cells with zoneout in their kernel; VC cells as ``<cell>-<threshold>``, with the computation penalty
+CELLS = ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn", "vclstm-soft", "vclstm-hard", "vcgru-soft", "vcgru-hard"]
+
+
 def _pair(regs: dict, fused: bool, bidirectional: bool = False, layers: int = 1, cell: str = "lstm"):
     """Two copies of one model: ``fast`` as built (zoneout in the kernel), ``loop`` whose zoneout
     hooks are wrapped in plain functions, so its layers run the per-step loop with the hook."""
+    cell, *threshold = cell.split("-")
+    over = dict(threshold=threshold[0], penalty=0.5) if threshold else {}
     torch.manual_seed(0)
-    fast = classifier(cell, hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
+    fast = classifier(cell, hidden=6, layers=layers, bidirectional=bidirectional, fused=fused, **over).double()
     apply_regularizers(fast, regs)
-    loop = classifier(cell, hidden=6, layers=layers, bidirectional=bidirectional, fused=fused).double()
+    loop = classifier(cell, hidden=6, layers=layers, bidirectional=bidirectional, fused=fused, **over).double()
     apply_regularizers(loop, regs)
     loop.load_state_dict(fast.state_dict())
     for layer in loop.rnn.recurrent_layers():
@@ -33,21 +42,27 @@ def _pair(regs: dict, fused: bool, bidirectional: bool = False, layers: int = 1,
 
 
 def _assert_same(fast, loop, x, seed: int) -> None:
-    """Both models from the same seed: the same outputs and parameter gradients."""
+    """Both models from the same seed: the same outputs, auxiliary loss (VC's penalty, training
+    only), parameter gradients and cell statistics (VC's mean m_t and compute fraction)."""
     got = []
     for model in (fast, loop):
         model.zero_grad(set_to_none=True)
         torch.manual_seed(seed)
         out = model(x)
-        out.pow(2).sum().backward()
-        got.append((out, {n: p.grad for n, p in model.named_parameters()}))
-    (a, ga), (b, gb) = got
+        extra = model.rnn.extra_loss()
+        (out.pow(2).sum() + (extra if extra is not None else 0)).backward()
+        # no graph reaches a VC scheduler's w_mh with the hard threshold and no penalty: no gradient is a zero one
+        grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+        got.append((out, extra, grads, model.rnn.stats()))
+    (a, ea, ga, sa), (b, eb, gb, sb) = got
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert (ea is None) == (eb is None) and (ea is None or math.isclose(ea.item(), eb.item(), rel_tol=1e-12))
     for n in ga:
         torch.testing.assert_close(ga[n], gb[n], rtol=1e-10, atol=1e-12, msg=n)
+    assert sa.keys() == sb.keys() and all(math.isclose(sa[k], sb[k], rel_tol=1e-12) for k in sa)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn"])
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("zs", ZONEOUTS, ids=lambda z: "-".join(f"{k}{v}" for k, v in z.items()))
 def test_kernel_equals_the_loop_in_training(zs, fused, cell):
@@ -55,7 +70,7 @@ def test_kernel_equals_the_loop_in_training(zs, fused, cell):
     _assert_same(fast.train(), loop.train(), torch.randn(5, 9, 5, dtype=torch.float64), seed=7)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
     fast, loop = _pair({"zoneout": dict(z_h=0.25, z_c=0.5)}, fused=True, bidirectional=True, layers=2, cell=cell)
     x = torch.randn(4, 8, 5, dtype=torch.float64)
@@ -63,7 +78,7 @@ def test_kernel_equals_the_loop_bidirectional_two_layers_and_in_eval(cell):
         _assert_same(fast.train(train), loop.train(train), x, seed=3)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_kernel_equals_the_loop_with_weight_drop(cell):
     """Weight drop's mask is drawn when the recurrent weight is first read, before the zoneout
     masks, in both paths: the same random numbers go to the same places."""
@@ -170,3 +185,24 @@ def test_masks_are_the_hooks_numbers():
             steps.append(hook((like + 1, like + 1), (like, like), torch.nn.Module()))
         for slot, k in ((0, kh), (1, kc)):
             torch.testing.assert_close(k.expand(6, 16, 8), torch.stack([s[slot] for s in steps]))
+
+
+@pytest.mark.parametrize("cell,kind", [("vclstm", k) for k in (*TWO_STATE, "none")] +
+                         [("vcgru", k) for k in (*ONE_STATE, "none")])
+def test_vc_gradcheck_with_zoneout(cell, kind):
+    """The VC kernels with zoneout's factors; soft threshold, λ = 1 at H = 4: mask values in the band
+    (a gradient to m_t) and snapped to 0 or 1 outside it."""
+    from rnnbench.cells.kernels.vc import VCGRUSequenceFn, VCLSTMSequenceFn
+
+    torch.manual_seed(6)
+    T, B, I, H = 4, 2, 2, 4
+    lam, eps = 1.0, 0.1
+    zs = torch.tensor([float(I)] * I + [float(H)] * H, **F64) * lam
+    zo = torch.cat([torch.arange(I), torch.arange(H)]).to(torch.float64) * -lam
+    meta = (I, False, eps, math.log((1 - eps) / eps))
+    lstm = cell == "vclstm"
+    states = ((B, H),) * (1 + lstm)
+    args = _leaves((T, B, I + 1), *states, (I + H, 4 * H), (4 * H,), (H, 1))  # xp, h0 (, c0), w, b, w_mh
+    ks = _k(kind, T, B, H)[:1 + lstm] if kind != "none" else (None,) * (1 + lstm)
+    fn = VCLSTMSequenceFn if lstm else VCGRUSequenceFn
+    assert torch.autograd.gradcheck(lambda *a: fn.apply(*a, zs, zo, meta, *ks), args)
