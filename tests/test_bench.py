@@ -83,6 +83,16 @@ def test_cell_options_in_a_row_name(tmp_path):
         bench.main(["--quick", "--cells", "vclstm[threshold]"])
 
 
+@pytest.mark.parametrize("cell", ["vclstm", "vclstm[threshold=hard]", "vcgru"])
+def test_vc_cells_with_zoneout_report_their_kernel_path(cell):
+    """Zoneout runs inside the VC-LSTM / VC-GRU kernels: the path column is the kernel's, not the step loop."""
+    from rnnbench.cells.kernels import native
+
+    compiled = "sequence+c++" if native.available() else "sequence"
+    for reg in ("none", "zoneout"):
+        assert bench.path_of(bench.build_model(cell, reg, 3, 8, __import__("torch").device("cpu"))) == compiled
+
+
 def test_peer_tf_without_tensorflow_is_one_skipped_line(tmp_path, monkeypatch, capsys):
     from rnnbench.peers import tf as peer_tf
 
