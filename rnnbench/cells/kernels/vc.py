@@ -318,7 +318,8 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         cur, nxt = (dS, dS[:, :H]), (dS2, dS2[:, :H])
         views = VCLSTMBackwardStep(Fo=F[:, :, 0], F3=F[:, :, 1:], q=q, dd=dd, f=fs, e=es, ex=es[..., :I],
                                    eh=es[..., J:], w=ez if ez is not None else es[..., J:],
-                                   omw=1 - ez if ez is not None else None, m=ms, u=U[:T], dg=dgates, dg_o=dgates[..., :H],
+                                   omw=1 - ez if ez is not None else None, m=ms, u=U[:T], dg=dgates,
+                                   dg_o=dgates[..., :H],
                                    dg3=dgates[..., H:].view(T, B, 3, H), dx=dxp[..., :I], da=dxp[..., I:],
                                    dy=dy, dM=dM)
         for v in _steps(views, VCLSTMBackwardStep, reverse=True):
@@ -451,8 +452,8 @@ class VCGRUSequenceFn(torch.autograd.Function):
             dh = ctx.ext.vcgru_backward(dh.contiguous(), dgs, dU, das, U, es, ez, F, dd, gs, ms, wt, zs2,
                                         w_mh.contiguous(), dy, dM, I, hard)
             return VCGRUSequenceFn._weight_grads(dh, dgs, dU, das, xb, U, I)
-        views = VCGRUBackwardStep(F=F, dd=dd, z=zg, e=es, w=ez if ez is not None else es[..., J:], m=ms, u=U[:T], dg=dgs,
-                                  dg4=dgs.view(T, B, 4, H), du=dU, duh=dU[..., J:], da=das, dy=dy, dM=dM)
+        views = VCGRUBackwardStep(F=F, dd=dd, z=zg, e=es, w=ez if ez is not None else es[..., J:], m=ms, u=U[:T],
+                                  dg=dgs, dg4=dgs.view(T, B, 4, H), du=dU, duh=dU[..., J:], da=das, dy=dy, dM=dM)
         for v in _steps(views, VCGRUBackwardStep, reverse=True):
             if v.dy is not None:
                 dh.add_(v.dy)
