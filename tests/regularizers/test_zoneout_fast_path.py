@@ -1,7 +1,7 @@
-"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM, mRNN, Delta-RNN, VC-LSTM and VC-GRU: its masks
-drawn for the whole sequence up front are the numbers the per-step hook draws, and the kernel with them is the per-step loop's
-function (outputs, states, every gradient, VC's penalty and statistics; float64), trained and evaluated, locked or not, with
-weight drop."""
+"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM, mRNN, Delta-RNN, VC-LSTM
+and VC-GRU: its masks drawn for the whole sequence up front are the numbers the per-step hook
+draws, and the kernel with them is the per-step loop's function (outputs, states, every gradient,
+VC's penalty and statistics; float64), trained and evaluated, locked or not, with weight drop."""
 from __future__ import annotations
 
 import math
