@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "keep.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -140,16 +141,28 @@ std::vector<Tensor> mlstm_forward(const Tensor& xp_, const Tensor& h0, const Ten
         at::mm_out(mh_[t], h_[t], wmh_t);
         mlstm_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H);
         at::addmm_out(pre_[t], xp_t[t].narrow(1, H, 4 * H), ms_[t], wm_t);
-        pre_[t].narrow(1, H, 3 * H).sigmoid_();
         Tensor& ch = KC ? c_hat : c_[t + 1];
         Tensor& un = KH ? u : h_[t + 1];
         const S* pr = pre_[t].data_ptr<S>();
-        mlstm_c<S>(pr, c_[t].data_ptr<S>(), ch.data_ptr<S>(), un.data_ptr<S>(), B, H);
-        un.tanh_();
-        if (KH || KC || grad)
-          fwd(pr, c_[t].data_ptr<S>(), h_[t].data_ptr<S>(), ch.data_ptr<S>(), un.data_ptr<S>(),
-              c_[t + 1].data_ptr<S>(), h_[t + 1].data_ptr<S>(), grad ? P.data_ptr<S>() + t * 3 * BH : nullptr,
-              grad ? q.data_ptr<S>() + t * BH : nullptr, KH ? kh.row(t) : nullptr, KC ? kc.row(t) : nullptr, B, H);
+        const S* cp = c_[t].data_ptr<S>();
+        const S* hp = h_[t].data_ptr<S>();
+        S* chp = ch.data_ptr<S>();
+        S* unp = un.data_ptr<S>();
+        S* cn = c_[t + 1].data_ptr<S>();
+        S* hn = h_[t + 1].data_ptr<S>();
+        S* Pt = grad ? P.data_ptr<S>() + t * 3 * BH : nullptr;
+        S* qt = grad ? q.data_ptr<S>() + t * BH : nullptr;
+        const S* kht = KH ? kh.row(t) : nullptr;
+        const S* kct = KC ? kc.row(t) : nullptr;
+        for_rows(B, 4 * H, [&](int64_t b0, int64_t b1) {
+          const int64_t n = b1 - b0, r = b0 * H;
+          pre_[t].narrow(0, b0, n).narrow(1, H, 3 * H).sigmoid_();
+          mlstm_c<S>(pr + 4 * r, cp + r, chp + r, unp + r, n, H);
+          un.narrow(0, b0, n).tanh_();
+          if (KH || KC || grad)
+            fwd(pr + 4 * r, cp + r, hp + r, chp + r, unp + r, cn + r, hn + r, grad ? Pt + 3 * r : nullptr,
+                grad ? qt + r : nullptr, KH ? kht + r : nullptr, KC ? kct + r : nullptr, n, H);
+        });
       }
     });
   });
@@ -178,9 +191,21 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
       constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
       auto back = dy.defined() ? &mlstm_back<S, KH, KC, true> : &mlstm_back<S, KH, KC, false>;
       for (int64_t t = T - 1; t >= 0; --t) {
-        back(D.data_ptr<S>(), dy.defined() ? dy.data_ptr<S>() + t * BH : nullptr, dc.data_ptr<S>(),
-             pre.data_ptr<S>() + t * 4 * BH, P.data_ptr<S>() + t * 3 * BH, q.data_ptr<S>() + t * BH,
-             dxp_[t].data_ptr<S>(), kD.data_ptr<S>(), KH ? kh.row(t) : nullptr, KC ? kc.row(t) : nullptr, B, H);
+        S* Dp = D.data_ptr<S>();
+        const S* dyt = dy.defined() ? dy.data_ptr<S>() + t * BH : nullptr;
+        S* dcp = dc.data_ptr<S>();
+        const S* pr = pre.data_ptr<S>() + t * 4 * BH;
+        const S* Pt = P.data_ptr<S>() + t * 3 * BH;
+        const S* qt = q.data_ptr<S>() + t * BH;
+        S* dx = dxp_[t].data_ptr<S>();
+        S* kDp = kD.data_ptr<S>();
+        const S* kht = KH ? kh.row(t) : nullptr;
+        const S* kct = KC ? kc.row(t) : nullptr;
+        for_rows(B, 5 * H, [&](int64_t b0, int64_t b1) {
+          const int64_t r = b0 * H;
+          back(Dp + r, dyt ? dyt + r : nullptr, dcp + r, pr + 4 * r, Pt + 3 * r, qt + r, dx + 5 * r, kDp + r,
+               KH ? kht + r : nullptr, KC ? kct + r : nullptr, b1 - b0, H);
+        });
         at::mm_out(dm, dxp_[t].narrow(1, H, 4 * H), w_m);
         mlstm_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 5 * BH,
                     dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H);
