@@ -77,7 +77,9 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
     if kernel.startswith("vc"):  # xp = [x, w_mx·x + b_m], h0 (, c0), w, b, w_mh; zs, zo, meta, keep factors
         cell, threshold, *dm = kernel.split("-")
         lstm = cell == "vclstm"
-        lam, eps = 0.5, 0.1  # a band of soft mask values several dims wide at H = 6
+        # soft: a band of mask values several dims wide at H = 6; hard: λ large enough that some
+        # dims of x and h are on at every step (a smaller one leaves the state frozen)
+        lam, eps = (0.5 if threshold == "soft" else 2.0), 0.1
         zs = torch.cat([torch.full((I,), float(I)), torch.full((H,), float(H))]).to(dtype) * lam
         zo = torch.cat([torch.arange(I), torch.arange(H)]).to(dtype) * -lam
         meta = (I, threshold == "hard", eps, math.log((1 - eps) / eps))

@@ -69,16 +69,35 @@ void lstm_mask_inputs(const T* __restrict__ u, const T* __restrict__ e, T* __res
   }
 }
 
-// c̃ = f ⊙ c̄ + i ⊙ g into ht's c half (σ(o, i, f) in g, [·, g, c̄] in P)
+// tanh through σ, tanh(x) = 2σ(2x) − 1 (ATen's float tanh costs ≈ 5× its sigmoid; the g columns
+// of the weight are doubled, exactly, so one σ covers the four gates):
+// g = 2σ − 1 into P's g slot, c̃ = f ⊙ c̄ + i ⊙ g into ht's c half and 2c̃ into P's tanh slot
 template <typename T>
-void lstm_c(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__ ht, int64_t B, int64_t H) {
+void lstm_c(const T* __restrict__ g, T* __restrict__ P, T* __restrict__ ht, int64_t B, int64_t H) {
   for (int64_t b = 0; b < B; ++b) {
     const T* __restrict__ i = g + b * 4 * H + H;
     const T* __restrict__ f = i + H;
-    const T* __restrict__ gg = P + b * 3 * H + H;
+    const T* __restrict__ s = f + H;  // σ(2 pre_g)
+    T* __restrict__ t2 = P + b * 3 * H;
+    T* __restrict__ gg = t2 + H;
     const T* __restrict__ cb = gg + H;
     T* __restrict__ c = ht + b * 2 * H + H;
-    for (int64_t j = 0; j < H; ++j) c[j] = f[j] * cb[j] + i[j] * gg[j];
+    for (int64_t j = 0; j < H; ++j) {
+      const T gj = T(2) * s[j] - T(1);
+      gg[j] = gj;
+      const T cj = f[j] * cb[j] + i[j] * gj;
+      c[j] = cj;
+      t2[j] = T(2) * cj;
+    }
+  }
+}
+
+// P's tanh slot from σ(2c̃) to tanh(c̃) = 2σ − 1
+template <typename T>
+void lstm_tanh_c(T* __restrict__ P, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b) {
+    T* __restrict__ t = P + b * 3 * H;
+    for (int64_t j = 0; j < H; ++j) t[j] = T(2) * t[j] - T(1);
   }
 }
 
@@ -208,9 +227,9 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
   Tensor g = at::empty({B, 4 * H}, U.options());  // σ(o), σ(i), σ(f), g's pre-activation
   Tensor P = at::empty({B, 3 * H}, U.options());  // [tanh(c̃), g, c̄]
   Tensor ht = at::empty({B, 2 * H}, U.options());  // [h̃, c̃]
-  const Tensor g_s = g.narrow(1, 0, 3 * H), g_g = g.narrow(1, 3 * H, H);
-  Tensor tc = P.narrow(1, 0, H), gg = P.narrow(1, H, H);
-  const Tensor c_t = ht.narrow(1, H, H);
+  Tensor tc = P.narrow(1, 0, H);
+  Tensor wf2 = wf.clone();  // the g columns doubled (exact): σ of them gives tanh (lstm_c)
+  wf2.narrow(1, 3 * H, H).mul_(2);
   const T* zs = zs2.data_ptr<T>();
   const T* zo = zo2.data_ptr<T>();
   T* Up = U.data_ptr<T>();
@@ -221,11 +240,11 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
     scheduler_and_mask<T, HARD>(a_[t], h_[t], w_mh, m, e, zs, zo, B, K, T(kappa));
     const T* ep = e.data_ptr<T>();
     lstm_mask_inputs<T>(Up + t * BK, ep, xb_[t].data_ptr<T>(), P.data_ptr<T>() + 2 * H, B, JH, H, K);
-    at::mm_out(g, xb_[t], wf);
-    g_s.sigmoid_();
-    at::tanh_out(gg, g_g);
+    at::mm_out(g, xb_[t], wf2);
+    g.sigmoid_();
     lstm_c<T>(g.data_ptr<T>(), P.data_ptr<T>(), ht.data_ptr<T>(), B, H);
-    at::tanh_out(tc, c_t);
+    tc.sigmoid_();
+    lstm_tanh_c<T>(P.data_ptr<T>(), B, H);
     tail(g.data_ptr<T>(), P.data_ptr<T>(), ht.data_ptr<T>(), Up + t * BK, Up + (t + 1) * BK, ep,
          Z ? row<T>(ak, t) : nullptr, Z ? ez.data_ptr<T>() + t * 2 * BH : nullptr, F.data_ptr<T>() + t * 4 * BH,
          q.data_ptr<T>() + t * BH, dd.data_ptr<T>() + t * 2 * BH, fs.data_ptr<T>() + t * BH, B, H, J, K);
@@ -282,13 +301,13 @@ template <typename T>
 void gru_pre_n(const T* __restrict__ g, T* __restrict__ n, int64_t B, int64_t H) {
   for (int64_t b = 0; b < B; ++b) {
     const T* __restrict__ r = g + b * 4 * H;
-    for (int64_t j = 0; j < H; ++j) n[b * H + j] = r[2 * H + j] + r[j] * r[3 * H + j];
+    for (int64_t j = 0; j < H; ++j) n[b * H + j] = T(2) * (r[2 * H + j] + r[j] * r[3 * H + j]);  // σ(2x) next
   }
 }
 
 // h̃ = lerp(n, h̄, z), h_t = lerp(h, h̃, e') into U[t + 1] (Z: e' = ak ⊙ e, kept in ez)
 template <typename T, bool Z>
-void gru_tail(const T* __restrict__ g, const T* __restrict__ n, const T* __restrict__ xb, T* __restrict__ ht,
+void gru_tail(const T* __restrict__ g, T* __restrict__ n, const T* __restrict__ xb, T* __restrict__ ht,
               const T* __restrict__ u, T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ ak,
               T* __restrict__ ez, int64_t B, int64_t H, int64_t J, int64_t K) {
   for (int64_t b = 0; b < B; ++b) {
@@ -299,7 +318,9 @@ void gru_tail(const T* __restrict__ g, const T* __restrict__ n, const T* __restr
     const T* __restrict__ eh = e + b * K + J;
     for (int64_t j = 0; j < H; ++j) {
       const int64_t k = b * H + j;
-      const T hv = lerp(n[k], hb[j], z[j]);
+      const T nv = T(2) * n[k] - T(1);  // tanh = 2σ(2x) − 1, written back for the backward
+      n[k] = nv;
+      const T hv = lerp(nv, hb[j], z[j]);
       ht[k] = hv;
       T w = eh[j];
       if (Z) {
@@ -392,7 +413,7 @@ void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, co
     at::mm_out(g, xb_[t], wf);
     g.narrow(1, 0, 2 * H).sigmoid_();
     gru_pre_n<T>(g.data_ptr<T>(), n.data_ptr<T>(), B, H);
-    n.tanh_();
+    n.sigmoid_();
     gru_tail<T, Z>(g.data_ptr<T>(), n.data_ptr<T>(), xbp, hts.data_ptr<T>() + t * BH, Up + t * BK,
                    Up + (t + 1) * BK, ep, Z ? row<T>(ak, t) : nullptr, Z ? ez.data_ptr<T>() + t * BH : nullptr, B,
                    H, J, K);
