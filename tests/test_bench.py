@@ -37,7 +37,7 @@ def test_quick_json_schema(tmp_path):
     compiled = "sequence+c++" if native.available() else "sequence"  # the C++ loop where it builds
     assert next(r for r in rows if r["cell"] == "lstm_custom")["path"] == compiled
     assert next(r for r in rows if r["cell"] == "gru_custom")["path"] == compiled
-    assert next(r for r in rows if r["cell"] == "delta_rnn")["path"] == "sequence"  # a Python-loop kernel
+    assert next(r for r in rows if r["cell"] == "delta_rnn")["path"] == compiled
     assert len(crow) == len(rows) and KEYS <= set(crow[0])
 
 

@@ -43,6 +43,7 @@ class DeltaRNNCell(Cell):
     num_states = 1
     flop_model = (1, 1, 10)
     takes_state_mix = True  # zoneout runs inside DeltaRNNSequenceFn
+    compiled_kernel = True  # DeltaRNNSequenceFn's loop is C++ where it builds (kernels/native/delta_rnn.cpp)
 
     def __init__(self, input_size: int, hidden_size: int, outer_activation: str = "tanh",
                  alpha_init: float = 2.0, beta1_init: float = 1.0, beta2_init: float = 1.0, **kw: Any) -> None:

@@ -14,6 +14,7 @@ import torch
 from testutil import REPO
 
 from rnnbench.cells.kernels import native
+from rnnbench.cells.kernels.delta_rnn import DeltaRNNSequenceFn
 from rnnbench.cells.kernels.gru import GRUSequenceFn
 from rnnbench.cells.kernels.lstm import LSTMSequenceFn
 from rnnbench.cells.kernels.mlstm import MLSTMSequenceFn
@@ -86,6 +87,11 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
         fn = VCLSTMSequenceFn if lstm else VCGRUSequenceFn
         args = [r(T, B, I + 1), r(B, H)] + [r(B, H)] * lstm + [r(I + H, 4 * H, s=0.5), r(4 * H, s=0.5), r(H, 1, s=0.5)]
         return (_WithoutM(fn) if dm else fn), args, [zs, zo, meta] + _keep(zoneout, 1 + lstm, T, B, H, dtype, g)
+    if kernel.startswith("delta_rnn"):  # xp = [a, b, r], h0, v, Φ; keep factor k
+        outer = kernel.partition(":")[2]
+        xp = torch.cat([torch.randn(T, B, 2 * H, dtype=dtype, generator=g),
+                        torch.rand(T, B, H, dtype=dtype, generator=g)], -1).requires_grad_()  # r in (0, 1)
+        return _Outer(DeltaRNNSequenceFn, outer), [xp, r(B, H), r(H, H, s=0.5)], _keep(zoneout, 1, T, B, H, dtype, g)
     raise ValueError(kernel)
 
 
@@ -97,6 +103,16 @@ class _WithoutM:
 
     def apply(self, *args):
         return self.fn.apply(*args)[:-1]
+
+
+class _Outer:
+    """A kernel whose non-tensor argument (the outer activation) sits before the keep factors."""
+
+    def __init__(self, fn, outer: str) -> None:
+        self.fn, self.outer = fn, outer
+
+    def apply(self, *a):
+        return self.fn.apply(*a[:3], self.outer, *a[3:])
 
 
 def _run(on: bool, fn, args, keep, grads=True):
@@ -111,7 +127,8 @@ def _run(on: bool, fn, args, keep, grads=True):
 
 #: VC: ``<cell>-<threshold>``, ``-nodM`` without a gradient on M (no penalty)
 VC_KERNELS = [f"{c}-{t}{m}" for c in ("vclstm", "vcgru") for t in ("soft", "hard") for m in ("", "-nodM")]
-KERNELS = ["lstm", "gru", "rnn", "mlstm", "mrnn", *VC_KERNELS]
+KERNELS = ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn:tanh", "delta_rnn:relu", "delta_rnn:identity",
+           *VC_KERNELS]
 ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 
 

@@ -7,14 +7,15 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import step_views
+from . import native, step_views
 
 
 _OUTER = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda v: v}
 
 
 class DeltaRNNSequenceFn(torch.autograd.Function):
-    """Whole-sequence Delta-RNN with a hand-written BPTT.
+    """Whole-sequence Delta-RNN with a hand-written BPTT; the same loop runs compiled
+    (native/delta_rnn.cpp) where :func:`native.get` gives the module, else in Python below.
 
     Inputs: ``xp [T, B, 3H] = [a, b, r]`` (:meth:`DeltaRNNCell.project_input`), ``h0 [B, H]``,
     ``v [H, H]``, the outer activation's name. Per step: ``vh = h V^T``,
@@ -30,9 +31,15 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
                 k: Optional[Tensor] = None):
         T, B, G = xp.shape
         H = G // 3
+        grad = any(ctx.needs_input_grad)
+        ctx.outer = outer
+        ctx.ext = ext = native.get(xp)
+        if ext is not None:
+            hs, vh, F = ext.delta_rnn_forward(xp, h0, v, outer, k, grad)
+            ctx.save_for_backward(F, vh, hs, v)
+            return hs[1:], hs[T].clone()
         k_, ak_ = step_views(k, T, B, H)
         vt = v.t()
-        grad = any(ctx.needs_input_grad)
         vh = xp.new_empty(T, B, H)
         z = xp.new_empty(T, B, H)
         hs = xp.new_empty(T + 1, B, H)
@@ -71,7 +78,6 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
                 torch.sub(h_[t], z_[t], out=w_[t]).mul_(dphi)  # Φ' (h_{t-1} − z)
             if k_ is not None:
                 hn.lerp_(h_[t], k_[t])
-        ctx.outer = outer
         ctx.save_for_backward(F, vh, hs, v)
         return hs[1:], hs[T].clone()
 
@@ -79,6 +85,9 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor]):  # type: ignore[override]
         F, vh, hs, v = ctx.saved_tensors
+        if ctx.ext is not None:
+            dxp, dh0, dv = ctx.ext.delta_rnn_backward(F, vh, hs, v, dy, dhT)
+            return dxp, dh0, dv, None, None
         pz, qa, rr, w = F.unbind(0)
         T, B, H = vh.shape
         D = torch.empty_like(vh)  # dL/dh_t (total)

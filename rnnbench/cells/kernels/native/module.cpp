@@ -7,6 +7,7 @@ void register_rnn(pybind11::module& m);
 void register_mlstm(pybind11::module& m);
 void register_mrnn(pybind11::module& m);
 void register_vc(pybind11::module& m);
+void register_delta_rnn(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_lstm(m);
@@ -15,4 +16,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_mlstm(m);
   register_mrnn(m);
   register_vc(m);
+  register_delta_rnn(m);
 }
