@@ -54,6 +54,7 @@ from ..reported import Reported
 from ..config import CellConf, NONNEG, POSITIVE, Range, RANGES, REAL, register_schema, UNIT
 from .base import Cell, Mix, State
 from .kernels.vc import _SNAP, VCGRUSequenceFn, VCLSTMSequenceFn
+from .kernels.vcrnn import VCRNNSequenceFn
 
 
 def _keep_lam_if_missing(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
@@ -322,6 +323,18 @@ class VCRNNCell(VCCell):
         xh, e = self.masked_xh(xp, h)
         h = torch.lerp(h, torch.tanh(torch.addmm(self._b, xh, self._w)), e)
         return h, (h,)
+
+    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook: the whole sequence through :class:`VCRNNSequenceFn` (same function)."""
+        if self.compile:
+            return None
+        self.begin_sequence(x.shape[1])
+        xp = self.project_input(x)
+        y, h, M = VCRNNSequenceFn.apply(xp, state[0], self._w, self._b, self.w_mh, self._zs, self._zo,
+                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa))
+        self._ms = list(M.unbind(0))
+        self.end_sequence()
+        return y, (h,)
 
 
 class VCGRUCell(VCCell):

@@ -12,14 +12,16 @@ CASES = [
     ("rnn", ("fused=false",)), ("lstm", ("fused=false",)), ("lstm", ("fused=true",)), ("gru", ("fused=false",)),
     ("vclstm", ("threshold=soft", "lam=0.5")), ("vclstm", ("threshold=hard",)),
     ("vclstm", ("threshold=soft", "lam=0.5", "penalty=1.0")), ("vclstm", ("threshold=hard", "penalty=1.0")),
-    ("vcrnn", ("threshold=soft", "lam=0.5")), ("vcgru", ("threshold=soft", "lam=0.5")),
+    ("vcrnn", ("threshold=soft", "lam=0.5")), ("vcrnn", ("threshold=hard", "penalty=1.0")),
+    ("vcrnn", ("threshold=soft", "lam=0.5", "penalty=1.0")), ("vcgru", ("threshold=soft", "lam=0.5")),
     ("vcgru", ("threshold=hard", "penalty=1.0")), ("vcgru", ("threshold=soft", "lam=0.5", "penalty=1.0")),
     ("mlstm", ()), ("mlstm", ("factor_bias=1.0",)), ("mrnn", ()), ("mrnn", ("factor_bias=1.0",)), ("delta_rnn", ()), ("delta_rnn", ("outer_activation=identity",)),
 ]
 
 
 CASES = [(n, o, False) for n, o in CASES] + [("lstm", ("fused=false",), True), ("mlstm", (), True), ("mrnn", (), True),
-                                             ("vclstm", ("threshold=soft",), True), ("vcgru", ("threshold=soft",), True)]
+                                             ("vclstm", ("threshold=soft",), True), ("vcgru", ("threshold=soft",), True),
+                                             ("vcrnn", ("threshold=soft",), True)]
 
 
 @pytest.mark.parametrize("name,overrides,hooked", CASES,
@@ -47,7 +49,8 @@ def test_gradcheck(name, overrides, hooked):
         extra = cell.extra_loss()  # VC computation penalty (None unless penalty > 0)
         return (y,) + tuple(s_new) + ((extra,) if extra is not None else ())
 
-    fast = not (name in ("lstm", "mlstm", "mrnn", "vclstm", "vcgru") and not hooked)  # full check of the hand-written BPTTs
+    # full check of the hand-written BPTTs
+    fast = not (name in ("lstm", "mlstm", "mrnn", "vclstm", "vcgru", "vcrnn") and not hooked)
     assert torch.autograd.gradcheck(f, (x, *params, *st), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=fast)
     if name.startswith("vc") and "threshold=soft" in overrides:  # the soft band is exercised at t = 0
         with torch.no_grad():

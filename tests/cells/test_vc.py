@@ -274,3 +274,42 @@ def test_verify_numpy_seq2seq_resolves_auto_per_layer(name):
     for wrong in (True, False):  # either fixed setting disagrees: the test can fail
         ctx = numpy_ref.Context(numpy_ref.Params(arrays), {**dict(cfg), "mask_input": wrong}, {}, out_len=4)
         assert np.abs(numpy_ref.seq2seq_forward(ctx, {"num_layers": 2}, x.numpy())[0] - logits).max() > 1e-4
+
+
+@pytest.mark.parametrize("threshold", ["soft", "hard"])
+@pytest.mark.parametrize("name", ["vclstm", "vcgru", "vcrnn"])
+def test_sequence_kernel_equals_the_step_loop(name, threshold):
+    """The whole-sequence kernel (no hook) == the per-step loop (an identity hook): outputs, final
+    states, every gradient (the penalty's through M included), the penalty and the stats."""
+    T, B, I, H = 6, 3, 4, 8
+    torch.manual_seed(4)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    h0 = 0.5 * torch.randn(B, H, dtype=torch.float64)
+    w_out = torch.randn(T, B, H, dtype=torch.float64)
+    runs, paths = [], []
+    for hooked in (False, True):
+        cell = make_cell(name, I, H, (f"threshold={threshold}", "lam=0.7", "penalty=0.8", "target_m=0.3"), seed=2)
+        cell.train()
+        with torch.no_grad():  # m_t spread over (0, 1): the masks have soft edges
+            cell.w_mh.mul_(3.0)
+            cell.w_mx.mul_(3.0)
+        layer = RecurrentLayer(cell)
+        if hooked:
+            layer.state_hooks.append(lambda prev, new, lay: new)
+        paths.append(layer.path())
+        xs = x.clone().requires_grad_()
+        st = tuple(s.clone().requires_grad_() for s in ((h0, h0.flip(0)) if name == "vclstm" else (h0,)))
+        y, fin = layer(xs, st)
+        pen = cell.extra_loss()
+        loss = (y * w_out).sum() + sum((1.5 + i) * s.square().sum() for i, s in enumerate(fin)) + pen
+        loss.backward()
+        runs.append([y, *fin, pen, xs.grad, *(s.grad for s in st), *(p.grad for p in cell.parameters())])
+        runs[-1].append(cell.stats())
+    assert paths == ["sequence", "loop"]
+    (*seq, st_seq), (*loop, st_loop) = runs
+    for a, b in zip(seq, loop):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert st_seq.keys() == st_loop.keys() == {"mean_m", "compute_fraction"}
+    for k in st_seq:
+        assert st_seq[k] == pytest.approx(st_loop[k], rel=1e-12)
+    assert 0.0 < st_seq["compute_fraction"] < 1.0

@@ -1,0 +1,131 @@
+"""The VC-RNN whole-sequence kernel (:class:`~rnnbench.cells.vc.VCRNNCell`, no per-step hook),
+built on the masks and scheduler backward of :mod:`rnnbench.cells.kernels.vc`."""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .vc import _mask_, _mask_consts, _scheduler_backward_, _steps, _with_bias_row
+
+_tanh_bwd = torch.ops.aten.tanh_backward
+
+
+class VCRNNForwardStep(NamedTuple):
+    """Step t's views of the VC-RNN forward's buffers (``U[t] = [x_t, 1, h_{t-1}]``)."""
+    a: Tensor  #: the scheduler's input part w_mx·x_t + b_m
+    m: Tensor  #: m_t, written
+    e: Tensor  #: the mask over U's columns, written
+    xb: Tensor  #: [x̄, 1, h̄], written (kept for the weight gradient)
+    ht: Tensor  #: h̃ = tanh([x̄, 1, h̄] W), written
+    u: Tensor  #: U[t]
+    h: Tensor  #: U[t]'s h
+    eh: Tensor  #: the mask over h
+    h_next: Tensor  #: U[t + 1]'s h, written
+
+
+class VCRNNBackwardStep(NamedTuple):
+    """Step t's views of the VC-RNN backward's saved tensors and gradient buffers."""
+    F: Tensor  #: e (1 − h̃²): ∂ pre-activation = ∂h_t ⊙ F
+    ce: Tensor  #: 1 − e over h: the carried share of ∂h_t
+    dd: Tensor  #: h̃ − h
+    e: Tensor
+    eh: Tensor
+    m: Tensor
+    u: Tensor
+    dg: Tensor  #: ∂ pre-activation, written
+    du: Tensor  #: ∂L/∂U[t] (its x columns are ∂L/∂x_t), written
+    duh: Tensor
+    da: Tensor  #: ∂L/∂a_t, written
+    dy: Optional[Tensor]  #: ∂L/∂y_t (None: no gradient on the outputs)
+    dM: Optional[Tensor]  #: ∂L/∂m_t from the penalty (None: none)
+
+
+class VCRNNSequenceFn(torch.autograd.Function):
+    """Whole-sequence VC-RNN with a hand-written BPTT (the no-hook path of :class:`VCRNNCell`).
+
+    Same conventions as :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: inputs ``xp [T, B,
+    I + 1]`` (``[x, w_mx·x + b_m]``), ``h0``, the stacked weight ``w [(I + H), H]`` and bias ``b
+    [H]``, ``w_mh [H, 1]``, the mask constants ``zs, zo`` and ``(I, hard, eps, kappa)``; outputs
+    ``y [T, B, H], h_T, M [T, B, 1]``. Per step ``m = σ(a + h w_mh)``, ``e`` = the mask of ``U[t]
+    = [x_t, 1, h_{t-1}]``, ``h̃ = tanh((U ⊙ e) [w_x; b; w_h])``, ``h_t = lerp(h, h̃, e)``. In the
+    backward ``∂pre = ∂h_t ⊙ e (1 − h̃²)`` (one op with the factor formed once, vectorized over
+    time), ``∂h_{t−1} = (1 − e) ∂h_t + e ⊙ ∂[h̄]`` plus the scheduler's share.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
+                zs: Tensor, zo: Tensor, meta: tuple) -> tuple[Tensor, Tensor, Tensor]:
+        I, hard, eps, kappa = meta
+        T, B, _ = xp.shape
+        H = h0.shape[1]
+        J = I + 1
+        K = J + H
+        zs2, zo2, _ = _mask_consts(zs, zo, I, False)
+        wf = _with_bias_row(w, b, I)  # [(I + 1 + H), H], contiguous
+        U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}]
+        U[:T, :, :I] = xp[..., :I]
+        U[:, :, I] = 1.0
+        U[0, :, J:] = h0
+        ms = xp.new_empty(T, B, 1)
+        es = xp.new_empty(T, B, K)
+        xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄]
+        hts = xp.new_empty(T, B, H)  # h̃
+        tmp = xp.new_empty(B, K)
+        views = VCRNNForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, ht=hts, u=U[:T], h=U[:T, :, J:],
+                                 eh=es[..., J:], h_next=U[1:, :, J:])
+        for v in _steps(views, VCRNNForwardStep):
+            torch.addmm(v.a, v.h, w_mh, out=v.m).sigmoid_()
+            _mask_(v.e, v.m, zo2, zs2, hard, kappa, tmp)
+            torch.mul(v.u, v.e, out=v.xb)
+            torch.mm(v.xb, wf, out=v.ht).tanh_()
+            torch.lerp(v.h, v.ht, v.eh, out=v.h_next)
+        ctx.meta = meta
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo)
+        return U[1:, :, J:], U[T, :, J:].clone(), ms
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
+        xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo = ctx.saved_tensors
+        I, hard, eps, kappa = ctx.meta
+        T, B, _ = xp.shape
+        H = hts.shape[2]
+        J = I + 1
+        K = J + H
+        _, _, zs_col = _mask_consts(zs, zo, I, False)
+        wt = _with_bias_row(w, b, I).t().contiguous()  # [H, I + 1 + H]
+        eh, hs = es[..., J:], U[:T, :, J:]
+        F = _tanh_bwd(eh, hts)  # e (1 − h̃²), vectorized over time
+        dd = None if hard else hts - hs  # h̃ − h: ∂e through the lerp
+        dgs = xp.new_empty(T, B, H)
+        ce = 1.0 - eh
+        wmh_t = w_mh.t()
+        dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
+        dh2 = xp.new_empty(B, H)
+        dU = xp.new_empty(T, B, K)  # ∂L/∂U (the x columns are ∂L/∂x)
+        das = xp.new_empty(T, B, 1)
+        dX, de = xp.new_empty(B, K), xp.new_empty(B, K)
+        deh = de[:, J:]
+        views = VCRNNBackwardStep(F=F, ce=ce, dd=dd, e=es, eh=eh, m=ms, u=U[:T], dg=dgs, du=dU, duh=dU[..., J:],
+                                  da=das, dy=dy, dM=dM)
+        for v in _steps(views, VCRNNBackwardStep, reverse=True):
+            if v.dy is not None:
+                dh.add_(v.dy)
+            torch.mul(dh, v.F, out=v.dg)
+            torch.mm(v.dg, wt, out=dX)  # ∂[x̄, 1, h̄]
+            torch.mul(dX, v.e, out=v.du)  # through [x̄, 1, h̄] = U ⊙ e
+            if not hard:
+                torch.mul(dX, v.u, out=de)  # ∂/∂e
+                deh.addcmul_(dh, v.dd)
+            torch.addcmul(v.duh, dh, v.ce, out=dh2)  # (1 − e) ∂h_t + e ∂h̄
+            _scheduler_backward_(de, v.e, v.m, zs_col, v.dM, v.da, dh2, wmh_t, hard)
+            dh, dh2 = dh2, dh
+        dxp = torch.cat([dU[..., :I], das], 2)
+        dwb = torch.mm(xb.reshape(T * B, K).t(), dgs.reshape(T * B, H))  # [w_x; b; w_h] rows
+        dw = torch.cat([dwb[:I], dwb[J:]])
+        dw_mh = torch.mm(hs.reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))
+        return dxp, dh, dw, dwb[I], dw_mh, None, None, None
