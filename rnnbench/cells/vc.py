@@ -314,6 +314,7 @@ class VCRNNCell(VCCell):
 
     gates = 1
     flop_model = (1, 1, 20)
+    compiled_kernel = True  # VCRNNSequenceFn's loop is C++ where it builds (kernels/native/vcrnn.cpp)
 
     def _prepare(self) -> tuple[Tensor, Tensor]:
         return torch.cat([self.weight_ih, self.weight_hh], 1).t(), self.bias_ih + self.bias_hh

@@ -21,6 +21,7 @@ from rnnbench.cells.kernels.mlstm import MLSTMSequenceFn
 from rnnbench.cells.kernels.mrnn import MRNNSequenceFn
 from rnnbench.cells.kernels.rnn import RNNSequenceFn
 from rnnbench.cells.kernels.vc import VCGRUSequenceFn, VCLSTMSequenceFn
+from rnnbench.cells.kernels.vcrnn import VCRNNSequenceFn
 
 
 
@@ -92,6 +93,15 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
         xp = torch.cat([torch.randn(T, B, 2 * H, dtype=dtype, generator=g),
                         torch.rand(T, B, H, dtype=dtype, generator=g)], -1).requires_grad_()  # r in (0, 1)
         return _Outer(DeltaRNNSequenceFn, outer), [xp, r(B, H), r(H, H, s=0.5)], _keep(zoneout, 1, T, B, H, dtype, g)
+    if kernel.startswith("vcrnn"):  # xp = [x, a], h0, w, b, w_mh; constants zs, zo, meta (no zoneout)
+        assert zoneout == "none", "the VC-RNN's kernel takes no zoneout masks"
+        lam, kappa = 0.7, math.log(0.9 / 0.1)  # eps = 0.1
+        zs = lam * torch.cat([torch.full((I,), float(I)), torch.full((H,), float(H))]).to(dtype)
+        zo = -lam * torch.cat([torch.arange(I), torch.arange(H)]).to(dtype)
+        xp = torch.cat([torch.randn(T, B, I, dtype=dtype, generator=g),
+                        2 * torch.randn(T, B, 1, dtype=dtype, generator=g)], -1).requires_grad_()  # m over (0, 1)
+        return VCRNNSequenceFn, [xp, r(B, H), r(I + H, H, s=0.5), r(H, s=0.5), r(H, 1)], \
+            [zs, zo, (I, kernel.endswith(":hard"), 0.1, kappa)]
     raise ValueError(kernel)
 
 
@@ -128,12 +138,16 @@ def _run(on: bool, fn, args, keep, grads=True):
 #: VC: ``<cell>-<threshold>``, ``-nodM`` without a gradient on M (no penalty)
 VC_KERNELS = [f"{c}-{t}{m}" for c in ("vclstm", "vcgru") for t in ("soft", "hard") for m in ("", "-nodM")]
 KERNELS = ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn:tanh", "delta_rnn:relu", "delta_rnn:identity",
-           *VC_KERNELS]
+           *VC_KERNELS, "vcrnn:soft", "vcrnn:hard"]
 ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 
 
-@pytest.mark.parametrize("zoneout", ZONEOUT)
-@pytest.mark.parametrize("kernel", KERNELS)
+def _cases(zoneouts):
+    """(kernel, zoneout) pairs: the VC-RNN's kernel takes no zoneout masks (only ``none``)."""
+    return [(k, z) for k in KERNELS for z in zoneouts if z == "none" or not k.startswith("vcrnn")]
+
+
+@pytest.mark.parametrize("kernel,zoneout", _cases(ZONEOUT))
 def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
     """Outputs and every input's gradient agree to float64 rounding, zoneout's masks included."""
     fn, args, keep = _inputs(kernel, zoneout)
@@ -143,7 +157,8 @@ def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
-    fn, args, keep = _inputs(kernel, "masks", T=7, B=4, H=16, dtype=torch.float32)
+    fn, args, keep = _inputs(kernel, "none" if kernel.startswith("vcrnn") else "masks", T=7, B=4, H=16,
+                             dtype=torch.float32)
     for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
@@ -170,8 +185,7 @@ def test_compiled_kernel_split_over_threads(compiled, kernel):
 
 
 @pytest.mark.parametrize("on", [True, False], ids=["compiled", "python"])
-@pytest.mark.parametrize("zoneout", ["none", "masks"])
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel,zoneout", _cases(["none", "masks"]))
 def test_kernel_gradcheck(kernel, zoneout, on, request):
     """Full float64 Jacobian check of both kernels' BPTT (the masks are constants)."""
     if on:
@@ -180,6 +194,20 @@ def test_kernel_gradcheck(kernel, zoneout, on, request):
     with native.enabled(on):
         assert torch.autograd.gradcheck(lambda *a: fn.apply(*a, *keep), tuple(args), eps=1e-6, atol=1e-6,
                                         rtol=1e-4)
+
+
+@pytest.mark.parametrize("kernel", ["vcrnn:soft", "vcrnn:hard"])
+def test_vcrnn_compiled_kernel_with_a_gradient_on_y_only(compiled, kernel):
+    """No gradient on h_T or M (no penalty): the backward's dhT and dM arrive as None."""
+    fn, args, keep = _inputs(kernel, "none")
+    grads = []
+    for on in (True, False):
+        leaves = [a.detach().clone().requires_grad_() for a in args]
+        with native.enabled(on):
+            fn.apply(*leaves, *keep)[0].sin().sum().backward()
+        grads.append([a.grad for a in leaves])
+    for u, v in zip(*grads):
+        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("compiler", ["missing", "broken"])

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import native
 from .vc import _mask_, _mask_consts, _scheduler_backward_, _steps, _with_bias_row
 
 _tanh_bwd = torch.ops.aten.tanh_backward
@@ -44,7 +45,8 @@ class VCRNNBackwardStep(NamedTuple):
 
 
 class VCRNNSequenceFn(torch.autograd.Function):
-    """Whole-sequence VC-RNN with a hand-written BPTT (the no-hook path of :class:`VCRNNCell`).
+    """Whole-sequence VC-RNN with a hand-written BPTT (the no-hook path of :class:`VCRNNCell`);
+    the same loop runs compiled (native/vcrnn.cpp) where :func:`native.get` gives the module, else in Python.
 
     Same conventions as :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: inputs ``xp [T, B,
     I + 1]`` (``[x, w_mx·x + b_m]``), ``h0``, the stacked weight ``w [(I + H), H]`` and bias ``b
@@ -65,23 +67,27 @@ class VCRNNSequenceFn(torch.autograd.Function):
         K = J + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, False)
         wf = _with_bias_row(w, b, I)  # [(I + 1 + H), H], contiguous
-        U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}]
-        U[:T, :, :I] = xp[..., :I]
-        U[:, :, I] = 1.0
-        U[0, :, J:] = h0
-        ms = xp.new_empty(T, B, 1)
-        es = xp.new_empty(T, B, K)
-        xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄]
-        hts = xp.new_empty(T, B, H)  # h̃
-        tmp = xp.new_empty(B, K)
-        views = VCRNNForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, ht=hts, u=U[:T], h=U[:T, :, J:],
-                                 eh=es[..., J:], h_next=U[1:, :, J:])
-        for v in _steps(views, VCRNNForwardStep):
-            torch.addmm(v.a, v.h, w_mh, out=v.m).sigmoid_()
-            _mask_(v.e, v.m, zo2, zs2, hard, kappa, tmp)
-            torch.mul(v.u, v.e, out=v.xb)
-            torch.mm(v.xb, wf, out=v.ht).tanh_()
-            torch.lerp(v.h, v.ht, v.eh, out=v.h_next)
+        ctx.ext = ext = native.get(xp)
+        if ext is not None:
+            U, ms, es, xb, hts = ext.vcrnn_forward(xp, h0, wf, w_mh, zs2, zo2, I, hard, kappa)
+        else:
+            U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}]
+            U[:T, :, :I] = xp[..., :I]
+            U[:, :, I] = 1.0
+            U[0, :, J:] = h0
+            ms = xp.new_empty(T, B, 1)
+            es = xp.new_empty(T, B, K)
+            xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄]
+            hts = xp.new_empty(T, B, H)  # h̃
+            tmp = xp.new_empty(B, K)
+            views = VCRNNForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, ht=hts, u=U[:T], h=U[:T, :, J:],
+                                     eh=es[..., J:], h_next=U[1:, :, J:])
+            for v in _steps(views, VCRNNForwardStep):
+                torch.addmm(v.a, v.h, w_mh, out=v.m).sigmoid_()
+                _mask_(v.e, v.m, zo2, zs2, hard, kappa, tmp)
+                torch.mul(v.u, v.e, out=v.xb)
+                torch.mm(v.xb, wf, out=v.ht).tanh_()
+                torch.lerp(v.h, v.ht, v.eh, out=v.h_next)
         ctx.meta = meta
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo)
@@ -101,30 +107,33 @@ class VCRNNSequenceFn(torch.autograd.Function):
         eh, hs = es[..., J:], U[:T, :, J:]
         F = _tanh_bwd(eh, hts)  # e (1 − h̃²), vectorized over time
         dd = None if hard else hts - hs  # h̃ − h: ∂e through the lerp
-        dgs = xp.new_empty(T, B, H)
-        ce = 1.0 - eh
-        wmh_t = w_mh.t()
-        dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
-        dh2 = xp.new_empty(B, H)
-        dU = xp.new_empty(T, B, K)  # ∂L/∂U (the x columns are ∂L/∂x)
-        das = xp.new_empty(T, B, 1)
-        dX, de = xp.new_empty(B, K), xp.new_empty(B, K)
-        deh = de[:, J:]
-        views = VCRNNBackwardStep(F=F, ce=ce, dd=dd, e=es, eh=eh, m=ms, u=U[:T], dg=dgs, du=dU, duh=dU[..., J:],
-                                  da=das, dy=dy, dM=dM)
-        for v in _steps(views, VCRNNBackwardStep, reverse=True):
-            if v.dy is not None:
-                dh.add_(v.dy)
-            torch.mul(dh, v.F, out=v.dg)
-            torch.mm(v.dg, wt, out=dX)  # ∂[x̄, 1, h̄]
-            torch.mul(dX, v.e, out=v.du)  # through [x̄, 1, h̄] = U ⊙ e
-            if not hard:
-                torch.mul(dX, v.u, out=de)  # ∂/∂e
-                deh.addcmul_(dh, v.dd)
-            torch.addcmul(v.duh, dh, v.ce, out=dh2)  # (1 − e) ∂h_t + e ∂h̄
-            _scheduler_backward_(de, v.e, v.m, zs_col, v.dM, v.da, dh2, wmh_t, hard)
-            dh, dh2 = dh2, dh
-        dxp = torch.cat([dU[..., :I], das], 2)
+        if ctx.ext is not None:
+            dxp, dh, dgs = ctx.ext.vcrnn_backward(F, dd, es, ms, U, wt, w_mh, zs_col, dy, dhT, dM, I, hard)
+        else:
+            dgs = xp.new_empty(T, B, H)
+            ce = 1.0 - eh
+            wmh_t = w_mh.t()
+            dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
+            dh2 = xp.new_empty(B, H)
+            dU = xp.new_empty(T, B, K)  # ∂L/∂U (the x columns are ∂L/∂x)
+            das = xp.new_empty(T, B, 1)
+            dX, de = xp.new_empty(B, K), xp.new_empty(B, K)
+            deh = de[:, J:]
+            views = VCRNNBackwardStep(F=F, ce=ce, dd=dd, e=es, eh=eh, m=ms, u=U[:T], dg=dgs, du=dU, duh=dU[..., J:],
+                                      da=das, dy=dy, dM=dM)
+            for v in _steps(views, VCRNNBackwardStep, reverse=True):
+                if v.dy is not None:
+                    dh.add_(v.dy)
+                torch.mul(dh, v.F, out=v.dg)
+                torch.mm(v.dg, wt, out=dX)  # ∂[x̄, 1, h̄]
+                torch.mul(dX, v.e, out=v.du)  # through [x̄, 1, h̄] = U ⊙ e
+                if not hard:
+                    torch.mul(dX, v.u, out=de)  # ∂/∂e
+                    deh.addcmul_(dh, v.dd)
+                torch.addcmul(v.duh, dh, v.ce, out=dh2)  # (1 − e) ∂h_t + e ∂h̄
+                _scheduler_backward_(de, v.e, v.m, zs_col, v.dM, v.da, dh2, wmh_t, hard)
+                dh, dh2 = dh2, dh
+            dxp = torch.cat([dU[..., :I], das], 2)
         dwb = torch.mm(xb.reshape(T * B, K).t(), dgs.reshape(T * B, H))  # [w_x; b; w_h] rows
         dw = torch.cat([dwb[:I], dwb[J:]])
         dw_mh = torch.mm(hs.reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))

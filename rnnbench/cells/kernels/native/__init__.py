@@ -19,7 +19,8 @@ from torch import Tensor
 
 log = logging.getLogger("rnnbench")
 
-SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp", "mlstm.cpp", "mrnn.cpp", "vc.cpp", "delta_rnn.cpp")  # + keep.h, rows.h
+SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp", "mlstm.cpp", "mrnn.cpp", "vc.cpp", "delta_rnn.cpp",
+           "vcrnn.cpp")  # + keep.h, rows.h
 _state: dict = {"enabled": os.environ.get("RNNBENCH_NATIVE", "1") != "0", "tried": False, "module": None}
 
 

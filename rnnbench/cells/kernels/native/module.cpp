@@ -8,6 +8,7 @@ void register_mlstm(pybind11::module& m);
 void register_mrnn(pybind11::module& m);
 void register_vc(pybind11::module& m);
 void register_delta_rnn(pybind11::module& m);
+void register_vcrnn(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_lstm(m);
@@ -17,4 +18,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   register_mrnn(m);
   register_vc(m);
   register_delta_rnn(m);
+  register_vcrnn(m);
 }

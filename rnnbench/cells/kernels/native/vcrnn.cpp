@@ -1,0 +1,184 @@
+// The VC-RNN's whole-sequence forward and BPTT in C++ (Jernite et al. 2017, arXiv 1611.06188):
+// the algorithm of rnnbench/cells/kernels/vcrnn.py (U[t] = [x_t, 1, h_{t-1}], the masks in
+// z-space as kernels/vc.py's _mask_), with the time loop here. GEMMs, sigmoid and tanh stay in
+// ATen (BLAS; vectorized); the scheduler's two rank-1 products are plain loops.
+#include <torch/extension.h>
+
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "keep.h"
+
+using at::Tensor;
+
+namespace {
+
+// z = m zs + zo per column of U; hard: e = 1[z > κ] and xb = U e; soft: e = z + 10³⁰ hardshrink(z, κ)
+// (σ of it, in ATen, is Thres_ε(σ(z)): 0 or 1 outside the band)
+template <typename T, bool HARD>
+void vc_mask(const T* __restrict__ m, const T* __restrict__ zs, const T* __restrict__ zo, const T* __restrict__ u,
+             T* __restrict__ e, T* __restrict__ xb, T kappa, int64_t B, int64_t K) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < K; ++c) {
+      const int64_t i = b * K + c;
+      const T z = zo[c] + m[b] * zs[c];
+      if (HARD) {
+        e[i] = T(z > kappa);
+        xb[i] = u[i] * e[i];
+      } else {
+        const T s = (z >= -kappa && z <= kappa) ? T(0) : z;  // aten hardshrink
+        e[i] = z + T(1e30) * s;
+      }
+    }
+}
+
+template <typename T>
+void vc_masked(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__ xb, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) xb[i] = u[i] * e[i];
+}
+
+// h_t = lerp(h_{t−1}, h̃, e) into U[t + 1]'s h columns
+template <typename T>
+void vc_lerp(const T* __restrict__ u, const T* __restrict__ e, const T* __restrict__ ht, T* __restrict__ u_next,
+             int64_t B, int64_t J, int64_t H) {
+  const int64_t K = J + H;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t c = b * K + J + j;
+      u_next[c] = lerp(u[c], ht[b * H + j], e[c]);
+    }
+}
+
+// dh += dy_t; dg = dh F_t (dL/d pre-activation; dX = dg [w_x; b; w_h]^T follows in ATen)
+template <typename T, bool DY>
+void vc_back_pre(T* __restrict__ dh, const T* __restrict__ dy, const T* __restrict__ F, T* __restrict__ dg,
+                 int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (DY) dh[i] += dy[i];
+    dg[i] = dh[i] * F[i];
+  }
+}
+
+// from dX = ∂[x̄, 1, h̄]: ∂x = dX e; dh_{t−1} = (1 − e) dh + e dX_h; with SOFT ∂e = dX U (+ dh (h̃ − h)
+// on h) through σ' = e (1 − e), ∂m = ∂e·zs (+ dM); ∂a = ∂m σ'(m); dh_{t−1} += ∂a w_mh^T
+template <typename T, bool SOFT, bool DM>
+void vc_back(const T* __restrict__ dX, const T* __restrict__ e, const T* __restrict__ u, const T* __restrict__ dh,
+             const T* __restrict__ dd, const T* __restrict__ zs, const T* __restrict__ m, const T* __restrict__ dM,
+             const T* __restrict__ wmh, T* __restrict__ dxp, T* __restrict__ dh2, int64_t B, int64_t I, int64_t H) {
+  const int64_t J = I + 1, K = J + H;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* __restrict__ dXb = dX + b * K;
+    const T* __restrict__ eb = e + b * K;
+    const T* __restrict__ ub = u + b * K;
+    const T* __restrict__ dhb = dh + b * H;
+    T* __restrict__ dxb = dxp + b * J;
+    T* __restrict__ dh2b = dh2 + b * H;
+    T s = T(0);
+    for (int64_t c = 0; c < I; ++c) {
+      dxb[c] = dXb[c] * eb[c];
+      if (SOFT) s += dXb[c] * ub[c] * (T(1) - eb[c]) * eb[c] * zs[c];
+    }
+    if (SOFT) s += dXb[I] * ub[I] * (T(1) - eb[I]) * eb[I] * zs[I];
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t c = J + j;
+      dh2b[j] = dXb[c] * eb[c] + dhb[j] * (T(1) - eb[c]);
+      if (SOFT) s += (dXb[c] * ub[c] + dhb[j] * dd[b * H + j]) * (T(1) - eb[c]) * eb[c] * zs[c];
+    }
+    if (!SOFT && !DM) {
+      dxb[I] = T(0);
+      continue;
+    }
+    if (DM) s += dM[b];
+    const T da = s * (T(1) - m[b]) * m[b];
+    dxb[I] = da;
+    for (int64_t j = 0; j < H; ++j) dh2b[j] += da * wmh[j];
+  }
+}
+
+}  // namespace
+
+// Returns {U [T+1, B, K] = [x_t, 1, h_{t-1}], M [T, B, 1], e [T, B, K], xb = U e [T, B, K], h̃ [T, B, H]}.
+std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& wf, const Tensor& w_mh,
+                                  const Tensor& zs_, const Tensor& zo_, int64_t I, bool hard, double kappa) {
+  const Tensor xp = xp_.contiguous(), zs = zs_.contiguous(), zo = zo_.contiguous();
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1), J = I + 1, K = J + H, BK = B * K;
+  Tensor U = at::empty({T + 1, B, K}, xp.options());
+  U.narrow(0, 0, T).narrow(2, 0, I).copy_(xp.narrow(2, 0, I));
+  U.select(2, I).fill_(1.0);
+  U[0].narrow(1, J, H).copy_(h0);
+  Tensor ms = at::empty({T, B, 1}, xp.options());
+  Tensor es = at::empty({T, B, K}, xp.options());
+  Tensor xb = at::empty({T, B, K}, xp.options());
+  Tensor hts = at::empty({T, B, H}, xp.options());
+  auto U_ = U.unbind(0), ms_ = ms.unbind(0), es_ = es.unbind(0), xb_ = xb.unbind(0), ht_ = hts.unbind(0);
+  const Tensor a = xp.narrow(2, I, 1);
+  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "vcrnn_forward", [&] {
+    using S = scalar_t;
+    const S k = static_cast<S>(kappa);
+    for (int64_t t = 0; t < T; ++t) {
+      at::addmm_out(ms_[t], a[t], U_[t].narrow(1, J, H), w_mh).sigmoid_();
+      const S* u = U_[t].data_ptr<S>();
+      if (hard) {
+        vc_mask<S, true>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
+                         xb_[t].data_ptr<S>(), k, B, K);
+      } else {
+        vc_mask<S, false>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
+                          nullptr, k, B, K);
+        es_[t].sigmoid_();
+        vc_masked<S>(u, es_[t].data_ptr<S>(), xb_[t].data_ptr<S>(), BK);
+      }
+      at::mm_out(ht_[t], xb_[t], wf).tanh_();
+      vc_lerp<S>(u, es_[t].data_ptr<S>(), ht_[t].data_ptr<S>(), U_[t + 1].data_ptr<S>(), B, J, H);
+    }
+  });
+  return {U, ms, es, xb, hts};
+}
+
+// Returns {dxp [T, B, I + 1] = [∂x, ∂a], dh0, dg [T, B, H] (∂ pre-activation, for the weight gradient)}.
+std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>& dd_, const Tensor& es,
+                                   const Tensor& ms, const Tensor& U, const Tensor& wt, const Tensor& w_mh,
+                                   const Tensor& zs_, const c10::optional<Tensor>& dy_,
+                                   const c10::optional<Tensor>& dhT_, const c10::optional<Tensor>& dM_, int64_t I,
+                                   bool hard) {
+  const Tensor F = F_.contiguous(), zs = zs_.contiguous(), wmh = w_mh.contiguous();
+  const int64_t T = F.size(0), B = F.size(1), H = F.size(2), J = I + 1, K = J + H, BH = B * H, BK = B * K;
+  const Tensor dd = (!hard && dd_.has_value()) ? dd_->contiguous() : Tensor();
+  const Tensor dy = dy_.has_value() ? dy_->contiguous() : Tensor();
+  const Tensor dM = dM_.has_value() ? dM_->contiguous() : Tensor();
+  Tensor dxp = at::empty({T, B, J}, F.options());
+  Tensor dgs = at::empty({T, B, H}, F.options());
+  Tensor dh = dhT_.has_value() ? dhT_->contiguous().clone() : at::zeros({B, H}, F.options());
+  Tensor dh2 = at::empty({B, H}, F.options());
+  Tensor dX = at::empty({B, K}, F.options());
+  auto dg_ = dgs.unbind(0);
+  AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "vcrnn_backward", [&] {
+    using S = scalar_t;
+    with_flags(dy.defined(), dM.defined(), [&](auto DT, auto MT) {
+      constexpr bool DY = decltype(DT)::value, DM = decltype(MT)::value;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        vc_back_pre<S, DY>(dh.data_ptr<S>(), DY ? dy.data_ptr<S>() + t * BH : nullptr, F.data_ptr<S>() + t * BH,
+                           dg_[t].data_ptr<S>(), BH);
+        at::mm_out(dX, dg_[t], wt);
+        const S* e = es.data_ptr<S>() + t * BK;
+        const S* u = U.data_ptr<S>() + t * BK;
+        const S* m = ms.data_ptr<S>() + t * B;
+        const S* dMt = DM ? dM.data_ptr<S>() + t * B : nullptr;
+        S* dxt = dxp.data_ptr<S>() + t * B * J;
+        if (hard)
+          vc_back<S, false, DM>(dX.data_ptr<S>(), e, u, dh.data_ptr<S>(), nullptr, zs.data_ptr<S>(), m, dMt,
+                                wmh.data_ptr<S>(), dxt, dh2.data_ptr<S>(), B, I, H);
+        else
+          vc_back<S, true, DM>(dX.data_ptr<S>(), e, u, dh.data_ptr<S>(), dd.data_ptr<S>() + t * BH,
+                               zs.data_ptr<S>(), m, dMt, wmh.data_ptr<S>(), dxt, dh2.data_ptr<S>(), B, I, H);
+        std::swap(dh, dh2);
+      }
+    });
+  });
+  return {dxp, dh, dgs};
+}
+
+void register_vcrnn(pybind11::module& m) {
+  m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
+  m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
+}
