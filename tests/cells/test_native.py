@@ -76,7 +76,7 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
     if kernel == "mrnn":  # xp, h0, w_mh, w_hm; keep factor k
         return MRNNSequenceFn, [r(T, B, 2 * H), r(B, H), r(H, H, s=0.5), r(H, H, s=0.5)], \
             _keep(zoneout, 1, T, B, H, dtype, g)
-    if kernel.startswith("vc"):  # xp = [x, w_mx·x + b_m], h0 (, c0), w, b, w_mh; zs, zo, meta, keep factors
+    if kernel.startswith(("vclstm", "vcgru")):  # xp = [x, w_mx·x + b_m], h0 (, c0), w, b, w_mh; zs, zo, meta, keep factors
         cell, threshold, *dm = kernel.split("-")
         lstm = cell == "vclstm"
         # soft: a band of mask values several dims wide at H = 6; hard: λ large enough that some
