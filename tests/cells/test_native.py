@@ -93,15 +93,14 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
         xp = torch.cat([torch.randn(T, B, 2 * H, dtype=dtype, generator=g),
                         torch.rand(T, B, H, dtype=dtype, generator=g)], -1).requires_grad_()  # r in (0, 1)
         return _Outer(DeltaRNNSequenceFn, outer), [xp, r(B, H), r(H, H, s=0.5)], _keep(zoneout, 1, T, B, H, dtype, g)
-    if kernel.startswith("vcrnn"):  # xp = [x, a], h0, w, b, w_mh; constants zs, zo, meta (no zoneout)
-        assert zoneout == "none", "the VC-RNN's kernel takes no zoneout masks"
+    if kernel.startswith("vcrnn"):  # xp = [x, a], h0, w, b, w_mh; constants zs, zo, meta, keep factor k
         lam, kappa = 0.7, math.log(0.9 / 0.1)  # eps = 0.1
         zs = lam * torch.cat([torch.full((I,), float(I)), torch.full((H,), float(H))]).to(dtype)
         zo = -lam * torch.cat([torch.arange(I), torch.arange(H)]).to(dtype)
         xp = torch.cat([torch.randn(T, B, I, dtype=dtype, generator=g),
                         2 * torch.randn(T, B, 1, dtype=dtype, generator=g)], -1).requires_grad_()  # m over (0, 1)
         return VCRNNSequenceFn, [xp, r(B, H), r(I + H, H, s=0.5), r(H, s=0.5), r(H, 1)], \
-            [zs, zo, (I, kernel.endswith(":hard"), 0.1, kappa)]
+            [zs, zo, (I, kernel.endswith(":hard"), 0.1, kappa)] + _keep(zoneout, 1, T, B, H, dtype, g)
     raise ValueError(kernel)
 
 
@@ -143,8 +142,8 @@ ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
 
 
 def _cases(zoneouts):
-    """(kernel, zoneout) pairs: the VC-RNN's kernel takes no zoneout masks (only ``none``)."""
-    return [(k, z) for k in KERNELS for z in zoneouts if z == "none" or not k.startswith("vcrnn")]
+    """(kernel, zoneout) pairs: every kernel with every zoneout mode."""
+    return [(k, z) for k in KERNELS for z in zoneouts]
 
 
 @pytest.mark.parametrize("kernel,zoneout", _cases(ZONEOUT))
@@ -157,8 +156,7 @@ def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
-    fn, args, keep = _inputs(kernel, "none" if kernel.startswith("vcrnn") else "masks", T=7, B=4, H=16,
-                             dtype=torch.float32)
+    fn, args, keep = _inputs(kernel, "masks", T=7, B=4, H=16, dtype=torch.float32)
     for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
@@ -196,10 +194,11 @@ def test_kernel_gradcheck(kernel, zoneout, on, request):
                                         rtol=1e-4)
 
 
+@pytest.mark.parametrize("zoneout", ["none", "masks"])
 @pytest.mark.parametrize("kernel", ["vcrnn:soft", "vcrnn:hard"])
-def test_vcrnn_compiled_kernel_with_a_gradient_on_y_only(compiled, kernel):
+def test_vcrnn_compiled_kernel_with_a_gradient_on_y_only(compiled, kernel, zoneout):
     """No gradient on h_T or M (no penalty): the backward's dhT and dM arrive as None."""
-    fn, args, keep = _inputs(kernel, "none")
+    fn, args, keep = _inputs(kernel, zoneout)
     grads = []
     for on in (True, False):
         leaves = [a.detach().clone().requires_grad_() for a in args]

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import native
-from .vc import _mask_, _mask_consts, _scheduler_backward_, _steps, _with_bias_row
+from .vc import _keep_cols, _mask_, _mask_consts, _scheduler_backward_, _steps, _with_bias_row
 
 _tanh_bwd = torch.ops.aten.tanh_backward
 
@@ -25,13 +25,15 @@ class VCRNNForwardStep(NamedTuple):
     h: Tensor  #: U[t]'s h
     eh: Tensor  #: the mask over h
     h_next: Tensor  #: U[t + 1]'s h, written
+    ak: Optional[Tensor]  #: zoneout's 1 − k (None: no zoneout)
+    ez: Optional[Tensor]  #: the state lerp's weight e' = ak ⊙ e, written (zoneout)
 
 
 class VCRNNBackwardStep(NamedTuple):
     """Step t's views of the VC-RNN backward's saved tensors and gradient buffers."""
-    F: Tensor  #: e (1 − h̃²): ∂ pre-activation = ∂h_t ⊙ F
-    ce: Tensor  #: 1 − e over h: the carried share of ∂h_t
-    dd: Tensor  #: h̃ − h
+    F: Tensor  #: e' (1 − h̃²): ∂ pre-activation = ∂h_t ⊙ F
+    ce: Tensor  #: 1 − e' over h: the carried share of ∂h_t
+    dd: Tensor  #: h̃ − h (zoneout: ⊙ (1 − k))
     e: Tensor
     eh: Tensor
     m: Tensor
@@ -54,12 +56,15 @@ class VCRNNSequenceFn(torch.autograd.Function):
     ``y [T, B, H], h_T, M [T, B, 1]``. Per step ``m = σ(a + h w_mh)``, ``e`` = the mask of ``U[t]
     = [x_t, 1, h_{t-1}]``, ``h̃ = tanh((U ⊙ e) [w_x; b; w_h])``, ``h_t = lerp(h, h̃, e)``. In the
     backward ``∂pre = ∂h_t ⊙ e (1 − h̃²)`` (one op with the factor formed once, vectorized over
-    time), ``∂h_{t−1} = (1 − e) ∂h_t + e ⊙ ∂[h̄]`` plus the scheduler's share.
+    time), ``∂h_{t−1} = (1 − e) ∂h_t + e ⊙ ∂[h̄]`` plus the scheduler's share. Zoneout (``k``,
+    broadcastable to ``[T, B, H]``) as in :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: the
+    state lerp's weight ``e' = (1 − k) ⊙ e`` (the masking h̄ = e ⊙ h keeps e), so ``F = e' (1 − h̃²)``,
+    ``1 − k`` is folded into ``h̃ − h`` and the carried gradient is ``(1 − e') ∂h_t + e ⊙ ∂[h̄]``.
     """
 
     @staticmethod
     def forward(ctx: Any, xp: Tensor, h0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
-                zs: Tensor, zo: Tensor, meta: tuple) -> tuple[Tensor, Tensor, Tensor]:
+                zs: Tensor, zo: Tensor, meta: tuple, k: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
         I, hard, eps, kappa = meta
         T, B, _ = xp.shape
         H = h0.shape[1]
@@ -67,9 +72,11 @@ class VCRNNSequenceFn(torch.autograd.Function):
         K = J + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, False)
         wf = _with_bias_row(w, b, I)  # [(I + 1 + H), H], contiguous
+        ak = _keep_cols((k,), T, B, H, xp)  # zoneout: 1 − k
+        ez = xp.new_empty(T, B, H) if ak is not None else None  # e' = ak ⊙ e
         ctx.ext = ext = native.get(xp)
         if ext is not None:
-            U, ms, es, xb, hts = ext.vcrnn_forward(xp, h0, wf, w_mh, zs2, zo2, I, hard, kappa)
+            U, ms, es, xb, hts = ext.vcrnn_forward(xp, h0, wf, w_mh, zs2, zo2, ez, ak, I, hard, kappa)
         else:
             U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}]
             U[:T, :, :I] = xp[..., :I]
@@ -81,22 +88,24 @@ class VCRNNSequenceFn(torch.autograd.Function):
             hts = xp.new_empty(T, B, H)  # h̃
             tmp = xp.new_empty(B, K)
             views = VCRNNForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, ht=hts, u=U[:T], h=U[:T, :, J:],
-                                     eh=es[..., J:], h_next=U[1:, :, J:])
+                                     eh=es[..., J:], h_next=U[1:, :, J:],
+                                     ak=ak.expand(T, B, H) if ak is not None else None, ez=ez)
             for v in _steps(views, VCRNNForwardStep):
                 torch.addmm(v.a, v.h, w_mh, out=v.m).sigmoid_()
                 _mask_(v.e, v.m, zo2, zs2, hard, kappa, tmp)
                 torch.mul(v.u, v.e, out=v.xb)
                 torch.mm(v.xb, wf, out=v.ht).tanh_()
-                torch.lerp(v.h, v.ht, v.eh, out=v.h_next)
+                ew = v.eh if v.ez is None else torch.mul(v.eh, v.ak, out=v.ez)
+                torch.lerp(v.h, v.ht, ew, out=v.h_next)
         ctx.meta = meta
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo)
+        ctx.save_for_backward(xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo, ez, ak)
         return U[1:, :, J:], U[T, :, J:].clone(), ms
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
-        xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo = ctx.saved_tensors
+        xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo, ez, ak = ctx.saved_tensors
         I, hard, eps, kappa = ctx.meta
         T, B, _ = xp.shape
         H = hts.shape[2]
@@ -105,13 +114,16 @@ class VCRNNSequenceFn(torch.autograd.Function):
         _, _, zs_col = _mask_consts(zs, zo, I, False)
         wt = _with_bias_row(w, b, I).t().contiguous()  # [H, I + 1 + H]
         eh, hs = es[..., J:], U[:T, :, J:]
-        F = _tanh_bwd(eh, hts)  # e (1 − h̃²), vectorized over time
+        ew = eh if ez is None else ez  # the state lerp's weight e'
+        F = _tanh_bwd(ew, hts)  # e' (1 − h̃²), vectorized over time
         dd = None if hard else hts - hs  # h̃ − h: ∂e through the lerp
+        if dd is not None and ak is not None:
+            dd.mul_(ak)  # ∂e = (1 − k) ⊙ ∂e'
         if ctx.ext is not None:
-            dxp, dh, dgs = ctx.ext.vcrnn_backward(F, dd, es, ms, U, wt, w_mh, zs_col, dy, dhT, dM, I, hard)
+            dxp, dh, dgs = ctx.ext.vcrnn_backward(F, dd, es, ez, ms, U, wt, w_mh, zs_col, dy, dhT, dM, I, hard)
         else:
             dgs = xp.new_empty(T, B, H)
-            ce = 1.0 - eh
+            ce = 1.0 - ew
             wmh_t = w_mh.t()
             dh = dhT.clone() if dhT is not None else xp.new_zeros(B, H)
             dh2 = xp.new_empty(B, H)
@@ -137,4 +149,4 @@ class VCRNNSequenceFn(torch.autograd.Function):
         dwb = torch.mm(xb.reshape(T * B, K).t(), dgs.reshape(T * B, H))  # [w_x; b; w_h] rows
         dw = torch.cat([dwb[:I], dwb[J:]])
         dw_mh = torch.mm(hs.reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))
-        return dxp, dh, dw, dwb[I], dw_mh, None, None, None
+        return dxp, dh, dw, dwb[I], dw_mh, None, None, None, None

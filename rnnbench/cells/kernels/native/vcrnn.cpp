@@ -1,7 +1,10 @@
 // The VC-RNN's whole-sequence forward and BPTT in C++ (Jernite et al. 2017, arXiv 1611.06188):
 // the algorithm of rnnbench/cells/kernels/vcrnn.py (U[t] = [x_t, 1, h_{t-1}], the masks in
-// z-space as kernels/vc.py's _mask_), with the time loop here. GEMMs, sigmoid and tanh stay in
-// ATen (BLAS; vectorized); the scheduler's two rank-1 products are plain loops.
+// z-space as kernels/vc.py's _mask_), with the time loop here. GEMMs and sigmoid stay in ATen
+// (BLAS; vectorized), tanh as 2σ(2x) − 1 (ATen's float tanh costs ≈ 5× its sigmoid; the weight
+// is doubled, exactly, once per sequence); the scheduler's two rank-1 products are plain loops.
+// Zoneout's keep factors arrive as ak = 1 − k ([T or 1, B, H]): the state lerp weight is
+// e' = ak ⊙ e (h̄ = e ⊙ h keeps e), and the backward carries (1 − e') ∂h.
 #include <torch/extension.h>
 
 #include <type_traits>
@@ -38,15 +41,23 @@ void vc_masked(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__
   for (int64_t i = 0; i < n; ++i) xb[i] = u[i] * e[i];
 }
 
-// h_t = lerp(h_{t−1}, h̃, e) into U[t + 1]'s h columns
-template <typename T>
-void vc_lerp(const T* __restrict__ u, const T* __restrict__ e, const T* __restrict__ ht, T* __restrict__ u_next,
-             int64_t B, int64_t J, int64_t H) {
+// h̃ = 2σ(2 pre) − 1 (tanh; written back for the backward), h_t = lerp(h_{t−1}, h̃, e') into
+// U[t + 1]'s h columns (Z: e' = ak ⊙ e, kept in ez; else e' = e)
+template <typename T, bool Z>
+void vc_lerp(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__ ht, T* __restrict__ u_next,
+             const T* __restrict__ ak, T* __restrict__ ez, int64_t B, int64_t J, int64_t H) {
   const int64_t K = J + H;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < H; ++j) {
-      const int64_t c = b * K + J + j;
-      u_next[c] = lerp(u[c], ht[b * H + j], e[c]);
+      const int64_t c = b * K + J + j, k = b * H + j;
+      const T hv = T(2) * ht[k] - T(1);
+      ht[k] = hv;
+      T w = e[c];
+      if (Z) {
+        w = e[c] * ak[k];
+        ez[k] = w;
+      }
+      u_next[c] = lerp(u[c], hv, w);
     }
 }
 
@@ -60,12 +71,14 @@ void vc_back_pre(T* __restrict__ dh, const T* __restrict__ dy, const T* __restri
   }
 }
 
-// from dX = ∂[x̄, 1, h̄]: ∂x = dX e; dh_{t−1} = (1 − e) dh + e dX_h; with SOFT ∂e = dX U (+ dh (h̃ − h)
-// on h) through σ' = e (1 − e), ∂m = ∂e·zs (+ dM); ∂a = ∂m σ'(m); dh_{t−1} += ∂a w_mh^T
-template <typename T, bool SOFT, bool DM>
-void vc_back(const T* __restrict__ dX, const T* __restrict__ e, const T* __restrict__ u, const T* __restrict__ dh,
-             const T* __restrict__ dd, const T* __restrict__ zs, const T* __restrict__ m, const T* __restrict__ dM,
-             const T* __restrict__ wmh, T* __restrict__ dxp, T* __restrict__ dh2, int64_t B, int64_t I, int64_t H) {
+// from dX = ∂[x̄, 1, h̄]: ∂x = dX e; dh_{t−1} = (1 − e') dh + e dX_h (Z: e' from ez, else e); with
+// SOFT ∂e = dX U (+ dh (h̃ − h) ak on h) through σ' = e (1 − e), ∂m = ∂e·zs (+ dM); ∂a = ∂m σ'(m);
+// dh_{t−1} += ∂a w_mh^T
+template <typename T, bool SOFT, bool Z, bool DM>
+void vc_back(const T* __restrict__ dX, const T* __restrict__ e, const T* __restrict__ ez, const T* __restrict__ u,
+             const T* __restrict__ dh, const T* __restrict__ dd, const T* __restrict__ zs, const T* __restrict__ m,
+             const T* __restrict__ dM, const T* __restrict__ wmh, T* __restrict__ dxp, T* __restrict__ dh2, int64_t B,
+             int64_t I, int64_t H) {
   const int64_t J = I + 1, K = J + H;
   for (int64_t b = 0; b < B; ++b) {
     const T* __restrict__ dXb = dX + b * K;
@@ -82,7 +95,7 @@ void vc_back(const T* __restrict__ dX, const T* __restrict__ e, const T* __restr
     if (SOFT) s += dXb[I] * ub[I] * (T(1) - eb[I]) * eb[I] * zs[I];
     for (int64_t j = 0; j < H; ++j) {
       const int64_t c = J + j;
-      dh2b[j] = dXb[c] * eb[c] + dhb[j] * (T(1) - eb[c]);
+      dh2b[j] = dXb[c] * eb[c] + dhb[j] * (T(1) - (Z ? ez[b * H + j] : eb[c]));
       if (SOFT) s += (dXb[c] * ub[c] + dhb[j] * dd[b * H + j]) * (T(1) - eb[c]) * eb[c] * zs[c];
     }
     if (!SOFT && !DM) {
@@ -98,11 +111,22 @@ void vc_back(const T* __restrict__ dX, const T* __restrict__ e, const T* __restr
 
 }  // namespace
 
-// Returns {U [T+1, B, K] = [x_t, 1, h_{t-1}], M [T, B, 1], e [T, B, K], xb = U e [T, B, K], h̃ [T, B, H]}.
+// row t of a [T or 1, B, H] tensor (step 0: a locked mask or the expectation)
+template <typename T>
+const T* vcrnn_row(const Tensor& a, int64_t t) {
+  return a.data_ptr<T>() + (a.size(0) == 1 ? 0 : t * a.stride(0));
+}
+
+// Returns {U [T+1, B, K] = [x_t, 1, h_{t-1}], M [T, B, 1], e [T, B, K], xb = U e [T, B, K], h̃ [T, B, H]};
+// with zoneout (ak = 1 − k given) fills ez [T, B, H] with e' = ak ⊙ e.
 std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& wf, const Tensor& w_mh,
-                                  const Tensor& zs_, const Tensor& zo_, int64_t I, bool hard, double kappa) {
+                                  const Tensor& zs_, const Tensor& zo_, const c10::optional<Tensor>& ez_,
+                                  const c10::optional<Tensor>& ak_, int64_t I, bool hard, double kappa) {
   const Tensor xp = xp_.contiguous(), zs = zs_.contiguous(), zo = zo_.contiguous();
-  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1), J = I + 1, K = J + H, BK = B * K;
+  const Tensor ez = ez_.has_value() ? *ez_ : Tensor(), ak = ak_.has_value() ? ak_->contiguous() : Tensor();
+  TORCH_CHECK(!ez.defined() || ez.is_contiguous(), "vcrnn_forward: ez is not contiguous");
+  TORCH_CHECK(ez.defined() == ak.defined(), "vcrnn_forward: ez and ak come together");
+  const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1), J = I + 1, K = J + H, BK = B * K, BH = B * H;
   Tensor U = at::empty({T + 1, B, K}, xp.options());
   U.narrow(0, 0, T).narrow(2, 0, I).copy_(xp.narrow(2, 0, I));
   U.select(2, I).fill_(1.0);
@@ -111,39 +135,46 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
   Tensor es = at::empty({T, B, K}, xp.options());
   Tensor xb = at::empty({T, B, K}, xp.options());
   Tensor hts = at::empty({T, B, H}, xp.options());
+  const Tensor wf2 = wf.mul(2);  // exact: σ(2 pre) gives tanh (vc_lerp)
   auto U_ = U.unbind(0), ms_ = ms.unbind(0), es_ = es.unbind(0), xb_ = xb.unbind(0), ht_ = hts.unbind(0);
   const Tensor a = xp.narrow(2, I, 1);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "vcrnn_forward", [&] {
     using S = scalar_t;
     const S k = static_cast<S>(kappa);
-    for (int64_t t = 0; t < T; ++t) {
-      at::addmm_out(ms_[t], a[t], U_[t].narrow(1, J, H), w_mh).sigmoid_();
-      const S* u = U_[t].data_ptr<S>();
-      if (hard) {
-        vc_mask<S, true>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
-                         xb_[t].data_ptr<S>(), k, B, K);
-      } else {
-        vc_mask<S, false>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
-                          nullptr, k, B, K);
-        es_[t].sigmoid_();
-        vc_masked<S>(u, es_[t].data_ptr<S>(), xb_[t].data_ptr<S>(), BK);
+    with_flags(hard, ak.defined(), [&](auto HT, auto ZT) {
+      constexpr bool HARD = decltype(HT)::value, Z = decltype(ZT)::value;
+      for (int64_t t = 0; t < T; ++t) {
+        at::addmm_out(ms_[t], a[t], U_[t].narrow(1, J, H), w_mh).sigmoid_();
+        const S* u = U_[t].data_ptr<S>();
+        if (HARD) {
+          vc_mask<S, true>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
+                           xb_[t].data_ptr<S>(), k, B, K);
+        } else {
+          vc_mask<S, false>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
+                            nullptr, k, B, K);
+          es_[t].sigmoid_();
+          vc_masked<S>(u, es_[t].data_ptr<S>(), xb_[t].data_ptr<S>(), BK);
+        }
+        at::mm_out(ht_[t], xb_[t], wf2).sigmoid_();
+        vc_lerp<S, Z>(u, es_[t].data_ptr<S>(), ht_[t].data_ptr<S>(), U_[t + 1].data_ptr<S>(),
+                      Z ? vcrnn_row<S>(ak, t) : nullptr, Z ? ez.data_ptr<S>() + t * BH : nullptr, B, J, H);
       }
-      at::mm_out(ht_[t], xb_[t], wf).tanh_();
-      vc_lerp<S>(u, es_[t].data_ptr<S>(), ht_[t].data_ptr<S>(), U_[t + 1].data_ptr<S>(), B, J, H);
-    }
+    });
   });
   return {U, ms, es, xb, hts};
 }
 
-// Returns {dxp [T, B, I + 1] = [∂x, ∂a], dh0, dg [T, B, H] (∂ pre-activation, for the weight gradient)}.
+// Returns {dxp [T, B, I + 1] = [∂x, ∂a], dh0, dg [T, B, H] (∂ pre-activation, for the weight gradient)};
+// F = e' (1 − h̃²) and dd = (h̃ − h) ⊙ ak come formed; ez (zoneout) gives the carried share 1 − e'.
 std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>& dd_, const Tensor& es,
-                                   const Tensor& ms, const Tensor& U, const Tensor& wt, const Tensor& w_mh,
-                                   const Tensor& zs_, const c10::optional<Tensor>& dy_,
-                                   const c10::optional<Tensor>& dhT_, const c10::optional<Tensor>& dM_, int64_t I,
-                                   bool hard) {
+                                   const c10::optional<Tensor>& ez_, const Tensor& ms, const Tensor& U,
+                                   const Tensor& wt, const Tensor& w_mh, const Tensor& zs_,
+                                   const c10::optional<Tensor>& dy_, const c10::optional<Tensor>& dhT_,
+                                   const c10::optional<Tensor>& dM_, int64_t I, bool hard) {
   const Tensor F = F_.contiguous(), zs = zs_.contiguous(), wmh = w_mh.contiguous();
   const int64_t T = F.size(0), B = F.size(1), H = F.size(2), J = I + 1, K = J + H, BH = B * H, BK = B * K;
   const Tensor dd = (!hard && dd_.has_value()) ? dd_->contiguous() : Tensor();
+  const Tensor ez = ez_.has_value() ? ez_->contiguous() : Tensor();
   const Tensor dy = dy_.has_value() ? dy_->contiguous() : Tensor();
   const Tensor dM = dM_.has_value() ? dM_->contiguous() : Tensor();
   Tensor dxp = at::empty({T, B, J}, F.options());
@@ -154,25 +185,22 @@ std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>
   auto dg_ = dgs.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(F.scalar_type(), "vcrnn_backward", [&] {
     using S = scalar_t;
-    with_flags(dy.defined(), dM.defined(), [&](auto DT, auto MT) {
-      constexpr bool DY = decltype(DT)::value, DM = decltype(MT)::value;
-      for (int64_t t = T - 1; t >= 0; --t) {
-        vc_back_pre<S, DY>(dh.data_ptr<S>(), DY ? dy.data_ptr<S>() + t * BH : nullptr, F.data_ptr<S>() + t * BH,
-                           dg_[t].data_ptr<S>(), BH);
-        at::mm_out(dX, dg_[t], wt);
-        const S* e = es.data_ptr<S>() + t * BK;
-        const S* u = U.data_ptr<S>() + t * BK;
-        const S* m = ms.data_ptr<S>() + t * B;
-        const S* dMt = DM ? dM.data_ptr<S>() + t * B : nullptr;
-        S* dxt = dxp.data_ptr<S>() + t * B * J;
-        if (hard)
-          vc_back<S, false, DM>(dX.data_ptr<S>(), e, u, dh.data_ptr<S>(), nullptr, zs.data_ptr<S>(), m, dMt,
-                                wmh.data_ptr<S>(), dxt, dh2.data_ptr<S>(), B, I, H);
-        else
-          vc_back<S, true, DM>(dX.data_ptr<S>(), e, u, dh.data_ptr<S>(), dd.data_ptr<S>() + t * BH,
-                               zs.data_ptr<S>(), m, dMt, wmh.data_ptr<S>(), dxt, dh2.data_ptr<S>(), B, I, H);
-        std::swap(dh, dh2);
-      }
+    with_flags(!hard, ez.defined(), [&](auto ST, auto ZT) {
+      constexpr bool SOFT = decltype(ST)::value, Z = decltype(ZT)::value;
+      with_flags(dy.defined(), dM.defined(), [&](auto DT, auto MT) {
+        constexpr bool DY = decltype(DT)::value, DM = decltype(MT)::value;
+        for (int64_t t = T - 1; t >= 0; --t) {
+          vc_back_pre<S, DY>(dh.data_ptr<S>(), DY ? dy.data_ptr<S>() + t * BH : nullptr, F.data_ptr<S>() + t * BH,
+                             dg_[t].data_ptr<S>(), BH);
+          at::mm_out(dX, dg_[t], wt);
+          vc_back<S, SOFT, Z, DM>(dX.data_ptr<S>(), es.data_ptr<S>() + t * BK, Z ? ez.data_ptr<S>() + t * BH : nullptr,
+                                  U.data_ptr<S>() + t * BK, dh.data_ptr<S>(),
+                                  SOFT ? dd.data_ptr<S>() + t * BH : nullptr, zs.data_ptr<S>(),
+                                  ms.data_ptr<S>() + t * B, DM ? dM.data_ptr<S>() + t * B : nullptr,
+                                  wmh.data_ptr<S>(), dxp.data_ptr<S>() + t * B * J, dh2.data_ptr<S>(), B, I, H);
+          std::swap(dh, dh2);
+        }
+      });
     });
   });
   return {dxp, dh, dgs};
