@@ -83,9 +83,9 @@ def test_cell_options_in_a_row_name(tmp_path):
         bench.main(["--quick", "--cells", "vclstm[threshold]"])
 
 
-@pytest.mark.parametrize("cell", ["vclstm", "vclstm[threshold=hard]", "vcgru"])
+@pytest.mark.parametrize("cell", ["vclstm", "vclstm[threshold=hard]", "vcgru", "vcrnn", "vcrnn[threshold=hard]"])
 def test_vc_cells_with_zoneout_report_their_kernel_path(cell):
-    """Zoneout runs inside the VC-LSTM / VC-GRU kernels: the path column is the kernel's, not the step loop."""
+    """Zoneout runs inside the VC-LSTM / VC-GRU / VC-RNN kernels: the path column is the kernel's, not the step loop."""
     from rnnbench.cells.kernels import native
 
     compiled = "sequence+c++" if native.available() else "sequence"

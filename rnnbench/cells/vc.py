@@ -31,12 +31,13 @@ e > 0, per step — the computation the cell actually spends), averaged since th
 
 Execution: every step is one matmul ``[x̄, h̄] @ W`` (input and recurrent weights stacked once
 per sequence) and both masks come from one ``m·zs + zo`` op. With no per-step hook but zoneout,
-VC-LSTM and VC-GRU run ``VCLSTMSequenceFn`` / ``VCGRUSequenceFn`` (:mod:`rnnbench.cells.kernels.vc`:
-hand-written forward + BPTT, same function, gradchecked, zoneout's masks inside; their loops
-compiled in ``kernels/native/vc.cpp`` where it builds; the state lives in one ``[x, 1, h(, c)]``
-buffer so the mask, masking ``[x, 1, h]``, the bias-free GEMM and the state lerp are one op each,
-and the soft threshold is applied in z-space, see ``kernels.vc._mask_``); VC-RNN and any other
-hooked VC cell use the generic :meth:`step` under autograd (its soft mask also in z-space:
+VC-LSTM, VC-GRU and VC-RNN run ``VCLSTMSequenceFn`` / ``VCGRUSequenceFn`` (:mod:`rnnbench.cells.kernels.vc`)
+/ ``VCRNNSequenceFn`` (:mod:`rnnbench.cells.kernels.vcrnn`): hand-written forward + BPTT, same
+function, gradchecked, zoneout's masks inside; their loops compiled in ``kernels/native/vc.cpp`` /
+``vcrnn.cpp`` where they build; the state lives in one ``[x, 1, h(, c)]`` buffer so the mask,
+masking ``[x, 1, h]``, the bias-free GEMM and the state lerp are one op each, and the soft
+threshold is applied in z-space, see ``kernels.vc._mask_``. A VC cell with any other per-step hook
+uses the generic :meth:`step` under autograd (its soft mask also in z-space:
 σ(z + 10³⁰·hardshrink(z, κ))).
 """
 from __future__ import annotations
@@ -315,6 +316,7 @@ class VCRNNCell(VCCell):
     gates = 1
     flop_model = (1, 1, 20)
     compiled_kernel = True  # VCRNNSequenceFn's loop is C++ where it builds (kernels/native/vcrnn.cpp)
+    takes_state_mix = True  # zoneout runs inside VCRNNSequenceFn
 
     def _prepare(self) -> tuple[Tensor, Tensor]:
         return torch.cat([self.weight_ih, self.weight_hh], 1).t(), self.bias_ih + self.bias_hh
@@ -325,14 +327,17 @@ class VCRNNCell(VCCell):
         h = torch.lerp(h, torch.tanh(torch.addmm(self._b, xh, self._w)), e)
         return h, (h,)
 
-    def sequence_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook: the whole sequence through :class:`VCRNNSequenceFn` (same function)."""
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook but zoneout (``mix``): the whole sequence through
+        :class:`VCRNNSequenceFn` (same function)."""
         if self.compile:
             return None
         self.begin_sequence(x.shape[1])
         xp = self.project_input(x)
+        k = mix()[0] if mix is not None else None  # drawn after the weights, as the loop does
         y, h, M = VCRNNSequenceFn.apply(xp, state[0], self._w, self._b, self.w_mh, self._zs, self._zo,
-                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa))
+                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa), k)
         self._ms = list(M.unbind(0))
         self.end_sequence()
         return y, (h,)

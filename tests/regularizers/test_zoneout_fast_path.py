@@ -1,5 +1,5 @@
-"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM, mRNN, Delta-RNN, VC-LSTM
-and VC-GRU: its masks drawn for the whole sequence up front are the numbers the per-step hook
+"""Zoneout inside the whole-sequence kernels of the LSTM, GRU, RNN, mLSTM, mRNN, Delta-RNN, VC-LSTM,
+VC-GRU and VC-RNN: its masks drawn for the whole sequence up front are the numbers the per-step hook
 draws, and the kernel with them is the per-step loop's function (outputs, states, every gradient,
 VC's penalty and statistics; float64), trained and evaluated, locked or not, with weight drop."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ ZONEOUTS = [dict(z_h=0.3, z_c=0.6), dict(z_h=0.3, z_c=0.6, locked=True), dict(z_
 
 
 #: the cells with zoneout in their kernel; VC cells as ``<cell>-<threshold>``, with the computation penalty
-CELLS = ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn", "vclstm-soft", "vclstm-hard", "vcgru-soft", "vcgru-hard"]
+CELLS = ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn", "vclstm-soft", "vclstm-hard", "vcgru-soft", "vcgru-hard",
+         "vcrnn-soft", "vcrnn-hard"]
 
 
 def _pair(regs: dict, fused: bool, bidirectional: bool = False, layers: int = 1, cell: str = "lstm"):
@@ -188,11 +189,12 @@ def test_masks_are_the_hooks_numbers():
 
 
 @pytest.mark.parametrize("cell,kind", [("vclstm", k) for k in (*TWO_STATE, "none")] +
-                         [("vcgru", k) for k in (*ONE_STATE, "none")])
+                         [(c, k) for c in ("vcgru", "vcrnn") for k in (*ONE_STATE, "none")])
 def test_vc_gradcheck_with_zoneout(cell, kind):
     """The VC kernels with zoneout's factors; soft threshold, λ = 1 at H = 4: mask values in the band
     (a gradient to m_t) and snapped to 0 or 1 outside it."""
     from rnnbench.cells.kernels.vc import VCGRUSequenceFn, VCLSTMSequenceFn
+    from rnnbench.cells.kernels.vcrnn import VCRNNSequenceFn
 
     torch.manual_seed(6)
     T, B, I, H = 4, 2, 2, 4
@@ -202,7 +204,8 @@ def test_vc_gradcheck_with_zoneout(cell, kind):
     meta = (I, False, eps, math.log((1 - eps) / eps))
     lstm = cell == "vclstm"
     states = ((B, H),) * (1 + lstm)
-    args = _leaves((T, B, I + 1), *states, (I + H, 4 * H), (4 * H,), (H, 1))  # xp, h0 (, c0), w, b, w_mh
+    G = 1 if cell == "vcrnn" else 4  # the base cell's output columns per hidden unit
+    args = _leaves((T, B, I + 1), *states, (I + H, G * H), (G * H,), (H, 1))  # xp, h0 (, c0), w, b, w_mh
     ks = _k(kind, T, B, H)[:1 + lstm] if kind != "none" else (None,) * (1 + lstm)
-    fn = VCLSTMSequenceFn if lstm else VCGRUSequenceFn
+    fn = {"vclstm": VCLSTMSequenceFn, "vcgru": VCGRUSequenceFn, "vcrnn": VCRNNSequenceFn}[cell]
     assert torch.autograd.gradcheck(lambda *a: fn.apply(*a, zs, zo, meta, *ks), args)
