@@ -1,13 +1,14 @@
 // The Delta-RNN's whole-sequence forward and BPTT in C++: the algorithm of
 // rnnbench/cells/kernels/delta_rnn.py (xp = [a, b, r], outer activation Φ, zoneout keep factor k),
 // with the time loop here. The GEMMs and the tanh stay in ATen (BLAS; vectorized tanh).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 
 using at::Tensor;
 
@@ -182,9 +183,4 @@ std::vector<Tensor> delta_rnn_backward(const Tensor& F, const Tensor& vh, const 
   });
   Tensor dv = at::mm(dvh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, dh, dv};
-}
-
-void register_delta_rnn(pybind11::module& m) {
-  m.def("delta_rnn_forward", &delta_rnn_forward, "Delta-RNN whole-sequence forward");
-  m.def("delta_rnn_backward", &delta_rnn_backward, "Delta-RNN whole-sequence BPTT");
 }

@@ -2,11 +2,12 @@
 // rnnbench/cells/kernels/gru.py (gate order r, z, n; zoneout keep factor k), with the time loop
 // here and each step's element-wise work in a few passes over B x H. GEMMs and the
 // transcendental functions stay in ATen (BLAS; vectorized sigmoid/tanh).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 #include "rows.h"
 
 using at::Tensor;
@@ -173,9 +174,4 @@ std::vector<Tensor> gru_backward(const Tensor& coef, const Tensor& a, const Tens
   const Tensor dhp2 = dhp.view({T * B, G});
   Tensor dw = at::mm(dhp2.t(), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, dh, dw, dhp2.sum(0)};
-}
-
-void register_gru(pybind11::module& m) {
-  m.def("gru_forward", &gru_forward, "GRU whole-sequence forward (gate order r, z, n)");
-  m.def("gru_backward", &gru_backward, "GRU whole-sequence BPTT");
 }

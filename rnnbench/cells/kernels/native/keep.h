@@ -2,7 +2,7 @@
 // dispatch of two run-time flags to compile-time ones.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <type_traits>
 

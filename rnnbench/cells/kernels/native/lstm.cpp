@@ -2,11 +2,12 @@
 // rnnbench/cells/kernels/lstm.py (gate order o, i, f, g; zoneout keep factors kh, kc), with the
 // time loop here instead of in Python and each step's element-wise work in one pass over B x H.
 // GEMMs and the transcendental functions stay in ATen (BLAS; vectorized sigmoid/tanh).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 #include "rows.h"
 
 using at::Tensor;
@@ -241,9 +242,4 @@ std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Ten
   Tensor dx = need_dx ? at::mm(dg2, w_ih).view(x.sizes()) : at::empty({0}, x.options());
   Tensor dw_ih = at::mm(dg2.t(), x.reshape({T * B, -1}));
   return {dx, dw_ih, dg2.sum(0), dh0, dc0, dw_hh};
-}
-
-void register_lstm(pybind11::module& m) {
-  m.def("lstm_forward", &lstm_forward, "LSTM whole-sequence forward (gate order o, i, f, g)");
-  m.def("lstm_backward", &lstm_backward, "LSTM whole-sequence BPTT");
 }

@@ -2,11 +2,12 @@
 // rnnbench/cells/kernels/mlstm.py (xp = [W_mx x, ĥ, i, f, o] columns; zoneout keep factors kh,
 // kc), with the time loop here and each step's element-wise work in a few passes over B x H.
 // GEMMs and the transcendental functions stay in ATen (BLAS; vectorized sigmoid/tanh).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 #include "rows.h"
 
 using at::Tensor;
@@ -218,9 +219,4 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
   Tensor dw_m = at::mm(dxp.narrow(2, H, 4 * H).reshape({T * B, 4 * H}).t(), ms.view({T * B, H}));
   Tensor dw_mh = at::mm(dmh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, D, dc, dw_mh, dw_m};
-}
-
-void register_mlstm(pybind11::module& m) {
-  m.def("mlstm_forward", &mlstm_forward, "mLSTM whole-sequence forward");
-  m.def("mlstm_backward", &mlstm_backward, "mLSTM whole-sequence BPTT");
 }

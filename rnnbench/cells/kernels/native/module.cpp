@@ -1,22 +1,25 @@
-// rnnbench's compiled kernels: one Python module, one source file per cell family.
+// rnnbench's compiled kernels: one Python module, one source file per cell family (kernels.h).
 #include <torch/extension.h>
 
-void register_lstm(pybind11::module& m);
-void register_gru(pybind11::module& m);
-void register_rnn(pybind11::module& m);
-void register_mlstm(pybind11::module& m);
-void register_mrnn(pybind11::module& m);
-void register_vc(pybind11::module& m);
-void register_delta_rnn(pybind11::module& m);
-void register_vcrnn(pybind11::module& m);
+#include "kernels.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  register_lstm(m);
-  register_gru(m);
-  register_rnn(m);
-  register_mlstm(m);
-  register_mrnn(m);
-  register_vc(m);
-  register_delta_rnn(m);
-  register_vcrnn(m);
+  m.def("lstm_forward", &lstm_forward, "LSTM whole-sequence forward (gate order o, i, f, g)");
+  m.def("lstm_backward", &lstm_backward, "LSTM whole-sequence BPTT");
+  m.def("gru_forward", &gru_forward, "GRU whole-sequence forward (gate order r, z, n)");
+  m.def("gru_backward", &gru_backward, "GRU whole-sequence BPTT");
+  m.def("rnn_forward", &rnn_forward, "tanh RNN whole-sequence forward");
+  m.def("rnn_backward", &rnn_backward, "tanh RNN whole-sequence BPTT");
+  m.def("mlstm_forward", &mlstm_forward, "mLSTM whole-sequence forward");
+  m.def("mlstm_backward", &mlstm_backward, "mLSTM whole-sequence BPTT");
+  m.def("mrnn_forward", &mrnn_forward, "mRNN whole-sequence forward");
+  m.def("mrnn_backward", &mrnn_backward, "mRNN whole-sequence BPTT");
+  m.def("vclstm_forward", &vclstm_forward, "VC-LSTM whole-sequence forward loop (fills the wrapper's buffers)");
+  m.def("vclstm_backward", &vclstm_backward, "VC-LSTM BPTT loop");
+  m.def("vcgru_forward", &vcgru_forward, "VC-GRU whole-sequence forward loop (fills the wrapper's buffers)");
+  m.def("vcgru_backward", &vcgru_backward, "VC-GRU BPTT loop");
+  m.def("delta_rnn_forward", &delta_rnn_forward, "Delta-RNN whole-sequence forward");
+  m.def("delta_rnn_backward", &delta_rnn_backward, "Delta-RNN whole-sequence BPTT");
+  m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
+  m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
 }

@@ -1,11 +1,12 @@
 // The multiplicative RNN's whole-sequence forward and BPTT in C++: the algorithm of
 // rnnbench/cells/kernels/mrnn.py (xp = [W_mx x + b_m, W_hx x + b] columns; zoneout keep factor
 // k), with the time loop here. GEMMs and tanh stay in ATen (BLAS; vectorized tanh).
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 
 using at::Tensor;
 
@@ -120,9 +121,4 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
   Tensor dw_hm = at::mm(dxp.narrow(2, H, H).reshape({T * B, H}).t(), ms.view({T * B, H}));
   Tensor dw_mh = at::mm(dmh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, D, dw_mh, dw_hm};
-}
-
-void register_mrnn(pybind11::module& m) {
-  m.def("mrnn_forward", &mrnn_forward, "mRNN whole-sequence forward");
-  m.def("mrnn_backward", &mrnn_backward, "mRNN whole-sequence BPTT");
 }

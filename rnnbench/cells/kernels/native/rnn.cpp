@@ -1,10 +1,11 @@
 // The Elman RNN's whole-sequence forward and BPTT in C++: the algorithm of
 // rnnbench/cells/kernels/rnn.py (zoneout keep factor k), with the time loop here.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 
 using at::Tensor;
 
@@ -86,9 +87,4 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
   });
   Tensor dw = at::mm(dpre.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dpre, D, dw};
-}
-
-void register_rnn(pybind11::module& m) {
-  m.def("rnn_forward", &rnn_forward, "tanh RNN whole-sequence forward");
-  m.def("rnn_backward", &rnn_backward, "tanh RNN whole-sequence BPTT");
 }

@@ -5,11 +5,12 @@
 // Python loop); the masks in z-space, the masking, the lerps and the factors are plain fused loops.
 // Zoneout's keep factors arrive as ak = 1 − k per state column ([T or 1, B, n·H]): the state lerp
 // weight is e' = ak ⊙ e (h̄ = e ⊙ h keeps e) and ak is folded into h̃ − h.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 
 using at::Tensor;
 
@@ -535,11 +536,4 @@ Tensor vcgru_backward(const Tensor& dh, const Tensor& dgs, const Tensor& dU, con
     });
   });
   return out;
-}
-
-void register_vc(pybind11::module& m) {
-  m.def("vclstm_forward", &vclstm_forward, "VC-LSTM whole-sequence forward loop (fills the wrapper's buffers)");
-  m.def("vclstm_backward", &vclstm_backward, "VC-LSTM BPTT loop");
-  m.def("vcgru_forward", &vcgru_forward, "VC-GRU whole-sequence forward loop (fills the wrapper's buffers)");
-  m.def("vcgru_backward", &vcgru_backward, "VC-GRU BPTT loop");
 }

@@ -5,13 +5,14 @@
 // is doubled, exactly, once per sequence); the scheduler's two rank-1 products are plain loops.
 // Zoneout's keep factors arrive as ak = 1 − k ([T or 1, B, H]): the state lerp weight is
 // e' = ak ⊙ e (h̄ = e ⊙ h keeps e), and the backward carries (1 − e') ∂h.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "keep.h"
+#include "kernels.h"
 
 using at::Tensor;
 
@@ -204,9 +205,4 @@ std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>
     });
   });
   return {dxp, dh, dgs};
-}
-
-void register_vcrnn(pybind11::module& m) {
-  m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
-  m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
 }
