@@ -4,6 +4,8 @@ per-step hook needs the generic loop (:class:`~rnnbench.cells.base.RecurrentLaye
 computes the same function as the cell's ``step`` (tests/cells/test_gradcheck.py,
 tests/cells/test_equality.py). docs/performance.md records what each layout choice measured."""
 
+import torch
+
 
 def step_views(k, T: int, B: int, H: int):
     """Zoneout's keep factors ``k`` (broadcastable to ``[T, B, H]``) as per-step views of ``k`` and
@@ -11,3 +13,15 @@ def step_views(k, T: int, B: int, H: int):
     if k is None:
         return None, None
     return k.expand(T, B, H).unbind(0), (1 - k).expand(T, B, H).unbind(0)
+
+
+def tanh_step_tail(hn, h, h_next, a, k, ak, one) -> None:
+    """The rest of a tanh RNN step (RNN, mRNN) after ``ĥ = tanh(pre)`` in ``hn``: the backward's
+    factor ``a = (1 − k)(1 − ĥ²)`` (``a`` None: no grad) and, with zoneout's ``k``, ``h_t =
+    lerp(ĥ, h_{t−1}, k)`` into ``h_next`` (without, ``hn`` is ``h_next``); ``one`` = ones [B, H]."""
+    if a is not None:
+        torch.addcmul(one, hn, hn, value=-1, out=a)  # 1 − ĥ²
+        if k is not None:
+            a.mul_(ak)
+    if k is not None:
+        torch.lerp(hn, h, k, out=h_next)

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import native, step_views
+from . import native, step_views, tanh_step_tail
 
 
 class MRNNSequenceFn(torch.autograd.Function):
@@ -51,12 +51,8 @@ class MRNNSequenceFn(torch.autograd.Function):
             torch.mul(xm_[t], mh_[t], out=ms_[t])
             hn = h_hat if k_ is not None else h_[t + 1]
             torch.addmm(xh_[t], ms_[t], whm_t, out=hn).tanh_()
-            if grad:
-                torch.addcmul(one, hn, hn, value=-1, out=a_[t])  # 1 − ĥ²
-                if k_ is not None:
-                    a_[t].mul_(ak_[t])
-            if k_ is not None:
-                torch.lerp(hn, h_[t], k_[t], out=h_[t + 1])
+            tanh_step_tail(hn, h_[t], h_[t + 1], a_[t] if grad else None, k_[t] if k_ is not None else None,
+                           ak_[t] if k_ is not None else None, one)
         ctx.save_for_backward(xp, mh, ms, a, hs, w_mh, w_hm, k)
         return hs[1:], hs[T].clone()
 

@@ -46,6 +46,17 @@ def _mask_consts(zs: Tensor, zo: Tensor, I: int, dup_h: bool) -> tuple[Tensor, T
     return zs2, torch.cat(parts_o), zs2.unsqueeze(1)
 
 
+def _u_buffer(xp: Tensor, I: int, *states: Tensor) -> Tensor:
+    """``U [T + 1, B, I + 1 + ΣH]``, rows ``[x_t, 1, h_{t-1}(, c_{t-1})]``: x and the bias column
+    filled, the initial states in ``U[0]`` (the loop writes each next row's states)."""
+    T, B, _ = xp.shape
+    U = xp.new_empty(T + 1, B, I + 1 + sum(s.shape[1] for s in states))
+    U[:T, :, :I] = xp[..., :I]
+    U[:, :, I] = 1.0
+    U[0, :, I + 1:] = torch.cat(states, 1)
+    return U
+
+
 def _with_bias_row(w: Tensor, b: Tensor, I: int) -> Tensor:
     """``[w_x; b; w_h]`` — the weight read by ``[x̄, 1, h̄]`` (the bias inside the GEMM)."""
     return torch.cat([w[:I], b.unsqueeze(0), w[I:]])
@@ -226,10 +237,7 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         K = JH + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, True)
         wf = _with_bias_row(w, b, I)  # [(I + 1 + H), 4H], contiguous
-        U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}, c_{t-1}]
-        U[:T, :, :I] = xp[..., :I]
-        U[:, :, I] = 1.0
-        U[0, :, J:JH], U[0, :, JH:] = h0, c0
+        U = _u_buffer(xp, I, h0, c0)  # [x_t, 1, h_{t-1}, c_{t-1}]
         ms = xp.new_empty(T, B, 1)
         es = xp.new_empty(T, B, K)  # e (x dims, bias, h dims, h dims again for c)
         xb = xp.new_empty(T, B, JH)  # [x̄, 1, h̄]
@@ -378,10 +386,7 @@ class VCGRUSequenceFn(torch.autograd.Function):
         K = J + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, False)
         wf = _with_bias_row(w, b, I)
-        U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}]
-        U[:T, :, :I] = xp[..., :I]
-        U[:, :, I] = 1.0
-        U[0, :, J:] = h0
+        U = _u_buffer(xp, I, h0)  # [x_t, 1, h_{t-1}]
         ms = xp.new_empty(T, B, 1)
         es = xp.new_empty(T, B, K)
         xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄]

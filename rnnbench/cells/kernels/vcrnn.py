@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import native
-from .vc import _keep_cols, _mask_, _mask_consts, _scheduler_backward_, _steps, _with_bias_row
+from .vc import _keep_cols, _mask_, _mask_consts, _scheduler_backward_, _steps, _u_buffer, _with_bias_row
 
 _tanh_bwd = torch.ops.aten.tanh_backward
 
@@ -78,10 +78,7 @@ class VCRNNSequenceFn(torch.autograd.Function):
         if ext is not None:
             U, ms, es, xb, hts = ext.vcrnn_forward(xp, h0, wf, w_mh, zs2, zo2, ez, ak, I, hard, kappa)
         else:
-            U = xp.new_empty(T + 1, B, K)  # [x_t, 1, h_{t-1}]
-            U[:T, :, :I] = xp[..., :I]
-            U[:, :, I] = 1.0
-            U[0, :, J:] = h0
+            U = _u_buffer(xp, I, h0)  # [x_t, 1, h_{t-1}]
             ms = xp.new_empty(T, B, 1)
             es = xp.new_empty(T, B, K)
             xb = xp.new_empty(T, B, K)  # [x̄, 1, h̄]

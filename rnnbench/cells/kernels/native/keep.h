@@ -1,5 +1,5 @@
-// Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, and the
-// dispatch of two run-time flags to compile-time ones.
+// Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, the tail
+// of a tanh RNN step, and the dispatch of two run-time flags to compile-time ones.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -41,6 +41,17 @@ Keep<T> keep(const c10::optional<Tensor>& k_, int64_t T_, int64_t B, int64_t H) 
 template <typename T>
 inline T lerp(T start, T end, T w) {
   return w < T(0.5) ? start + w * (end - start) : end - (end - start) * (T(1) - w);
+}
+
+// the tail of a tanh RNN step (RNN, mRNN), after ĥ = tanh(pre): h_t = lerp(ĥ, h_{t−1}, k), and
+// with GRAD the backward's factor a = (1 − k)(1 − ĥ²)
+template <typename T, bool K, bool GRAD>
+void tanh_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict__ h_out, T* __restrict__ a,
+               const T* __restrict__ k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
+    if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
+  }
 }
 
 // f(std::bool_constant<a>{}, std::bool_constant<b>{}): the loops take zoneout's presence, grad or

@@ -19,16 +19,6 @@ void mrnn_m(const T* __restrict__ xp, const T* __restrict__ mh, T* __restrict__ 
     for (int64_t j = 0; j < H; ++j) m[b * H + j] = xp[b * 2 * H + j] * mh[b * H + j];
 }
 
-// after ĥ = tanh(xp_h + m W_hm^T): h_t = lerp(ĥ, h_{t−1}, k), and with GRAD a = (1 − k)(1 − ĥ²)
-template <typename T, bool K, bool GRAD>
-void mrnn_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict__ h_out, T* __restrict__ a,
-               const T* __restrict__ k, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
-    if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
-  }
-}
-
 // D += dy_t; d(xp_h) = a_t D (dxp rows of 2H, columns H:); kD = k_t D
 template <typename T, bool K, bool DY>
 void mrnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ dxp,
@@ -81,7 +71,7 @@ std::vector<Tensor> mrnn_forward(const Tensor& xp_, const Tensor& h0, const Tens
         Tensor& hn = KK ? h_hat : h_[t + 1];
         at::addmm_out(hn, xp_t[t].narrow(1, H, H), ms_[t], whm_t).tanh_();
         if (KK || GG)
-          mrnn_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
+          tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
                                GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, BH);
       }
     });

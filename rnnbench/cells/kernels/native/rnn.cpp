@@ -11,16 +11,6 @@ using at::Tensor;
 
 namespace {
 
-// after ĥ = tanh(xp_t + h W_hh^T): h_t = lerp(ĥ, h_{t−1}, k), and with GRAD a = (1 − k)(1 − ĥ²)
-template <typename T, bool K, bool GRAD>
-void rnn_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict__ h_out, T* __restrict__ a,
-              const T* __restrict__ k, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
-    if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
-  }
-}
-
 // D += dy_t; dpre_t = a_t D; kD = k_t D (D_{t−1} = dpre_t W_hh + kD follows in ATen)
 template <typename T, bool K, bool DY>
 void rnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ dpre,
@@ -54,7 +44,7 @@ std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tenso
         Tensor& hn = KK ? h_hat : h_[t + 1];
         at::addmm_out(hn, xp_t[t], h_[t], wt).tanh_();
         if (KK || GG)
-          rnn_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
+          tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
                               GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, BH);
       }
     });
