@@ -1,5 +1,6 @@
 // Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, the tail
-// of a tanh RNN step, and the dispatch of two run-time flags to compile-time ones.
+// of a tanh RNN step, the multiplicative cells' factor, and the dispatch of run-time flags to
+// compile-time ones.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -52,6 +53,26 @@ void tanh_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict_
     if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
     if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
   }
+}
+
+// the multiplicative cells' factor m = xp_m ⊙ mh (xp rows of P values, xp_m its first H)
+template <typename T>
+void factor_m(const T* __restrict__ xp, const T* __restrict__ mh, T* __restrict__ m, int64_t B, int64_t H,
+              int64_t P) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) m[b * H + j] = xp[b * P + j] * mh[b * H + j];
+}
+
+// and its backward: d(xp_m) = dm ⊙ mh (dxp's first H columns), d(W_mh h) = dm ⊙ xp_m
+template <typename T>
+void factor_dm(const T* __restrict__ dm, const T* __restrict__ mh, const T* __restrict__ xp, T* __restrict__ dxp,
+               T* __restrict__ dmh, int64_t B, int64_t H, int64_t P) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t k = b * H + j;
+      dxp[b * P + j] = dm[k] * mh[k];
+      dmh[k] = dm[k] * xp[b * P + j];
+    }
 }
 
 // f(std::bool_constant<a>{}, std::bool_constant<b>{}): the loops take zoneout's presence, grad or

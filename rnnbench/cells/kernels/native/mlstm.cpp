@@ -14,13 +14,6 @@ using at::Tensor;
 
 namespace {
 
-// m = xp_m ⊙ mh (xp rows of 5H)
-template <typename T>
-void mlstm_m(const T* __restrict__ xp, const T* __restrict__ mh, T* __restrict__ m, int64_t B, int64_t H) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < H; ++j) m[b * H + j] = xp[b * 5 * H + j] * mh[b * H + j];
-}
-
 // ĉ = f c_{t−1} + i ĥ and 2 ĉ ⊙ o (σ in ATen next), given pre = [ĥ, σ(i), σ(f), σ(o)]
 template <typename T>
 void mlstm_c(const T* __restrict__ pre, const T* __restrict__ cp, T* __restrict__ ch, T* __restrict__ u,
@@ -100,18 +93,6 @@ void mlstm_back(T* __restrict__ D, const T* __restrict__ dy, T* __restrict__ dc,
   }
 }
 
-// d(W_mx x) = dm ⊙ mh (dxp columns :H), d(W_mh h) = dm ⊙ xp_m
-template <typename T>
-void mlstm_dm(const T* __restrict__ dm, const T* __restrict__ mh, const T* __restrict__ xp, T* __restrict__ dxp,
-              T* __restrict__ dmh, int64_t B, int64_t H) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < H; ++j) {
-      const int64_t k = b * H + j;
-      dxp[b * 5 * H + j] = dm[k] * mh[k];
-      dmh[k] = dm[k] * xp[b * 5 * H + j];
-    }
-}
-
 }  // namespace
 
 // Returns {hs [T+1, B, H], cs [T+1, B, H], mh, ms [T, B, H], pre [T, B, 4H], P [T, B, 3H], q [T, B, H]};
@@ -142,7 +123,7 @@ std::vector<Tensor> mlstm_forward(const Tensor& xp_, const Tensor& h0, const Ten
       auto fwd = grad ? &mlstm_fwd<S, KH, KC, true> : &mlstm_fwd<S, KH, KC, false>;
       for (int64_t t = 0; t < T; ++t) {
         at::mm_out(mh_[t], h_[t], wmh_t);
-        mlstm_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H);
+        factor_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H, 5 * H);
         at::addmm_out(pre_[t], xp_t[t].narrow(1, H, 4 * H), ms_[t], wm_t);
         Tensor& ch = KC ? c_hat : c_[t + 1];
         Tensor& un = KH ? u : h_[t + 1];
@@ -209,8 +190,8 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
                KH ? kht + r : nullptr, KC ? kct + r : nullptr, b1 - b0, H);
         });
         at::mm_out(dm, dxp_[t].narrow(1, H, 4 * H), w_m);
-        mlstm_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 5 * BH,
-                    dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H);
+        factor_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 5 * BH,
+                     dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H, 5 * H);
         if (KH) at::addmm_out(D, kD, dmh_[t], w_mh);
         else at::mm_out(D, dmh_[t], w_mh);
       }

@@ -12,13 +12,6 @@ using at::Tensor;
 
 namespace {
 
-// m = xp_m ⊙ mh (xp rows of 2H)
-template <typename T>
-void mrnn_m(const T* __restrict__ xp, const T* __restrict__ mh, T* __restrict__ m, int64_t B, int64_t H) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < H; ++j) m[b * H + j] = xp[b * 2 * H + j] * mh[b * H + j];
-}
-
 // D += dy_t; d(xp_h) = a_t D (dxp rows of 2H, columns H:); kD = k_t D
 template <typename T, bool K, bool DY>
 void mrnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ dxp,
@@ -30,18 +23,6 @@ void mrnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict_
       if (DY) D[i] = d;
       dxp[b * 2 * H + H + j] = d * a[i];
       if (K) kD[i] = k[i] * d;
-    }
-}
-
-// d(xp_m) = dm ⊙ mh (dxp columns :H), d(W_mh h) = dm ⊙ xp_m
-template <typename T>
-void mrnn_dm(const T* __restrict__ dm, const T* __restrict__ mh, const T* __restrict__ xp, T* __restrict__ dxp,
-             T* __restrict__ dmh, int64_t B, int64_t H) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < H; ++j) {
-      const int64_t i = b * H + j;
-      dxp[b * 2 * H + j] = dm[i] * mh[i];
-      dmh[i] = dm[i] * xp[b * 2 * H + j];
     }
 }
 
@@ -67,7 +48,7 @@ std::vector<Tensor> mrnn_forward(const Tensor& xp_, const Tensor& h0, const Tens
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
       for (int64_t t = 0; t < T; ++t) {
         at::mm_out(mh_[t], h_[t], wmh_t);
-        mrnn_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H);
+        factor_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H, 2 * H);
         Tensor& hn = KK ? h_hat : h_[t + 1];
         at::addmm_out(hn, xp_t[t].narrow(1, H, H), ms_[t], whm_t).tanh_();
         if (KK || GG)
@@ -101,8 +82,8 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
         mrnn_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
                              dxp_[t].data_ptr<S>(), kD.data_ptr<S>(), KK ? k.row(t) : nullptr, B, H);
         at::mm_out(dm, dxp_[t].narrow(1, H, H), w_hm);
-        mrnn_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 2 * BH,
-                   dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H);
+        factor_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 2 * BH,
+                     dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H, 2 * H);
         if (KK) at::addmm_out(D, kD, dmh_[t], w_mh);
         else at::mm_out(D, dmh_[t], w_mh);
       }
