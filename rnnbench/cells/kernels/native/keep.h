@@ -1,6 +1,6 @@
-// Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, the tail
-// of a tanh RNN step, the multiplicative cells' factor, and the dispatch of run-time flags to
-// compile-time ones.
+// Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, a tanh RNN
+// step's tail and its backward, the VC cells' state-lerp weight, the multiplicative cells' factor,
+// and the dispatch of run-time flags to compile-time ones.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -53,6 +53,29 @@ void tanh_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict_
     if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
     if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
   }
+}
+
+// and its backward step: d = D + dy_t; dpre = a_t d into `out` (B rows of `ld` values, the
+// first H written); kD = k_t d (D_{t−1} = dpre W_hh + kD follows in ATen)
+template <typename T, bool K, bool DY>
+void tanh_back(const T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ out,
+               int64_t ld, T* __restrict__ kD, const T* __restrict__ k, int64_t B, int64_t H) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < H; ++j) {
+      const int64_t i = b * H + j;
+      const T d = DY ? D[i] + dy[i] : D[i];
+      out[b * ld + j] = d * a[i];
+      if (K) kD[i] = k[i] * d;
+    }
+}
+
+// the VC cells' state-lerp weight: e, or with zoneout e' = (1 − k) ⊙ e (ak = 1 − k), kept in *ez
+template <bool Z, typename T>
+inline T vc_weight(T e, const T* ak, T* ez) {
+  if (!Z) return e;
+  const T w = e * *ak;
+  *ez = w;
+  return w;
 }
 
 // the multiplicative cells' factor m = xp_m ⊙ mh (xp rows of P values, xp_m its first H)

@@ -10,24 +10,6 @@
 
 using at::Tensor;
 
-namespace {
-
-// D += dy_t; d(xp_h) = a_t D (dxp rows of 2H, columns H:); kD = k_t D
-template <typename T, bool K, bool DY>
-void mrnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ dxp,
-               T* __restrict__ kD, const T* __restrict__ k, int64_t B, int64_t H) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t j = 0; j < H; ++j) {
-      const int64_t i = b * H + j;
-      const T d = DY ? D[i] + dy[i] : D[i];
-      if (DY) D[i] = d;
-      dxp[b * 2 * H + H + j] = d * a[i];
-      if (K) kD[i] = k[i] * d;
-    }
-}
-
-}  // namespace
-
 // Returns {hs [T+1, B, H], mh, ms [T, B, H], a [T, B, H] (empty without grad)}.
 std::vector<Tensor> mrnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w_mh, const Tensor& w_hm,
                                  const c10::optional<Tensor>& k_, bool grad) {
@@ -79,8 +61,8 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
     with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
       for (int64_t t = T - 1; t >= 0; --t) {
-        mrnn_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
-                             dxp_[t].data_ptr<S>(), kD.data_ptr<S>(), KK ? k.row(t) : nullptr, B, H);
+        tanh_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
+                             dxp_[t].data_ptr<S>() + H, 2 * H, kD.data_ptr<S>(), KK ? k.row(t) : nullptr, B, H);
         at::mm_out(dm, dxp_[t].narrow(1, H, H), w_hm);
         factor_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 2 * BH,
                      dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H, 2 * H);

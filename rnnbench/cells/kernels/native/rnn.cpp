@@ -9,21 +9,6 @@
 
 using at::Tensor;
 
-namespace {
-
-// D += dy_t; dpre_t = a_t D; kD = k_t D (D_{t−1} = dpre_t W_hh + kD follows in ATen)
-template <typename T, bool K, bool DY>
-void rnn_back(T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ dpre,
-              T* __restrict__ kD, const T* __restrict__ k, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T d = DY ? D[i] + dy[i] : D[i];
-    dpre[i] = d * a[i];
-    if (K) kD[i] = k[i] * d;
-  }
-}
-
-}  // namespace
-
 // Returns {hs [T+1, B, H], a [T, B, H] (empty without grad)}.
 std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& w_hh,
                                 const c10::optional<Tensor>& k_, bool grad) {
@@ -68,8 +53,8 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
     with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
       for (int64_t t = T - 1; t >= 0; --t) {
-        rnn_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
-                            dpre_[t].data_ptr<S>(), kD.data_ptr<S>(), KK ? k.row(t) : nullptr, BH);
+        tanh_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
+                             dpre_[t].data_ptr<S>(), H, kD.data_ptr<S>(), KK ? k.row(t) : nullptr, B, H);
         if (KK) at::addmm_out(D, kD, dpre_[t], w_hh);
         else at::mm_out(D, dpre_[t], w_hh);
       }

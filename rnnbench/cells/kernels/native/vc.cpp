@@ -125,11 +125,7 @@ void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__
     const T* __restrict__ akb = Z ? ak + b * H2 : nullptr;
     for (int64_t j = 0; j < H; ++j) hc[j] = o[j] * tc[j];
     for (int64_t j = 0; j < H2; ++j) {
-      T w = eh[j];
-      if (Z) {
-        w = eh[j] * akb[j];
-        ez[b * H2 + j] = w;
-      }
+      const T w = vc_weight<Z>(eh[j], Z ? akb + j : nullptr, Z ? ez + b * H2 + j : nullptr);
       sn[j] = lerp(s[j], hc[j], w);
     }
     if (GRAD) {
@@ -323,11 +319,7 @@ void gru_tail(const T* __restrict__ g, T* __restrict__ n, const T* __restrict__ 
       n[k] = nv;
       const T hv = lerp(nv, hb[j], z[j]);
       ht[k] = hv;
-      T w = eh[j];
-      if (Z) {
-        w = eh[j] * ak[k];
-        ez[k] = w;
-      }
+      const T w = vc_weight<Z>(eh[j], Z ? ak + k : nullptr, Z ? ez + k : nullptr);
       hn[j] = lerp(h[j], hv, w);
     }
   }

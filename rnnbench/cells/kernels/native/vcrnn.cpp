@@ -53,11 +53,7 @@ void vc_lerp(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__ h
       const int64_t c = b * K + J + j, k = b * H + j;
       const T hv = T(2) * ht[k] - T(1);
       ht[k] = hv;
-      T w = e[c];
-      if (Z) {
-        w = e[c] * ak[k];
-        ez[k] = w;
-      }
+      const T w = vc_weight<Z>(e[c], Z ? ak + k : nullptr, Z ? ez + k : nullptr);
       u_next[c] = lerp(u[c], hv, w);
     }
 }
