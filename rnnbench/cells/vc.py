@@ -226,6 +226,25 @@ class VCCell(Cell):
         if self.penalty > 0 and self.training and M.requires_grad:
             self._pen_terms.append(M)
 
+    #: the whole-sequence kernel (:mod:`rnnbench.cells.kernels.vc`, ``.vcrnn``): ``apply(xp, *state,
+    #: w, b, w_mh, zs, zo, meta, *keep factors) -> (y, *state, M)``
+    sequence_fn: Any = None
+
+    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
+                         ) -> Optional[tuple[Tensor, State]]:
+        """No per-step hook but zoneout (``mix``): the whole sequence through :attr:`sequence_fn`
+        (same function)."""
+        if self.compile or self.sequence_fn is None:
+            return None
+        self.begin_sequence(x.shape[1])
+        xp = self.project_input(x)
+        ks = mix() if mix is not None else (None,) * self.num_states  # drawn after the weights, as the loop does
+        y, *new, M = self.sequence_fn.apply(xp, *state, self._w, self._b, self.w_mh, self._zs, self._zo,
+                                            (self.input_size, self.threshold == "hard", self.eps, self._kappa), *ks)
+        self._ms = list(M.unbind(0))
+        self.end_sequence()
+        return y, tuple(new)
+
     def extra_loss(self) -> Optional[Tensor]:
         """``penalty · mean_b((mean_t m_t − m̄)²)`` over the forwards since the last call."""
         self.end_sequence()
@@ -264,6 +283,7 @@ class VCLSTMCell(VCCell):
     flop_model = (4, 4, 30)  # LSTM on the masked x, h (full GEMMs) + two masks and two lerps
     compiled_kernel = True  # VCLSTMSequenceFn's loop is C++ where it builds (kernels/native/vc.cpp)
     takes_state_mix = True  # zoneout runs inside VCLSTMSequenceFn
+    sequence_fn = VCLSTMSequenceFn
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0, **kw: Any) -> None:
         super().__init__(input_size, hidden_size, **kw)
@@ -293,21 +313,6 @@ class VCLSTMCell(VCCell):
         h = torch.lerp(h, ht, e)
         return h, (h, c)
 
-    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
-                         ) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook but zoneout (``mix``): the whole sequence through
-        :class:`VCLSTMSequenceFn` (same function)."""
-        if self.compile:
-            return None
-        self.begin_sequence(x.shape[1])
-        xp = self.project_input(x)
-        h0, c0 = state
-        kh, kc = mix() if mix is not None else (None, None)  # drawn after the weights, as the loop does
-        y, h, c, M = VCLSTMSequenceFn.apply(xp, h0, c0, self._w, self._b, self.w_mh, self._zs, self._zo,
-                                            (self.input_size, self.threshold == "hard", self.eps, self._kappa), kh, kc)
-        self._ms = list(M.unbind(0))
-        self.end_sequence()
-        return y, (h, c)
 
 
 class VCRNNCell(VCCell):
@@ -317,6 +322,7 @@ class VCRNNCell(VCCell):
     flop_model = (1, 1, 20)
     compiled_kernel = True  # VCRNNSequenceFn's loop is C++ where it builds (kernels/native/vcrnn.cpp)
     takes_state_mix = True  # zoneout runs inside VCRNNSequenceFn
+    sequence_fn = VCRNNSequenceFn
 
     def _prepare(self) -> tuple[Tensor, Tensor]:
         return torch.cat([self.weight_ih, self.weight_hh], 1).t(), self.bias_ih + self.bias_hh
@@ -327,20 +333,6 @@ class VCRNNCell(VCCell):
         h = torch.lerp(h, torch.tanh(torch.addmm(self._b, xh, self._w)), e)
         return h, (h,)
 
-    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
-                         ) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook but zoneout (``mix``): the whole sequence through
-        :class:`VCRNNSequenceFn` (same function)."""
-        if self.compile:
-            return None
-        self.begin_sequence(x.shape[1])
-        xp = self.project_input(x)
-        k = mix()[0] if mix is not None else None  # drawn after the weights, as the loop does
-        y, h, M = VCRNNSequenceFn.apply(xp, state[0], self._w, self._b, self.w_mh, self._zs, self._zo,
-                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa), k)
-        self._ms = list(M.unbind(0))
-        self.end_sequence()
-        return y, (h,)
 
 
 class VCGRUCell(VCCell):
@@ -357,6 +349,7 @@ class VCGRUCell(VCCell):
     flop_model = (3, 3, 30)
     compiled_kernel = True  # VCGRUSequenceFn's loop is C++ where it builds (kernels/native/vc.cpp)
     takes_state_mix = True  # zoneout runs inside VCGRUSequenceFn
+    sequence_fn = VCGRUSequenceFn
 
     def _prepare(self) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
@@ -377,20 +370,6 @@ class VCGRUCell(VCCell):
         h = torch.lerp(h, ht, e)
         return h, (h,)
 
-    def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
-                         ) -> Optional[tuple[Tensor, State]]:
-        """No per-step hook but zoneout (``mix``): the whole sequence through
-        :class:`VCGRUSequenceFn` (same function)."""
-        if self.compile:
-            return None
-        self.begin_sequence(x.shape[1])
-        xp = self.project_input(x)
-        k = mix()[0] if mix is not None else None  # drawn after the weights, as the loop does
-        y, h, M = VCGRUSequenceFn.apply(xp, state[0], self._w, self._b, self.w_mh, self._zs, self._zo,
-                                        (self.input_size, self.threshold == "hard", self.eps, self._kappa), k)
-        self._ms = list(M.unbind(0))
-        self.end_sequence()
-        return y, (h,)
 
 
 # ----------------------------------------------------------------------------- options
