@@ -249,23 +249,24 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         ms = xp.new_empty(T, B, 1)
         es = xp.new_empty(T, B, K)  # e (x dims, bias, h dims, h dims again for c)
         xb = xp.new_empty(T, B, JH)  # [x̄, 1, h̄]
-        g = xp.new_empty(B, 4 * H)  # scratch: σ(o), σ(i), σ(f), g's pre-activation
-        g_s, g_o, g_i, g_f, g_g = g[:, :3 * H], g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
         fs = xp.new_empty(T, B, H)  # σ(f), kept for ∂c̄ = ∂c̃ ⊙ f
         # the backward's per-step factors, formed here while their inputs are in cache:
         # d pre = ∂h̃ ⊙ F[0] (o) and ∂c̃ ⊙ F[1:] (i, f, g); ∂c̃ += ∂h̃ ⊙ q; ∂e += ∂[h, c] ⊙ dd
         F = xp.new_empty(T, B, 4, H)
         q = xp.new_empty(T, B, H)  # o (1 − tanh²c̃)
         dd = xp.new_empty(T, B, 2 * H)  # [h̃ − h, c̃ − c]
-        ht, tmp = xp.new_empty(B, 2 * H), xp.new_empty(B, K)  # [h̃, c̃]; scratch
-        h_t, c_t = ht[:, :H], ht[:, H:]
-        P = xp.new_empty(B, 3 * H)  # [tanh(c̃), g, c̄]: σ' of o, i, f multiplies these
-        tc, gg, cb = P[:, :H], P[:, H:2 * H], P[:, 2 * H:]
         ak = _keep_cols((kh, kc), T, B, H, xp)  # zoneout: 1 − [k_h, k_c]
         ez = xp.new_empty(T, B, 2 * H) if ak is not None else None  # e' = ak ⊙ e
         if ext is not None:  # the same loop in C++ (native/vc.cpp), filling these buffers
             ext.vclstm_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, fs, F, q, dd, ez, ak, I, hard, kappa, grad)
             return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo, ez)
+        # the Python loop's per-step scratch (the C++ loop has its own)
+        g = xp.new_empty(B, 4 * H)  # scratch: σ(o), σ(i), σ(f), g's pre-activation
+        g_s, g_o, g_i, g_f, g_g = g[:, :3 * H], g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
+        ht, tmp = xp.new_empty(B, 2 * H), xp.new_empty(B, K)  # [h̃, c̃]; scratch
+        h_t, c_t = ht[:, :H], ht[:, H:]
+        P = xp.new_empty(B, 3 * H)  # [tanh(c̃), g, c̄]: σ' of o, i, f multiplies these
+        tc, gg, cb = P[:, :H], P[:, H:2 * H], P[:, 2 * H:]
         views = VCLSTMForwardStep(a=xp[..., I:], m=ms, e=es, ex=es[..., :JH], ec=es[..., JH:], ux=U[:T, :, :JH],
                                   c=U[:T, :, JH:], xb=xb, f=fs, F012=F.view(T, B, 4 * H)[..., :3 * H], F3=F[:, :, 3],
                                   q=q, dd=dd, h=U[:T, :, J:JH], s=U[:T, :, J:], eh=es[..., J:], s_next=U[1:, :, J:],
