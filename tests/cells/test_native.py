@@ -168,8 +168,11 @@ def test_compiled_kernel_split_over_threads(compiled, kernel):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
+        # 64 rows of 4 · 32 elements: two chunks, on two threads (serial if the build lost OpenMP)
+        assert compiled.rows_threads(64, 4 * 32) == 2
         split = _run(True, fn, args, keep)
         torch.set_num_threads(1)
+        assert compiled.rows_threads(64, 4 * 32) == 1
         one = _run(True, fn, args, keep)
     finally:
         torch.set_num_threads(threads)

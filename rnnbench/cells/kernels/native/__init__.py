@@ -66,9 +66,11 @@ def _load() -> ModuleType:
             warnings.simplefilter("ignore")
             from torch.utils.cpp_extension import load
 
-            # no -march=native: a cache shared by a cluster's nodes must run on all of them
+            # no -march=native: a cache shared by a cluster's nodes must run on all of them. -fopenmp:
+            # at::parallel_for (rows.h) is an OpenMP pragma in the headers, serial without it; the
+            # libgomp.so.1 linked is the one torch has loaded (same soname), so there is one thread pool
             return load(name="rnnbench_native", sources=[str(here / s) for s in SOURCES],
-                        extra_cflags=["-O3"], verbose=False)
+                        extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
     finally:
         quiet.setLevel(level)
 

@@ -1,7 +1,28 @@
 // rnnbench's compiled kernels: one Python module, one source file per cell family (kernels.h).
 #include <torch/extension.h>
 
+#include <mutex>
+#include <set>
+#include <thread>
+
 #include "kernels.h"
+#include "rows.h"
+
+namespace {
+
+// the distinct threads that ran for_rows's chunks: tests check the row split really runs in parallel
+// (without -fopenmp the OpenMP pragma under at::parallel_for is dropped and every chunk runs serially)
+int64_t rows_threads(int64_t B, int64_t row_elems) {
+  std::mutex m;
+  std::set<std::thread::id> ids;
+  for_rows(B, row_elems, [&](int64_t, int64_t) {
+    std::lock_guard<std::mutex> lock(m);
+    ids.insert(std::this_thread::get_id());
+  });
+  return static_cast<int64_t>(ids.size());
+}
+
+}  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward", &lstm_forward, "LSTM whole-sequence forward (gate order o, i, f, g)");
@@ -22,4 +43,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("delta_rnn_backward", &delta_rnn_backward, "Delta-RNN whole-sequence BPTT");
   m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
   m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
+  m.def("rows_threads", &rows_threads, "threads that ran for_rows's chunks (a test probe)");
 }
