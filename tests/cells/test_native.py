@@ -160,19 +160,20 @@ def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
             torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["lstm", "gru", "mlstm"])
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_compiled_kernel_split_over_threads(compiled, kernel):
-    """A batch big enough for the element-wise passes to be split over two threads (rows.h):
-    the same numbers as one thread and as the Python loop."""
+    """A batch big enough for the loops to be split over two threads (rows.h: each thread
+    owns half the rows for the whole sequence): the same numbers as one thread and as the
+    Python loop."""
     fn, args, keep = _inputs(kernel, "masks", T=3, B=64, I=8, H=32)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        # 64 rows of 4 · 32 elements: two chunks, on two threads (serial if the build lost OpenMP)
-        assert compiled.rows_threads(64, 4 * 32) == 2
+        # 64 rows: two chunks, on two threads (serial if the build lost OpenMP)
+        assert compiled.batch_threads(64) == 2
         split = _run(True, fn, args, keep)
         torch.set_num_threads(1)
-        assert compiled.rows_threads(64, 4 * 32) == 1
+        assert compiled.batch_threads(64) == 1
         one = _run(True, fn, args, keep)
     finally:
         torch.set_num_threads(threads)

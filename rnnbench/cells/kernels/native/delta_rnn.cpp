@@ -9,6 +9,7 @@
 
 #include "keep.h"
 #include "kernels.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -133,21 +134,27 @@ std::vector<Tensor> delta_rnn_forward(const Tensor& xp_, const Tensor& h0, const
       constexpr int OO = decltype(OT)::value;
       with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
         constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
-        for (int64_t t = 0; t < T; ++t) {
-          Tensor vht = GG ? vh[t] : vh1;
-          at::mm_out(vht, h_[t], vt);
-          const S* x = xp.data_ptr<S>() + t * BG;
-          delta_pre_z<S>(x, vht.data_ptr<S>(), z.data_ptr<S>(), B, H);
-          z.tanh_();
-          if (OO == TANH) {
-            delta_lerp<S>(x, z.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(), B, H);
-            h_[t + 1].tanh_();
+        for_batch(B, [&](int64_t b0, int64_t b1) {
+          const int64_t n = b1 - b0, r = b0 * H;
+          const Tensor z_r = z.narrow(0, b0, n);
+          S* zp = z_r.data_ptr<S>();
+          for (int64_t t = 0; t < T; ++t) {
+            Tensor vht = (GG ? vh[t] : vh1).narrow(0, b0, n);
+            at::mm_out(vht, h_[t].narrow(0, b0, n), vt);
+            const S* x = xp.data_ptr<S>() + t * BG + 3 * r;
+            const S* hp = h_[t].data_ptr<S>() + r;
+            S* hn = h_[t + 1].data_ptr<S>() + r;
+            delta_pre_z<S>(x, vht.data_ptr<S>(), zp, n, H);
+            z_r.tanh_();
+            if (OO == TANH) {
+              delta_lerp<S>(x, zp, hp, hn, n, H);
+              h_[t + 1].narrow(0, b0, n).tanh_();
+            }
+            S* f = GG ? Fp + t * BH + r : nullptr;
+            delta_step<S, OO, KK, GG>(x, zp, hp, hn, f, GG ? f + TBH : nullptr, GG ? f + 2 * TBH : nullptr,
+                                      GG ? f + 3 * TBH : nullptr, KK ? k.row(t) + r : nullptr, n, H);
           }
-          S* f = GG ? Fp + t * BH : nullptr;
-          delta_step<S, OO, KK, GG>(x, z.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(), f,
-                                    GG ? f + TBH : nullptr, GG ? f + 2 * TBH : nullptr, GG ? f + 3 * TBH : nullptr,
-                                    KK ? k.row(t) : nullptr, B, H);
-        }
+        });
       });
     });
   });
@@ -168,18 +175,25 @@ std::vector<Tensor> delta_rnn_backward(const Tensor& F, const Tensor& vh, const 
     using S = scalar_t;
     const S* Fp = F.data_ptr<S>();
     const int64_t TBH = T * BH;
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const S* f = Fp + t * BH;
-      auto step = [&](auto DT) {
-        delta_back<S, decltype(DT)::value>(dh.data_ptr<S>(), decltype(DT)::value ? dy.data_ptr<S>() + t * BH : nullptr,
-                                           f, f + TBH, f + 2 * TBH, f + 3 * TBH, vh.data_ptr<S>() + t * BH,
-                                           dvh_[t].data_ptr<S>(), tmp.data_ptr<S>(),
-                                           dxp.data_ptr<S>() + t * B * G, B, H);
-      };
-      if (dy.defined()) step(std::true_type{});
-      else step(std::false_type{});
-      at::addmm_out(dh, tmp, dvh_[t], v);
-    }
+    for_batch(B, [&](int64_t b0, int64_t b1) {
+      const int64_t n = b1 - b0, r = b0 * H;
+      Tensor dh_r = dh.narrow(0, b0, n);
+      const Tensor tmp_r = tmp.narrow(0, b0, n);
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const S* f = Fp + t * BH + r;
+        const Tensor dvh_r = dvh_[t].narrow(0, b0, n);
+        auto step = [&](auto DT) {
+          delta_back<S, decltype(DT)::value>(dh_r.data_ptr<S>(),
+                                             decltype(DT)::value ? dy.data_ptr<S>() + t * BH + r : nullptr, f,
+                                             f + TBH, f + 2 * TBH, f + 3 * TBH, vh.data_ptr<S>() + t * BH + r,
+                                             dvh_r.data_ptr<S>(), tmp_r.data_ptr<S>(),
+                                             dxp.data_ptr<S>() + t * B * G + 3 * r, n, H);
+        };
+        if (dy.defined()) step(std::true_type{});
+        else step(std::false_type{});
+        at::addmm_out(dh_r, tmp_r, dvh_r, v);
+      }
+    });
   });
   Tensor dv = at::mm(dvh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, dh, dv};

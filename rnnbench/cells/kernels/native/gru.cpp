@@ -112,27 +112,24 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
     const int64_t BH = B * H, BG = B * G;
     with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
-      for (int64_t t = 0; t < T; ++t) {
-        at::addmm_out(hp_[t], b_hh, h_[t], wt);
-        const S* x = xp.data_ptr<S>() + t * BG;
-        const S* hpt = hp_[t].data_ptr<S>();
-        S* rzt = rz_[t].data_ptr<S>();
-        S* nt = n_[t].data_ptr<S>();
-        const S* ht = h_[t].data_ptr<S>();
-        S* hout = h_[t + 1].data_ptr<S>();
-        S* ct = GG ? coef.data_ptr<S>() + t * BG : nullptr;
-        S* at_ = GG ? a.data_ptr<S>() + t * BH : nullptr;
-        const S* kt = KK ? k.row(t) : nullptr;
-        for_rows(B, G, [&](int64_t b0, int64_t b1) {
-          const int64_t m = b1 - b0, r = b0 * H;
-          gru_pre_rz<S>(x + b0 * G, hpt + b0 * G, rzt + 2 * r, m, H);
+      for_batch(B, [&](int64_t b0, int64_t b1) {
+        const int64_t m = b1 - b0, r = b0 * H, rg = b0 * G;
+        for (int64_t t = 0; t < T; ++t) {
+          Tensor hp_r = hp_[t].narrow(0, b0, m);
+          at::addmm_out(hp_r, b_hh, h_[t].narrow(0, b0, m), wt);
+          const S* x = xp.data_ptr<S>() + t * BG + rg;
+          const S* hpt = hp_[t].data_ptr<S>() + rg;
+          S* rzt = rz_[t].data_ptr<S>() + 2 * r;
+          S* nt = n_[t].data_ptr<S>() + r;
+          gru_pre_rz<S>(x, hpt, rzt, m, H);
           rz_[t].narrow(0, b0, m).sigmoid_();
-          gru_pre_n<S>(x + b0 * G, hpt + b0 * G, rzt + 2 * r, nt + r, m, H);
+          gru_pre_n<S>(x, hpt, rzt, nt, m, H);
           n_[t].narrow(0, b0, m).sigmoid_();
-          gru_step<S, KK, GG>(hpt + b0 * G, rzt + 2 * r, nt + r, ht + r, hout + r, GG ? ct + b0 * G : nullptr,
-                              GG ? at_ + r : nullptr, KK ? kt + r : nullptr, m, H);
-        });
-      }
+          gru_step<S, KK, GG>(hpt, rzt, nt, h_[t].data_ptr<S>() + r, h_[t + 1].data_ptr<S>() + r,
+                              GG ? coef.data_ptr<S>() + t * BG + rg : nullptr, GG ? a.data_ptr<S>() + t * BH + r : nullptr,
+                              KK ? k.row(t) + r : nullptr, m, H);
+        }
+      });
     });
   });
   return {hs, rz, coef, a};
@@ -152,23 +149,24 @@ std::vector<Tensor> gru_backward(const Tensor& coef, const Tensor& a, const Tens
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gru_backward", [&] {
     using S = scalar_t;
     const int64_t BH = B * H, BG = B * G;
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const S* c = coef.data_ptr<S>() + t * BG;
-      const S* z = rz.data_ptr<S>() + t * 2 * BH;
-      S* Dt = D.data_ptr<S>() + t * BH;
-      const S* dyt = dy.defined() ? dy.data_ptr<S>() + t * BH : nullptr;
-      S* dht = dh.data_ptr<S>();
-      S* dhpt = dhp_[t].data_ptr<S>();
-      S* tmpp = tmp.data_ptr<S>();
-      for_rows(B, G, [&](int64_t b0, int64_t b1) {
-        const int64_t m = b1 - b0, r = b0 * H;
-        if (dyt)
-          gru_back<S, true>(dht + r, dyt + r, Dt + r, c + b0 * G, dhpt + b0 * G, z + 2 * r, tmpp + r, m, H);
+    for_batch(B, [&](int64_t b0, int64_t b1) {
+      const int64_t m = b1 - b0, r = b0 * H, rg = b0 * G;
+      Tensor dh_r = dh.narrow(0, b0, m);
+      const Tensor tmp_r = tmp.narrow(0, b0, m);
+      S* dht = dh.data_ptr<S>() + r;
+      S* tmpp = tmp.data_ptr<S>() + r;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const S* c = coef.data_ptr<S>() + t * BG + rg;
+        const S* z = rz.data_ptr<S>() + t * 2 * BH + 2 * r;
+        S* Dt = D.data_ptr<S>() + t * BH + r;
+        S* dhpt = dhp_[t].data_ptr<S>() + rg;
+        if (dy.defined())
+          gru_back<S, true>(dht, dy.data_ptr<S>() + t * BH + r, Dt, c, dhpt, z, tmpp, m, H);
         else
-          gru_back<S, false>(dht + r, nullptr, Dt + r, c + b0 * G, dhpt + b0 * G, z + 2 * r, tmpp + r, m, H);
-      });
-      at::addmm_out(dh, tmp, dhp_[t], w_hh);
-    }
+          gru_back<S, false>(dht, nullptr, Dt, c, dhpt, z, tmpp, m, H);
+        at::addmm_out(dh_r, tmp_r, dhp_[t].narrow(0, b0, m), w_hh);
+      }
+    });
   });
   Tensor dxp = at::cat({dhp.narrow(2, 0, 2 * H), D.mul_(a)}, -1);
   const Tensor dhp2 = dhp.view({T * B, G});

@@ -110,28 +110,26 @@ void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, 
                   const Keep<T>& kc, bool grad, int64_t T_, int64_t B, int64_t H) {
   const int64_t BH = B * H, G = 4 * H, BG = 4 * BH;
   auto fwd = grad ? &cell_fwd<T, KH, KC, true> : &cell_fwd<T, KH, KC, false>;
-  for (int64_t t = 0; t < T_; ++t) {
-    g_[t].addmm_(h_[t], wt);
-    T* g = g_[t].data_ptr<T>();
-    const T* cp = c_[t].data_ptr<T>();
-    const T* hp = h_[t].data_ptr<T>();
-    const Tensor& cn_t = KC ? c_hat : c_[t + 1];
-    T* cn = cn_t.data_ptr<T>();
-    T* c_out = c_[t + 1].data_ptr<T>();
-    T* h_out = h_[t + 1].data_ptr<T>();
-    T* tcp = tc.data_ptr<T>();
-    const T* kh_t = KH ? kh.row(t) : nullptr;
-    const T* kc_t = KC ? kc.row(t) : nullptr;
-    for_rows(B, G, [&](int64_t b0, int64_t b1) {
-      const int64_t n = b1 - b0, r = b0 * H;
+  T* tcp = tc.data_ptr<T>();
+  for_batch(B, [&](int64_t b0, int64_t b1) {
+    const int64_t n = b1 - b0, r = b0 * H, rg = b0 * G;
+    const Tensor tcr = tc.narrow(0, b0, n);
+    for (int64_t t = 0; t < T_; ++t) {
       const Tensor gr = g_[t].narrow(0, b0, n);
+      gr.addmm_(h_[t].narrow(0, b0, n), wt);
       gr.sigmoid_();  // σ(o), σ(i), σ(f), σ(2 pre_g)
-      cell_c<T>(g + b0 * G, cp + r, cn + r, tcp + r, n, H);
-      tc.narrow(0, b0, n).sigmoid_();  // σ(2ĉ)
-      fwd(g + b0 * G, cp + r, hp + r, tcp + r, cn + r, c_out + r, h_out + r, grad ? P + t * BG + b0 * G : nullptr,
-          grad ? q + t * BH + r : nullptr, KH ? kh_t + r : nullptr, KC ? kc_t + r : nullptr, n, H);
-    });
-  }
+      T* g = g_[t].data_ptr<T>() + rg;
+      const T* cp = c_[t].data_ptr<T>() + r;
+      const T* hp = h_[t].data_ptr<T>() + r;
+      T* cn = (KC ? c_hat : c_[t + 1]).data_ptr<T>() + r;
+      T* c_out = c_[t + 1].data_ptr<T>() + r;
+      T* h_out = h_[t + 1].data_ptr<T>() + r;
+      cell_c<T>(g, cp, cn, tcp + r, n, H);
+      tcr.sigmoid_();  // σ(2ĉ)
+      fwd(g, cp, hp, tcp + r, cn, c_out, h_out, grad ? P + t * BG + rg : nullptr, grad ? q + t * BH + r : nullptr,
+          KH ? kh.row(t) + r : nullptr, KC ? kc.row(t) + r : nullptr, n, H);
+    }
+  });
 }
 
 template <typename T, bool KH, bool KC>
@@ -146,32 +144,29 @@ void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const 
   const T* qp = q.data_ptr<T>();
   T* Dcp = Dc.data_ptr<T>();
   T* dcp = dc.data_ptr<T>();
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    T* dh = dh_[t].data_ptr<T>();
-    T* dg = dg_[t].data_ptr<T>();
-    const T* kc_t = KC ? kc.row(t) : nullptr;
-    const bool last = t == T_ - 1;
-    if (!last) {
-      if (dy.defined()) at::addmm_out(dh_[t], dy_t[t], dg_[t + 1], w_hh);
-      else at::mm_out(dh_[t], dg_[t + 1], w_hh);
+  for_batch(B, [&](int64_t b0, int64_t b1) {
+    const int64_t n = b1 - b0, r = b0 * H, rg = b0 * G;
+    auto off = [r](const T* p) { return p ? p + r : nullptr; };
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      T* dh = dh_[t].data_ptr<T>() + r;
+      T* dg = dg_[t].data_ptr<T>() + rg;
+      const T* kc_t = KC ? kc.row(t) : nullptr;
+      const T* P_t = Pp + t * BG + rg;
+      const T* q_t = qp + t * BH + r;
+      if (t == T_ - 1) {
+        cell_bwd<T, KH, KC, true>(dh, nullptr, Dcp + r, dcp + r, nullptr, P_t, q_t, dg, nullptr, nullptr, off(kc_t),
+                                  n, H);
+        continue;
+      }
+      Tensor dh_r = dh_[t].narrow(0, b0, n);
+      const Tensor dg_r = dg_[t + 1].narrow(0, b0, n);
+      if (dy.defined()) at::addmm_out(dh_r, dy_t[t].narrow(0, b0, n), dg_r, w_hh);
+      else at::mm_out(dh_r, dg_r, w_hh);
+      cell_bwd<T, KH, KC, false>(dh, dh_[t + 1].data_ptr<T>() + r, Dcp + r, dcp + r, gp + (t + 1) * BG + rg, P_t,
+                                 q_t, dg, KH ? kh.row(t + 1) + r : nullptr, KC ? kc.row(t + 1) + r : nullptr,
+                                 off(kc_t), n, H);
     }
-    const T* dh_next = last ? nullptr : dh_[t + 1].data_ptr<T>();
-    const T* g_next = last ? nullptr : gp + (t + 1) * BG;
-    const T* kh_next = KH && !last ? kh.row(t + 1) : nullptr;
-    const T* kc_next = KC && !last ? kc.row(t + 1) : nullptr;
-    const T* P_t = Pp + t * BG;
-    const T* q_t = qp + t * BH;
-    for_rows(B, G, [&](int64_t b0, int64_t b1) {
-      const int64_t n = b1 - b0, r = b0 * H, rg = b0 * G;
-      auto off = [r](const T* p) { return p ? p + r : nullptr; };
-      if (last)
-        cell_bwd<T, KH, KC, true>(dh + r, nullptr, Dcp + r, dcp + r, nullptr, P_t + rg, q_t + r, dg + rg, nullptr,
-                                  nullptr, off(kc_t), n, H);
-      else
-        cell_bwd<T, KH, KC, false>(dh + r, dh_next + r, Dcp + r, dcp + r, g_next + rg, P_t + rg, q_t + r, dg + rg,
-                                   off(kh_next), off(kc_next), off(kc_t), n, H);
-    });
-  }
+  });
 }
 
 }  // namespace

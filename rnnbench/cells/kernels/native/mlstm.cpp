@@ -121,32 +121,27 @@ std::vector<Tensor> mlstm_forward(const Tensor& xp_, const Tensor& h0, const Ten
     with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KHT, auto KCT) {
       constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
       auto fwd = grad ? &mlstm_fwd<S, KH, KC, true> : &mlstm_fwd<S, KH, KC, false>;
-      for (int64_t t = 0; t < T; ++t) {
-        at::mm_out(mh_[t], h_[t], wmh_t);
-        factor_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H, 5 * H);
-        at::addmm_out(pre_[t], xp_t[t].narrow(1, H, 4 * H), ms_[t], wm_t);
-        Tensor& ch = KC ? c_hat : c_[t + 1];
-        Tensor& un = KH ? u : h_[t + 1];
-        const S* pr = pre_[t].data_ptr<S>();
-        const S* cp = c_[t].data_ptr<S>();
-        const S* hp = h_[t].data_ptr<S>();
-        S* chp = ch.data_ptr<S>();
-        S* unp = un.data_ptr<S>();
-        S* cn = c_[t + 1].data_ptr<S>();
-        S* hn = h_[t + 1].data_ptr<S>();
-        S* Pt = grad ? P.data_ptr<S>() + t * 3 * BH : nullptr;
-        S* qt = grad ? q.data_ptr<S>() + t * BH : nullptr;
-        const S* kht = KH ? kh.row(t) : nullptr;
-        const S* kct = KC ? kc.row(t) : nullptr;
-        for_rows(B, 4 * H, [&](int64_t b0, int64_t b1) {
-          const int64_t n = b1 - b0, r = b0 * H;
-          pre_[t].narrow(0, b0, n).narrow(1, H, 3 * H).sigmoid_();
-          mlstm_c<S>(pr + 4 * r, cp + r, chp + r, unp + r, n, H);
+      for_batch(B, [&](int64_t b0, int64_t b1) {
+        const int64_t n = b1 - b0, r = b0 * H;
+        for (int64_t t = 0; t < T; ++t) {
+          Tensor mh_r = mh_[t].narrow(0, b0, n), pre_r = pre_[t].narrow(0, b0, n);
+          const Tensor ms_r = ms_[t].narrow(0, b0, n), x_r = xp_t[t].narrow(0, b0, n);
+          at::mm_out(mh_r, h_[t].narrow(0, b0, n), wmh_t);
+          factor_m<S>(x_r.data_ptr<S>(), mh_r.data_ptr<S>(), ms_r.data_ptr<S>(), n, H, 5 * H);
+          at::addmm_out(pre_r, x_r.narrow(1, H, 4 * H), ms_r, wm_t);
+          const Tensor& un = KH ? u : h_[t + 1];
+          const S* pr = pre_r.data_ptr<S>();
+          S* chp = (KC ? c_hat : c_[t + 1]).data_ptr<S>() + r;
+          S* unp = un.data_ptr<S>() + r;
+          pre_r.narrow(1, H, 3 * H).sigmoid_();
+          mlstm_c<S>(pr, c_[t].data_ptr<S>() + r, chp, unp, n, H);
           un.narrow(0, b0, n).sigmoid_();
-          fwd(pr + 4 * r, cp + r, hp + r, chp + r, unp + r, cn + r, hn + r, grad ? Pt + 3 * r : nullptr,
-              grad ? qt + r : nullptr, KH ? kht + r : nullptr, KC ? kct + r : nullptr, n, H);
-        });
-      }
+          fwd(pr, c_[t].data_ptr<S>() + r, h_[t].data_ptr<S>() + r, chp, unp, c_[t + 1].data_ptr<S>() + r,
+              h_[t + 1].data_ptr<S>() + r, grad ? P.data_ptr<S>() + t * 3 * BH + 3 * r : nullptr,
+              grad ? q.data_ptr<S>() + t * BH + r : nullptr, KH ? kh.row(t) + r : nullptr,
+              KC ? kc.row(t) + r : nullptr, n, H);
+        }
+      });
     });
   });
   return {hs, cs, mh, ms, pre, P, q};
@@ -173,28 +168,23 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
     with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KHT, auto KCT) {
       constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
       auto back = dy.defined() ? &mlstm_back<S, KH, KC, true> : &mlstm_back<S, KH, KC, false>;
-      for (int64_t t = T - 1; t >= 0; --t) {
-        S* Dp = D.data_ptr<S>();
-        const S* dyt = dy.defined() ? dy.data_ptr<S>() + t * BH : nullptr;
-        S* dcp = dc.data_ptr<S>();
-        const S* pr = pre.data_ptr<S>() + t * 4 * BH;
-        const S* Pt = P.data_ptr<S>() + t * 3 * BH;
-        const S* qt = q.data_ptr<S>() + t * BH;
-        S* dx = dxp_[t].data_ptr<S>();
-        S* kDp = kD.data_ptr<S>();
-        const S* kht = KH ? kh.row(t) : nullptr;
-        const S* kct = KC ? kc.row(t) : nullptr;
-        for_rows(B, 5 * H, [&](int64_t b0, int64_t b1) {
-          const int64_t r = b0 * H;
-          back(Dp + r, dyt ? dyt + r : nullptr, dcp + r, pr + 4 * r, Pt + 3 * r, qt + r, dx + 5 * r, kDp + r,
-               KH ? kht + r : nullptr, KC ? kct + r : nullptr, b1 - b0, H);
-        });
-        at::mm_out(dm, dxp_[t].narrow(1, H, 4 * H), w_m);
-        factor_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 5 * BH,
-                     dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H, 5 * H);
-        if (KH) at::addmm_out(D, kD, dmh_[t], w_mh);
-        else at::mm_out(D, dmh_[t], w_mh);
-      }
+      for_batch(B, [&](int64_t b0, int64_t b1) {
+        const int64_t n = b1 - b0, r = b0 * H;
+        Tensor D_r = D.narrow(0, b0, n), dm_r = dm.narrow(0, b0, n);
+        const Tensor kD_r = kD.narrow(0, b0, n);
+        for (int64_t t = T - 1; t >= 0; --t) {
+          const Tensor dx_r = dxp_[t].narrow(0, b0, n), dmh_r = dmh_[t].narrow(0, b0, n);
+          back(D_r.data_ptr<S>(), dy.defined() ? dy.data_ptr<S>() + t * BH + r : nullptr, dc.data_ptr<S>() + r,
+               pre.data_ptr<S>() + t * 4 * BH + 4 * r, P.data_ptr<S>() + t * 3 * BH + 3 * r,
+               q.data_ptr<S>() + t * BH + r, dx_r.data_ptr<S>(), kD_r.data_ptr<S>(), KH ? kh.row(t) + r : nullptr,
+               KC ? kc.row(t) + r : nullptr, n, H);
+          at::mm_out(dm_r, dx_r.narrow(1, H, 4 * H), w_m);
+          factor_dm<S>(dm_r.data_ptr<S>(), mh.data_ptr<S>() + t * BH + r, xp.data_ptr<S>() + t * 5 * BH + 5 * r,
+                       dx_r.data_ptr<S>(), dmh_r.data_ptr<S>(), n, H, 5 * H);
+          if (KH) at::addmm_out(D_r, kD_r, dmh_r, w_mh);
+          else at::mm_out(D_r, dmh_r, w_mh);
+        }
+      });
     });
   });
   Tensor dw_m = at::mm(dxp.narrow(2, H, 4 * H).reshape({T * B, 4 * H}).t(), ms.view({T * B, H}));

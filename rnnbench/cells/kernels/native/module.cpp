@@ -10,12 +10,12 @@
 
 namespace {
 
-// the distinct threads that ran for_rows's chunks: tests check the row split really runs in parallel
+// the distinct threads that ran for_batch's chunks: tests check the batch split really runs in parallel
 // (without -fopenmp the OpenMP pragma under at::parallel_for is dropped and every chunk runs serially)
-int64_t rows_threads(int64_t B, int64_t row_elems) {
+int64_t batch_threads(int64_t B) {
   std::mutex m;
   std::set<std::thread::id> ids;
-  for_rows(B, row_elems, [&](int64_t, int64_t) {
+  for_batch(B, [&](int64_t, int64_t) {
     std::lock_guard<std::mutex> lock(m);
     ids.insert(std::this_thread::get_id());
   });
@@ -43,5 +43,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("delta_rnn_backward", &delta_rnn_backward, "Delta-RNN whole-sequence BPTT");
   m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
   m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
-  m.def("rows_threads", &rows_threads, "threads that ran for_rows's chunks (a test probe)");
+  m.def("batch_threads", &batch_threads, "threads that ran for_batch's chunks (a test probe)");
 }

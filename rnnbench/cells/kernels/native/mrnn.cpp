@@ -7,6 +7,7 @@
 
 #include "keep.h"
 #include "kernels.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -28,15 +29,20 @@ std::vector<Tensor> mrnn_forward(const Tensor& xp_, const Tensor& h0, const Tens
     const Keep<S> k = keep<S>(k_, T, B, H);
     with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
-      for (int64_t t = 0; t < T; ++t) {
-        at::mm_out(mh_[t], h_[t], wmh_t);
-        factor_m<S>(xp_t[t].data_ptr<S>(), mh_[t].data_ptr<S>(), ms_[t].data_ptr<S>(), B, H, 2 * H);
-        Tensor& hn = KK ? h_hat : h_[t + 1];
-        at::addmm_out(hn, xp_t[t].narrow(1, H, H), ms_[t], whm_t).tanh_();
-        if (KK || GG)
-          tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
-                               GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, BH);
-      }
+      for_batch(B, [&](int64_t b0, int64_t b1) {
+        const int64_t n = b1 - b0, r = b0 * H;
+        for (int64_t t = 0; t < T; ++t) {
+          Tensor mh_r = mh_[t].narrow(0, b0, n);
+          const Tensor ms_r = ms_[t].narrow(0, b0, n), x_r = xp_t[t].narrow(0, b0, n);
+          at::mm_out(mh_r, h_[t].narrow(0, b0, n), wmh_t);
+          factor_m<S>(x_r.data_ptr<S>(), mh_r.data_ptr<S>(), ms_r.data_ptr<S>(), n, H, 2 * H);
+          Tensor hn = (KK ? h_hat : h_[t + 1]).narrow(0, b0, n);
+          at::addmm_out(hn, x_r.narrow(1, H, H), ms_r, whm_t).tanh_();
+          if (KK || GG)
+            tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>() + r, h_[t + 1].data_ptr<S>() + r,
+                                 GG ? a.data_ptr<S>() + t * BH + r : nullptr, KK ? k.row(t) + r : nullptr, n * H);
+        }
+      });
     });
   });
   return {hs, mh, ms, a};
@@ -60,15 +66,22 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
     const Keep<S> k = keep<S>(k_, T, B, H);
     with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
-      for (int64_t t = T - 1; t >= 0; --t) {
-        tanh_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
-                             dxp_[t].data_ptr<S>() + H, 2 * H, kD.data_ptr<S>(), KK ? k.row(t) : nullptr, B, H);
-        at::mm_out(dm, dxp_[t].narrow(1, H, H), w_hm);
-        factor_dm<S>(dm.data_ptr<S>(), mh.data_ptr<S>() + t * BH, xp.data_ptr<S>() + t * 2 * BH,
-                     dxp_[t].data_ptr<S>(), dmh_[t].data_ptr<S>(), B, H, 2 * H);
-        if (KK) at::addmm_out(D, kD, dmh_[t], w_mh);
-        else at::mm_out(D, dmh_[t], w_mh);
-      }
+      for_batch(B, [&](int64_t b0, int64_t b1) {
+        const int64_t n = b1 - b0, r = b0 * H;
+        Tensor D_r = D.narrow(0, b0, n), dm_r = dm.narrow(0, b0, n);
+        const Tensor kD_r = kD.narrow(0, b0, n);
+        for (int64_t t = T - 1; t >= 0; --t) {
+          const Tensor dx_r = dxp_[t].narrow(0, b0, n), dmh_r = dmh_[t].narrow(0, b0, n);
+          tanh_back<S, KK, DD>(D_r.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH + r : nullptr,
+                               a.data_ptr<S>() + t * BH + r, dx_r.data_ptr<S>() + H, 2 * H, kD_r.data_ptr<S>(),
+                               KK ? k.row(t) + r : nullptr, n, H);
+          at::mm_out(dm_r, dx_r.narrow(1, H, H), w_hm);
+          factor_dm<S>(dm_r.data_ptr<S>(), mh.data_ptr<S>() + t * BH + r, xp.data_ptr<S>() + t * 2 * BH + 2 * r,
+                       dx_r.data_ptr<S>(), dmh_r.data_ptr<S>(), n, H, 2 * H);
+          if (KK) at::addmm_out(D_r, kD_r, dmh_r, w_mh);
+          else at::mm_out(D_r, dmh_r, w_mh);
+        }
+      });
     });
   });
   Tensor dw_hm = at::mm(dxp.narrow(2, H, H).reshape({T * B, H}).t(), ms.view({T * B, H}));

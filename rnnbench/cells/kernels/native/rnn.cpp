@@ -6,6 +6,7 @@
 
 #include "keep.h"
 #include "kernels.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -25,13 +26,16 @@ std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tenso
     const Keep<S> k = keep<S>(k_, T, B, H);
     with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
-      for (int64_t t = 0; t < T; ++t) {
-        Tensor& hn = KK ? h_hat : h_[t + 1];
-        at::addmm_out(hn, xp_t[t], h_[t], wt).tanh_();
-        if (KK || GG)
-          tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>(), h_[t + 1].data_ptr<S>(),
-                              GG ? a.data_ptr<S>() + t * BH : nullptr, KK ? k.row(t) : nullptr, BH);
-      }
+      for_batch(B, [&](int64_t b0, int64_t b1) {
+        const int64_t n = b1 - b0, r = b0 * H;
+        for (int64_t t = 0; t < T; ++t) {
+          Tensor hn = (KK ? h_hat : h_[t + 1]).narrow(0, b0, n);
+          at::addmm_out(hn, xp_t[t].narrow(0, b0, n), h_[t].narrow(0, b0, n), wt).tanh_();
+          if (KK || GG)
+            tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>() + r, h_[t + 1].data_ptr<S>() + r,
+                                 GG ? a.data_ptr<S>() + t * BH + r : nullptr, KK ? k.row(t) + r : nullptr, n * H);
+        }
+      });
     });
   });
   return {hs, a};
@@ -52,12 +56,19 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
     const Keep<S> k = keep<S>(k_, T, B, H);
     with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
-      for (int64_t t = T - 1; t >= 0; --t) {
-        tanh_back<S, KK, DD>(D.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH : nullptr, a.data_ptr<S>() + t * BH,
-                             dpre_[t].data_ptr<S>(), H, kD.data_ptr<S>(), KK ? k.row(t) : nullptr, B, H);
-        if (KK) at::addmm_out(D, kD, dpre_[t], w_hh);
-        else at::mm_out(D, dpre_[t], w_hh);
-      }
+      for_batch(B, [&](int64_t b0, int64_t b1) {
+        const int64_t n = b1 - b0, r = b0 * H;
+        Tensor D_r = D.narrow(0, b0, n);
+        const Tensor kD_r = kD.narrow(0, b0, n);
+        for (int64_t t = T - 1; t >= 0; --t) {
+          const Tensor dpre_r = dpre_[t].narrow(0, b0, n);
+          tanh_back<S, KK, DD>(D_r.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH + r : nullptr,
+                               a.data_ptr<S>() + t * BH + r, dpre_r.data_ptr<S>(), H, kD_r.data_ptr<S>(),
+                               KK ? k.row(t) + r : nullptr, n, H);
+          if (KK) at::addmm_out(D_r, kD_r, dpre_r, w_hh);
+          else at::mm_out(D_r, dpre_r, w_hh);
+        }
+      });
     });
   });
   Tensor dw = at::mm(dpre.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));

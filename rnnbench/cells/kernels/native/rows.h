@@ -1,21 +1,29 @@
-// A step's element-wise work split over batch rows between torch's intra-op threads: ATen does
-// not split a [B, H] op below 32,768 elements, so without this only the GEMMs use the 2nd core.
+// The kernels' loops split over batch rows between torch's intra-op threads: per step, ATen does
+// not split a [B, H] op below 32,768 elements and a [B, H] x [H, 4H] GEMM scales poorly, so
+// without this the 2nd core mostly waits.
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
-#include <algorithm>
 #include <cstdint>
 
 namespace {
 
-constexpr int64_t kMinChunk = 4096;  // elements a thread takes at least (a fork/join costs µs)
+// f(b0, b1) over batch rows [b0, b1), each chunk running the whole time loop for its rows: a
+// recurrence's rows never mix (only dW sums over them, after the loop), so a thread owns its rows
+// for all T steps with no fork/join per step, and the small per-step GEMMs run one per thread.
+// Nested ATen ops (and MKL's GEMMs) run single-threaded inside the region; the caller's
+// thread-local state (grad mode: the out= GEMMs refuse grad-requiring inputs under grad) goes along.
+constexpr int64_t kMinRows = 8;  // rows a thread takes at least (fewer starve the GEMM's M)
 
-// f(b0, b1) over rows [b0, b1) of B rows of `row_elems` elements each, in parallel where worth it
 template <typename F>
-inline void for_rows(int64_t B, int64_t row_elems, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, kMinChunk / std::max<int64_t>(1, row_elems));
-  at::parallel_for(0, B, grain, f);
+inline void for_batch(int64_t B, const F& f) {
+  const at::ThreadLocalState state;
+  at::parallel_for(0, B, kMinRows, [&](int64_t b0, int64_t b1) {
+    const at::ThreadLocalStateGuard guard(state);
+    f(b0, b1);
+  });
 }
 
 }  // namespace

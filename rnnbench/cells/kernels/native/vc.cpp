@@ -11,6 +11,7 @@
 
 #include "keep.h"
 #include "kernels.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -35,14 +36,17 @@ void mask_z(const T* __restrict__ m, const T* __restrict__ zs, const T* __restri
   }
 }
 
-// the scheduler's m_t = σ(w_mx·x + b_m + h·w_mh) and the masks e_t (σ in ATen, as the Python loop)
-template <typename T, bool HARD>
-void scheduler_and_mask(const Tensor& a, const Tensor& h, const Tensor& w_mh, Tensor& m, Tensor& e,
-                        const T* zs, const T* zo, int64_t B, int64_t K, T kappa) {
+// the scheduler's m_t = σ(w_mx·x + b_m + h·w_mh) (σ in ATen, as the Python loop)
+inline void scheduler(const Tensor& a, const Tensor& h, const Tensor& w_mh, Tensor& m) {
   at::addmm_out(m, a, h, w_mh);
   m.sigmoid_();
-  mask_z<T, HARD>(m.data_ptr<T>(), zs, zo, e.data_ptr<T>(), B, K, kappa);
-  if (!HARD) e.sigmoid_();
+}
+
+// the masks e_t of rows [b0, b0 + n) from m_t (the soft threshold's σ in ATen, as the Python loop)
+template <typename T, bool HARD>
+void mask_rows(const T* m, const Tensor& e, const T* zs, const T* zo, int64_t b0, int64_t n, int64_t K, T kappa) {
+  mask_z<T, HARD>(m + b0, zs, zo, e.data_ptr<T>() + b0 * K, n, K, kappa);
+  if (!HARD) e.narrow(0, b0, n).sigmoid_();
 }
 
 // ∂L/∂a of the scheduler from the row's ∂L/∂z accumulated in `dz` (soft), plus dM: σ'(a) (dz + dM);
@@ -232,20 +236,31 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
   T* Up = U.data_ptr<T>();
   const int64_t BK = B * K, BH = B * H;
   auto tail = grad ? &lstm_tail<T, Z, true> : &lstm_tail<T, Z, false>;
-  for (int64_t t = 0; t < T_; ++t) {
-    Tensor m = m_[t], e = e_[t];
-    scheduler_and_mask<T, HARD>(a_[t], h_[t], w_mh, m, e, zs, zo, B, K, T(kappa));
-    const T* ep = e.data_ptr<T>();
-    lstm_mask_inputs<T>(Up + t * BK, ep, xb_[t].data_ptr<T>(), P.data_ptr<T>() + 2 * H, B, JH, H, K);
-    at::mm_out(g, xb_[t], wf2);
-    g.sigmoid_();
-    lstm_c<T>(g.data_ptr<T>(), P.data_ptr<T>(), ht.data_ptr<T>(), B, H);
-    tc.sigmoid_();
-    lstm_tanh_c<T>(P.data_ptr<T>(), B, H);
-    tail(g.data_ptr<T>(), P.data_ptr<T>(), ht.data_ptr<T>(), Up + t * BK, Up + (t + 1) * BK, ep,
-         Z ? row<T>(ak, t) : nullptr, Z ? ez.data_ptr<T>() + t * 2 * BH : nullptr, F.data_ptr<T>() + t * 4 * BH,
-         q.data_ptr<T>() + t * BH, dd.data_ptr<T>() + t * 2 * BH, fs.data_ptr<T>() + t * BH, B, H, J, K);
-  }
+  T* gp = g.data_ptr<T>();
+  T* Pp = P.data_ptr<T>();
+  T* htp = ht.data_ptr<T>();
+  for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
+    const int64_t n = b1 - b0, r = b0 * H;
+    Tensor g_r = g.narrow(0, b0, n);
+    const Tensor tc_r = tc.narrow(0, b0, n);
+    for (int64_t t = 0; t < T_; ++t) {
+      Tensor m = m_[t].narrow(0, b0, n);
+      scheduler(a_[t].narrow(0, b0, n), h_[t].narrow(0, b0, n), w_mh, m);
+      const T* ep = e_[t].data_ptr<T>() + b0 * K;
+      T* u = Up + t * BK + b0 * K;
+      mask_rows<T, HARD>(m_[t].data_ptr<T>(), e_[t], zs, zo, b0, n, K, T(kappa));
+      lstm_mask_inputs<T>(u, ep, xb_[t].data_ptr<T>() + b0 * JH, Pp + 3 * r + 2 * H, n, JH, H, K);
+      at::mm_out(g_r, xb_[t].narrow(0, b0, n), wf2);
+      g_r.sigmoid_();
+      lstm_c<T>(gp + 4 * r, Pp + 3 * r, htp + 2 * r, n, H);
+      tc_r.sigmoid_();
+      lstm_tanh_c<T>(Pp + 3 * r, n, H);
+      tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? row<T>(ak, t) + 2 * r : nullptr,
+           Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr, F.data_ptr<T>() + t * 4 * BH + 4 * r,
+           q.data_ptr<T>() + t * BH + r, dd.data_ptr<T>() + t * 2 * BH + 2 * r, fs.data_ptr<T>() + t * BH + r, n, H,
+           J, K);
+    }
+  });
 }
 
 template <typename T, bool HARD, bool Z, bool DM>
@@ -257,32 +272,38 @@ Tensor lstm_backward_loop(Tensor dS, const Tensor& dgates, const Tensor& dxp, co
   const int64_t BK = B * K, BH = B * H;
   Tensor dS2 = at::empty_like(dS);
   Tensor dX = at::empty({B, K}, U.options());
-  const Tensor dXg = dX.narrow(1, 0, JH);
-  Tensor dXg_out = dXg;
   const auto dg_ = dgates.unbind(0);
   const T* zs = zs2.data_ptr<T>();
   const T* wmh = w_mh.data_ptr<T>();
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    const T* e = es.data_ptr<T>() + t * BK;
-    // the state lerp's weight e': zoneout's ez rows, else the h, c columns of e
-    const T* w = Z ? ez.data_ptr<T>() + t * 2 * BH : e + J;
-    const int64_t ws = Z ? 2 * H : K;
-    T* dg = dgates.data_ptr<T>() + t * 4 * BH;
-    if (dy.defined())
-      lstm_bwd_gates<T, true>(dS.data_ptr<T>(), dy.data_ptr<T>() + t * BH, w, ws, F.data_ptr<T>() + t * 4 * BH,
-                              q.data_ptr<T>() + t * BH, fs.data_ptr<T>() + t * BH, dg, dX.data_ptr<T>(), B, H, JH, K);
-    else
-      lstm_bwd_gates<T, false>(dS.data_ptr<T>(), nullptr, w, ws, F.data_ptr<T>() + t * 4 * BH,
-                               q.data_ptr<T>() + t * BH, fs.data_ptr<T>() + t * BH, dg, dX.data_ptr<T>(), B, H, JH,
-                               K);
-    at::mm_out(dXg_out, dg_[t], wt);  // ∂[x̄, 1, h̄]
-    lstm_bwd_carry<T, HARD, Z, DM>(dS.data_ptr<T>(), dS2.data_ptr<T>(), dX.data_ptr<T>(), U.data_ptr<T>() + t * BK,
-                                   e, Z ? ez.data_ptr<T>() + t * 2 * BH : nullptr, dd.data_ptr<T>() + t * 2 * BH, zs,
-                                   ms.data_ptr<T>() + t * B, DM ? dM.data_ptr<T>() + t * B : nullptr, wmh,
-                                   dxp.data_ptr<T>() + t * B * J, B, I, H, K);
-    std::swap(dS, dS2);
-  }
-  return dS;
+  for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
+    const int64_t n = b1 - b0, r = b0 * H;
+    Tensor d = dS.narrow(0, b0, n), d2 = dS2.narrow(0, b0, n);  // ∂[h, c] carried, and the next one
+    Tensor dXg = dX.narrow(0, b0, n).narrow(1, 0, JH);
+    T* dXp = dX.data_ptr<T>() + b0 * K;
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      const T* e = es.data_ptr<T>() + t * BK + b0 * K;
+      // the state lerp's weight e': zoneout's ez rows, else the h, c columns of e
+      const int64_t ws = Z ? 2 * H : K;
+      const T* w = Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : e + J;
+      T* dSp = d.data_ptr<T>();
+      const T* Ft = F.data_ptr<T>() + t * 4 * BH + 4 * r;
+      const T* qt = q.data_ptr<T>() + t * BH + r;
+      const T* ft = fs.data_ptr<T>() + t * BH + r;
+      T* dg = dgates.data_ptr<T>() + t * 4 * BH + 4 * r;
+      if (dy.defined())
+        lstm_bwd_gates<T, true>(dSp, dy.data_ptr<T>() + t * BH + r, w, ws, Ft, qt, ft, dg, dXp, n, H, JH, K);
+      else
+        lstm_bwd_gates<T, false>(dSp, nullptr, w, ws, Ft, qt, ft, dg, dXp, n, H, JH, K);
+      at::mm_out(dXg, dg_[t].narrow(0, b0, n), wt);  // ∂[x̄, 1, h̄]
+      lstm_bwd_carry<T, HARD, Z, DM>(dSp, d2.data_ptr<T>(), dXp, U.data_ptr<T>() + t * BK + b0 * K, e,
+                                     Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
+                                     dd.data_ptr<T>() + t * 2 * BH + 2 * r, zs, ms.data_ptr<T>() + t * B + b0,
+                                     DM ? dM.data_ptr<T>() + t * B + b0 : nullptr, wmh,
+                                     dxp.data_ptr<T>() + (t * B + b0) * J, n, I, H, K);
+      std::swap(d, d2);
+    }
+  });
+  return T_ % 2 == 0 ? dS : dS2;  // each step swaps the two, on every thread alike
 }
 
 // ---------------------------------------------------------------------------------- VC-GRU
@@ -397,20 +418,26 @@ void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, co
   const T* zo = zo2.data_ptr<T>();
   T* Up = U.data_ptr<T>();
   const int64_t BK = B * K, BH = B * H;
-  for (int64_t t = 0; t < T_; ++t) {
-    Tensor m = m_[t], e = e_[t], g = g_[t], n = n_[t];
-    scheduler_and_mask<T, HARD>(a_[t], h_[t], w_mh, m, e, zs, zo, B, K, T(kappa));
-    const T* ep = e.data_ptr<T>();
-    T* xbp = xb_[t].data_ptr<T>();
-    mask_row<T>(Up + t * BK, ep, xbp, BK);
-    at::mm_out(g, xb_[t], wf);
-    g.narrow(1, 0, 2 * H).sigmoid_();
-    gru_pre_n<T>(g.data_ptr<T>(), n.data_ptr<T>(), B, H);
-    n.sigmoid_();
-    gru_tail<T, Z>(g.data_ptr<T>(), n.data_ptr<T>(), xbp, hts.data_ptr<T>() + t * BH, Up + t * BK,
-                   Up + (t + 1) * BK, ep, Z ? row<T>(ak, t) : nullptr, Z ? ez.data_ptr<T>() + t * BH : nullptr, B,
-                   H, J, K);
-  }
+  for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
+    const int64_t nr = b1 - b0, r = b0 * H;
+    for (int64_t t = 0; t < T_; ++t) {
+      Tensor m = m_[t].narrow(0, b0, nr), g = g_[t].narrow(0, b0, nr);
+      scheduler(a_[t].narrow(0, b0, nr), h_[t].narrow(0, b0, nr), w_mh, m);
+      const T* ep = e_[t].data_ptr<T>() + b0 * K;
+      T* xbp = xb_[t].data_ptr<T>() + b0 * K;
+      T* u = Up + t * BK + b0 * K;
+      mask_rows<T, HARD>(m_[t].data_ptr<T>(), e_[t], zs, zo, b0, nr, K, T(kappa));
+      mask_row<T>(u, ep, xbp, nr * K);
+      at::mm_out(g, xb_[t].narrow(0, b0, nr), wf);
+      T* gp = g.data_ptr<T>();
+      T* np = n_[t].data_ptr<T>() + r;
+      g.narrow(1, 0, 2 * H).sigmoid_();
+      gru_pre_n<T>(gp, np, nr, H);
+      n_[t].narrow(0, b0, nr).sigmoid_();
+      gru_tail<T, Z>(gp, np, xbp, hts.data_ptr<T>() + t * BH + r, u, u + BK, ep, Z ? row<T>(ak, t) + r : nullptr,
+                     Z ? ez.data_ptr<T>() + t * BH + r : nullptr, nr, H, J, K);
+    }
+  });
 }
 
 template <typename T, bool HARD, bool Z, bool DM>
@@ -426,25 +453,33 @@ Tensor gru_backward_loop(Tensor dh, const Tensor& dgs, const Tensor& dU, const T
   const auto dg_ = dgs.unbind(0);
   const T* zs = zs2.data_ptr<T>();
   const T* wmh = w_mh.data_ptr<T>();
-  for (int64_t t = T_ - 1; t >= 0; --t) {
-    const T* e = es.data_ptr<T>() + t * BK;
-    const T* w = Z ? ez.data_ptr<T>() + t * BH : e + J;
-    const int64_t ws = Z ? H : K;
-    T* dg = dgs.data_ptr<T>() + t * 4 * BH;
-    const T* Ft = F.data_ptr<T>() + t * 4 * BH;
-    if (dy.defined())
-      gru_bwd_gates<T, true>(dh.data_ptr<T>(), dy.data_ptr<T>() + t * BH, w, ws, dht.data_ptr<T>(),
-                             dh2.data_ptr<T>(), Ft, dg, B, H);
-    else
-      gru_bwd_gates<T, false>(dh.data_ptr<T>(), nullptr, w, ws, dht.data_ptr<T>(), dh2.data_ptr<T>(), Ft, dg, B, H);
-    at::mm_out(dX, dg_[t], wt);
-    gru_bwd_carry<T, HARD, DM>(dh.data_ptr<T>(), dh2.data_ptr<T>(), dht.data_ptr<T>(), dX.data_ptr<T>(),
-                               gs.data_ptr<T>() + t * 4 * BH, U.data_ptr<T>() + t * BK, e, dd.data_ptr<T>() + t * BH,
-                               zs, ms.data_ptr<T>() + t * B, DM ? dM.data_ptr<T>() + t * B : nullptr, wmh,
-                               dU.data_ptr<T>() + t * BK, das.data_ptr<T>() + t * B, B, J, H, K);
-    std::swap(dh, dh2);
-  }
-  return dh;
+  for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
+    const int64_t nr = b1 - b0, r = b0 * H;
+    Tensor d = dh.narrow(0, b0, nr), d2 = dh2.narrow(0, b0, nr);  // ∂h carried, and the next one
+    Tensor dX_r = dX.narrow(0, b0, nr);
+    T* dXp = dX_r.data_ptr<T>();
+    T* dhtp = dht.data_ptr<T>() + r;
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      const T* e = es.data_ptr<T>() + t * BK + b0 * K;
+      const int64_t ws = Z ? H : K;
+      const T* w = Z ? ez.data_ptr<T>() + t * BH + r : e + J;
+      T* dg = dgs.data_ptr<T>() + t * 4 * BH + 4 * r;
+      const T* Ft = F.data_ptr<T>() + t * 4 * BH + 4 * r;
+      T* dhp = d.data_ptr<T>();
+      T* dh2p = d2.data_ptr<T>();
+      if (dy.defined())
+        gru_bwd_gates<T, true>(dhp, dy.data_ptr<T>() + t * BH + r, w, ws, dhtp, dh2p, Ft, dg, nr, H);
+      else
+        gru_bwd_gates<T, false>(dhp, nullptr, w, ws, dhtp, dh2p, Ft, dg, nr, H);
+      at::mm_out(dX_r, dg_[t].narrow(0, b0, nr), wt);
+      gru_bwd_carry<T, HARD, DM>(dhp, dh2p, dhtp, dXp, gs.data_ptr<T>() + t * 4 * BH + 4 * r,
+                                 U.data_ptr<T>() + t * BK + b0 * K, e, dd.data_ptr<T>() + t * BH + r, zs,
+                                 ms.data_ptr<T>() + t * B + b0, DM ? dM.data_ptr<T>() + t * B + b0 : nullptr, wmh,
+                                 dU.data_ptr<T>() + t * BK + b0 * K, das.data_ptr<T>() + t * B + b0, nr, J, H, K);
+      std::swap(d, d2);
+    }
+  });
+  return T_ % 2 == 0 ? dh : dh2;  // each step swaps the two, on every thread alike
 }
 
 void check_contiguous(std::initializer_list<const Tensor*> ts) {

@@ -13,6 +13,7 @@
 
 #include "keep.h"
 #include "kernels.h"
+#include "rows.h"
 
 using at::Tensor;
 
@@ -140,22 +141,26 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
     const S k = static_cast<S>(kappa);
     with_flags(hard, ak.defined(), [&](auto HT, auto ZT) {
       constexpr bool HARD = decltype(HT)::value, Z = decltype(ZT)::value;
-      for (int64_t t = 0; t < T; ++t) {
-        at::addmm_out(ms_[t], a[t], U_[t].narrow(1, J, H), w_mh).sigmoid_();
-        const S* u = U_[t].data_ptr<S>();
-        if (HARD) {
-          vc_mask<S, true>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
-                           xb_[t].data_ptr<S>(), k, B, K);
-        } else {
-          vc_mask<S, false>(ms_[t].data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, es_[t].data_ptr<S>(),
-                            nullptr, k, B, K);
-          es_[t].sigmoid_();
-          vc_masked<S>(u, es_[t].data_ptr<S>(), xb_[t].data_ptr<S>(), BK);
+      for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
+        const int64_t n = b1 - b0, r = b0 * H, rk = b0 * K;
+        for (int64_t t = 0; t < T; ++t) {
+          Tensor m = ms_[t].narrow(0, b0, n), ht = ht_[t].narrow(0, b0, n);
+          at::addmm_out(m, a[t].narrow(0, b0, n), U_[t].narrow(0, b0, n).narrow(1, J, H), w_mh).sigmoid_();
+          const S* u = U_[t].data_ptr<S>() + rk;
+          S* e = es_[t].data_ptr<S>() + rk;
+          S* x = xb_[t].data_ptr<S>() + rk;
+          if (HARD) {
+            vc_mask<S, true>(m.data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, e, x, k, n, K);
+          } else {
+            vc_mask<S, false>(m.data_ptr<S>(), zs.data_ptr<S>(), zo.data_ptr<S>(), u, e, nullptr, k, n, K);
+            es_[t].narrow(0, b0, n).sigmoid_();
+            vc_masked<S>(u, e, x, n * K);
+          }
+          at::mm_out(ht, xb_[t].narrow(0, b0, n), wf2).sigmoid_();
+          vc_lerp<S, Z>(u, e, ht.data_ptr<S>(), U_[t + 1].data_ptr<S>() + rk, Z ? vcrnn_row<S>(ak, t) + r : nullptr,
+                        Z ? ez.data_ptr<S>() + t * BH + r : nullptr, n, J, H);
         }
-        at::mm_out(ht_[t], xb_[t], wf2).sigmoid_();
-        vc_lerp<S, Z>(u, es_[t].data_ptr<S>(), ht_[t].data_ptr<S>(), U_[t + 1].data_ptr<S>(),
-                      Z ? vcrnn_row<S>(ak, t) : nullptr, Z ? ez.data_ptr<S>() + t * BH : nullptr, B, J, H);
-      }
+      });
     });
   });
   return {U, ms, es, xb, hts};
@@ -186,19 +191,25 @@ std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>
       constexpr bool SOFT = decltype(ST)::value, Z = decltype(ZT)::value;
       with_flags(dy.defined(), dM.defined(), [&](auto DT, auto MT) {
         constexpr bool DY = decltype(DT)::value, DM = decltype(MT)::value;
-        for (int64_t t = T - 1; t >= 0; --t) {
-          vc_back_pre<S, DY>(dh.data_ptr<S>(), DY ? dy.data_ptr<S>() + t * BH : nullptr, F.data_ptr<S>() + t * BH,
-                             dg_[t].data_ptr<S>(), BH);
-          at::mm_out(dX, dg_[t], wt);
-          vc_back<S, SOFT, Z, DM>(dX.data_ptr<S>(), es.data_ptr<S>() + t * BK, Z ? ez.data_ptr<S>() + t * BH : nullptr,
-                                  U.data_ptr<S>() + t * BK, dh.data_ptr<S>(),
-                                  SOFT ? dd.data_ptr<S>() + t * BH : nullptr, zs.data_ptr<S>(),
-                                  ms.data_ptr<S>() + t * B, DM ? dM.data_ptr<S>() + t * B : nullptr,
-                                  wmh.data_ptr<S>(), dxp.data_ptr<S>() + t * B * J, dh2.data_ptr<S>(), B, I, H);
-          std::swap(dh, dh2);
-        }
+        for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
+          const int64_t n = b1 - b0, r = b0 * H, rk = b0 * K;
+          Tensor d = dh.narrow(0, b0, n), d2 = dh2.narrow(0, b0, n), dX_r = dX.narrow(0, b0, n);
+          for (int64_t t = T - 1; t >= 0; --t) {
+            const Tensor dg = dg_[t].narrow(0, b0, n);
+            vc_back_pre<S, DY>(d.data_ptr<S>(), DY ? dy.data_ptr<S>() + t * BH + r : nullptr,
+                               F.data_ptr<S>() + t * BH + r, dg.data_ptr<S>(), n * H);
+            at::mm_out(dX_r, dg, wt);
+            vc_back<S, SOFT, Z, DM>(dX_r.data_ptr<S>(), es.data_ptr<S>() + t * BK + rk,
+                                    Z ? ez.data_ptr<S>() + t * BH + r : nullptr, U.data_ptr<S>() + t * BK + rk,
+                                    d.data_ptr<S>(), SOFT ? dd.data_ptr<S>() + t * BH + r : nullptr, zs.data_ptr<S>(),
+                                    ms.data_ptr<S>() + t * B + b0, DM ? dM.data_ptr<S>() + t * B + b0 : nullptr,
+                                    wmh.data_ptr<S>(), dxp.data_ptr<S>() + (t * B + b0) * J, d2.data_ptr<S>(), n, I,
+                                    H);
+            std::swap(d, d2);
+          }
+        });
       });
     });
   });
-  return {dxp, dh, dgs};
+  return {dxp, T % 2 == 0 ? dh : dh2, dgs};  // each step swaps the two, on every thread alike
 }
