@@ -117,7 +117,7 @@ std::vector<Tensor> delta_rnn_forward(const Tensor& xp_, const Tensor& h0, const
   const Tensor xp = xp_.contiguous();
   const Outer o = outer_of(outer);
   const int64_t T = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3, BH = B * H, BG = B * G;
-  const Tensor vt = v.t();
+  const Tensor vt = v.t().contiguous();  // the faster GEMM layout per step
   Tensor hs = at::empty({T + 1, B, H}, xp.options());
   hs[0].copy_(h0);
   Tensor vh = grad ? at::empty({T, B, H}, xp.options()) : at::empty({0}, xp.options());
@@ -195,6 +195,6 @@ std::vector<Tensor> delta_rnn_backward(const Tensor& F, const Tensor& vh, const 
       }
     });
   });
-  Tensor dv = at::mm(dvh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  Tensor dv = wgrad(dvh.view({T * B, H}), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, dh, dv};
 }

@@ -97,7 +97,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
                                 const c10::optional<Tensor>& k_, bool grad) {
   const Tensor xp = xp_.contiguous();
   const int64_t T = xp.size(0), B = xp.size(1), G = xp.size(2), H = G / 3;
-  const Tensor wt = w_hh.t();
+  const Tensor wt = w_hh.t().contiguous();  // the faster GEMM layout per step
   Tensor hp = at::empty({T, B, G}, xp.options());
   Tensor rz = at::empty({T, B, 2 * H}, xp.options());
   Tensor n = at::empty({T, B, H}, xp.options());
@@ -170,6 +170,6 @@ std::vector<Tensor> gru_backward(const Tensor& coef, const Tensor& a, const Tens
   });
   Tensor dxp = at::cat({dhp.narrow(2, 0, 2 * H), D.mul_(a)}, -1);
   const Tensor dhp2 = dhp.view({T * B, G});
-  Tensor dw = at::mm(dhp2.t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  Tensor dw = wgrad(dhp2, hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, dh, dw, dhp2.sum(0)};
 }

@@ -180,7 +180,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tens
   gates.narrow(2, 3 * H, H).mul_(2);  // 2 pre_g, for tanh = 2σ(2x) − 1 (cell_c); × 2 is exact
   Tensor w2 = w_hh.clone();
   w2.narrow(0, 3 * H, H).mul_(2);
-  const Tensor wt = w2.t();
+  const Tensor wt = w2.t().contiguous();  // the faster GEMM layout per step
   Tensor hs = at::empty({T + 1, B, H}, x.options());
   Tensor cs = at::empty({T + 1, B, H}, x.options());
   hs[0].copy_(h0);
@@ -233,8 +233,8 @@ std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Ten
   const Tensor f0 = gates[0].narrow(1, 2 * H, H);
   Tensor dc0 = kc0.defined() ? Dc.mul_(kc0).addcmul_(f0, dc) : dc.mul_(f0);
   const Tensor dg2 = dgates.view({T * B, G});
-  Tensor dw_hh = at::mm(dg2.t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  Tensor dw_hh = wgrad(dg2, hs.narrow(0, 0, T).reshape({T * B, H}));
   Tensor dx = need_dx ? at::mm(dg2, w_ih).view(x.sizes()) : at::empty({0}, x.options());
-  Tensor dw_ih = at::mm(dg2.t(), x.reshape({T * B, -1}));
+  Tensor dw_ih = wgrad(dg2, x.reshape({T * B, -1}));
   return {dx, dw_ih, dg2.sum(0), dh0, dc0, dw_hh};
 }

@@ -102,7 +102,7 @@ std::vector<Tensor> mlstm_forward(const Tensor& xp_, const Tensor& h0, const Ten
                                   const c10::optional<Tensor>& kc_, bool grad) {
   const Tensor xp = xp_.contiguous();
   const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2) / 5, BH = B * H;
-  const Tensor wmh_t = w_mh.t(), wm_t = w_m.t();
+  const Tensor wmh_t = w_mh.t().contiguous(), wm_t = w_m.t().contiguous();  // the faster GEMM layout
   Tensor hs = at::empty({T + 1, B, H}, xp.options());
   Tensor cs = at::empty({T + 1, B, H}, xp.options());
   hs[0].copy_(h0);
@@ -187,7 +187,7 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
       });
     });
   });
-  Tensor dw_m = at::mm(dxp.narrow(2, H, 4 * H).reshape({T * B, 4 * H}).t(), ms.view({T * B, H}));
-  Tensor dw_mh = at::mm(dmh.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  Tensor dw_m = wgrad(dxp.narrow(2, H, 4 * H).reshape({T * B, 4 * H}), ms.view({T * B, H}));
+  Tensor dw_mh = wgrad(dmh.view({T * B, H}), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dxp, D, dc, dw_mh, dw_m};
 }

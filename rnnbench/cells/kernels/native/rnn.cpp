@@ -15,7 +15,7 @@ std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tenso
                                 const c10::optional<Tensor>& k_, bool grad) {
   const Tensor xp = xp_.contiguous();
   const int64_t T = xp.size(0), B = xp.size(1), H = xp.size(2), BH = B * H;
-  const Tensor wt = w_hh.t();
+  const Tensor wt = w_hh.t().contiguous();  // the faster GEMM layout per step
   Tensor hs = at::empty({T + 1, B, H}, xp.options());
   hs[0].copy_(h0);
   Tensor a = grad ? at::empty({T, B, H}, xp.options()) : at::empty({0}, xp.options());
@@ -71,6 +71,6 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
       });
     });
   });
-  Tensor dw = at::mm(dpre.view({T * B, H}).t(), hs.narrow(0, 0, T).reshape({T * B, H}));
+  Tensor dw = wgrad(dpre.view({T * B, H}), hs.narrow(0, 0, T).reshape({T * B, H}));
   return {dpre, D, dw};
 }
