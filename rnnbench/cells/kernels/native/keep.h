@@ -1,6 +1,7 @@
 // Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, a tanh RNN
-// step's tail and its backward, the VC cells' state-lerp weight, the multiplicative cells' factor,
-// a weight gradient's GEMM, and the dispatch of run-time flags to compile-time ones.
+// step's tail and its backward, the VC cells' state-lerp weight, the multiplicative cells' factor
+// and its backward step, a weight gradient's GEMM, and the dispatch of run-time flags to
+// compile-time ones.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -96,6 +97,18 @@ void factor_dm(const T* __restrict__ dm, const T* __restrict__ mh, const T* __re
       dxp[b * P + j] = dm[k] * mh[k];
       dmh[k] = dm[k] * xp[b * P + j];
     }
+}
+
+// one backward step of the multiplicative cells after the step's own pass has filled dx (rows
+// [x_m, pre]): dm = ∂pre · W (W: the weight m multiplies), then d(xp_m) and d(W_mh h) (factor_dm),
+// and ∂h_{t−1} = kD + d(W_mh h) · W_mh into D (KEEP: zoneout's kept share kD; else 0)
+template <typename T, bool KEEP>
+void factor_back(const Tensor& dx, Tensor& dm, const Tensor& dmh, Tensor& D, const Tensor& kD,
+                 const Tensor& w, const Tensor& w_mh, const T* mh, const T* xp, int64_t H, int64_t P) {
+  at::mm_out(dm, dx.narrow(1, H, P - H), w);
+  factor_dm<T>(dm.data_ptr<T>(), mh, xp, dx.data_ptr<T>(), dmh.data_ptr<T>(), dx.size(0), H, P);
+  if (KEEP) at::addmm_out(D, kD, dmh, w_mh);
+  else at::mm_out(D, dmh, w_mh);
 }
 
 // a weight's gradient dY^T X ([N, K] from dY [M, N], X [M, K] over M = T·B rows), formed as

@@ -178,11 +178,8 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
                pre.data_ptr<S>() + t * 4 * BH + 4 * r, P.data_ptr<S>() + t * 3 * BH + 3 * r,
                q.data_ptr<S>() + t * BH + r, dx_r.data_ptr<S>(), kD_r.data_ptr<S>(), KH ? kh.row(t) + r : nullptr,
                KC ? kc.row(t) + r : nullptr, n, H);
-          at::mm_out(dm_r, dx_r.narrow(1, H, 4 * H), w_m);
-          factor_dm<S>(dm_r.data_ptr<S>(), mh.data_ptr<S>() + t * BH + r, xp.data_ptr<S>() + t * 5 * BH + 5 * r,
-                       dx_r.data_ptr<S>(), dmh_r.data_ptr<S>(), n, H, 5 * H);
-          if (KH) at::addmm_out(D_r, kD_r, dmh_r, w_mh);
-          else at::mm_out(D_r, dmh_r, w_mh);
+          factor_back<S, KH>(dx_r, dm_r, dmh_r, D_r, kD_r, w_m, w_mh, mh.data_ptr<S>() + t * BH + r,
+                             xp.data_ptr<S>() + t * 5 * BH + 5 * r, H, 5 * H);
         }
       });
     });

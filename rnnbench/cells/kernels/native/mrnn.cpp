@@ -75,11 +75,8 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
           tanh_back<S, KK, DD>(D_r.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH + r : nullptr,
                                a.data_ptr<S>() + t * BH + r, dx_r.data_ptr<S>() + H, 2 * H, kD_r.data_ptr<S>(),
                                KK ? k.row(t) + r : nullptr, n, H);
-          at::mm_out(dm_r, dx_r.narrow(1, H, H), w_hm);
-          factor_dm<S>(dm_r.data_ptr<S>(), mh.data_ptr<S>() + t * BH + r, xp.data_ptr<S>() + t * 2 * BH + 2 * r,
-                       dx_r.data_ptr<S>(), dmh_r.data_ptr<S>(), n, H, 2 * H);
-          if (KK) at::addmm_out(D_r, kD_r, dmh_r, w_mh);
-          else at::mm_out(D_r, dmh_r, w_mh);
+          factor_back<S, KK>(dx_r, dm_r, dmh_r, D_r, kD_r, w_hm, w_mh, mh.data_ptr<S>() + t * BH + r,
+                             xp.data_ptr<S>() + t * 2 * BH + 2 * r, H, 2 * H);
         }
       });
     });
