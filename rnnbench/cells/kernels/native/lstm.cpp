@@ -146,15 +146,14 @@ void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const 
   T* dcp = dc.data_ptr<T>();
   for_batch(B, [&](int64_t b0, int64_t b1) {
     const int64_t n = b1 - b0, r = b0 * H, rg = b0 * G;
-    auto off = [r](const T* p) { return p ? p + r : nullptr; };
     for (int64_t t = T_ - 1; t >= 0; --t) {
       T* dh = dh_[t].data_ptr<T>() + r;
       T* dg = dg_[t].data_ptr<T>() + rg;
-      const T* kc_t = KC ? kc.row(t) : nullptr;
+      const T* kc_t = KC ? kc.row(t) + r : nullptr;
       const T* P_t = Pp + t * BG + rg;
       const T* q_t = qp + t * BH + r;
       if (t == T_ - 1) {
-        cell_bwd<T, KH, KC, true>(dh, nullptr, Dcp + r, dcp + r, nullptr, P_t, q_t, dg, nullptr, nullptr, off(kc_t),
+        cell_bwd<T, KH, KC, true>(dh, nullptr, Dcp + r, dcp + r, nullptr, P_t, q_t, dg, nullptr, nullptr, kc_t,
                                   n, H);
         continue;
       }
@@ -164,7 +163,7 @@ void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const 
       else at::mm_out(dh_r, dg_r, w_hh);
       cell_bwd<T, KH, KC, false>(dh, dh_[t + 1].data_ptr<T>() + r, Dcp + r, dcp + r, gp + (t + 1) * BG + rg, P_t,
                                  q_t, dg, KH ? kh.row(t + 1) + r : nullptr, KC ? kc.row(t + 1) + r : nullptr,
-                                 off(kc_t), n, H);
+                                 kc_t, n, H);
     }
   });
 }
@@ -178,9 +177,8 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tens
   const int64_t T = x.size(0), B = x.size(1), G = w_hh.size(0), H = G / 4;
   Tensor gates = at::addmm(b, x.reshape({T * B, -1}), w_ih.t()).view({T, B, G});
   gates.narrow(2, 3 * H, H).mul_(2);  // 2 pre_g, for tanh = 2σ(2x) − 1 (cell_c); × 2 is exact
-  Tensor w2 = w_hh.clone();
-  w2.narrow(0, 3 * H, H).mul_(2);
-  const Tensor wt = w2.t().contiguous();  // the faster GEMM layout per step
+  const Tensor wt = w_hh.t().contiguous();  // transposed once: the faster GEMM layout per step
+  wt.narrow(1, 3 * H, H).mul_(2);
   Tensor hs = at::empty({T + 1, B, H}, x.options());
   Tensor cs = at::empty({T + 1, B, H}, x.options());
   hs[0].copy_(h0);

@@ -36,17 +36,15 @@ void mask_z(const T* __restrict__ m, const T* __restrict__ zs, const T* __restri
   }
 }
 
-// the scheduler's m_t = σ(w_mx·x + b_m + h·w_mh) (σ in ATen, as the Python loop)
-inline void scheduler(const Tensor& a, const Tensor& h, const Tensor& w_mh, Tensor& m) {
+// the scheduler's m_t = σ(w_mx·x + b_m + h·w_mh) and the masks e_t (σ in ATen, as the Python loop),
+// on B rows (a thread's slice)
+template <typename T, bool HARD>
+void scheduler_and_mask(const Tensor& a, const Tensor& h, const Tensor& w_mh, Tensor& m, const Tensor& e,
+                        const T* zs, const T* zo, int64_t B, int64_t K, T kappa) {
   at::addmm_out(m, a, h, w_mh);
   m.sigmoid_();
-}
-
-// the masks e_t of rows [b0, b0 + n) from m_t (the soft threshold's σ in ATen, as the Python loop)
-template <typename T, bool HARD>
-void mask_rows(const T* m, const Tensor& e, const T* zs, const T* zo, int64_t b0, int64_t n, int64_t K, T kappa) {
-  mask_z<T, HARD>(m + b0, zs, zo, e.data_ptr<T>() + b0 * K, n, K, kappa);
-  if (!HARD) e.narrow(0, b0, n).sigmoid_();
+  mask_z<T, HARD>(m.data_ptr<T>(), zs, zo, e.data_ptr<T>(), B, K, kappa);
+  if (!HARD) e.sigmoid_();
 }
 
 // ∂L/∂a of the scheduler from the row's ∂L/∂z accumulated in `dz` (soft), plus dM: σ'(a) (dz + dM);
@@ -245,10 +243,11 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
     const Tensor tc_r = tc.narrow(0, b0, n);
     for (int64_t t = 0; t < T_; ++t) {
       Tensor m = m_[t].narrow(0, b0, n);
-      scheduler(a_[t].narrow(0, b0, n), h_[t].narrow(0, b0, n), w_mh, m);
-      const T* ep = e_[t].data_ptr<T>() + b0 * K;
+      const Tensor e = e_[t].narrow(0, b0, n);
+      scheduler_and_mask<T, HARD>(a_[t].narrow(0, b0, n), h_[t].narrow(0, b0, n), w_mh, m, e, zs, zo, n, K,
+                                  T(kappa));
+      const T* ep = e.data_ptr<T>();
       T* u = Up + t * BK + b0 * K;
-      mask_rows<T, HARD>(m_[t].data_ptr<T>(), e_[t], zs, zo, b0, n, K, T(kappa));
       lstm_mask_inputs<T>(u, ep, xb_[t].data_ptr<T>() + b0 * JH, Pp + 3 * r + 2 * H, n, JH, H, K);
       at::mm_out(g_r, xb_[t].narrow(0, b0, n), wf2);
       g_r.sigmoid_();
@@ -422,11 +421,12 @@ void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, co
     const int64_t nr = b1 - b0, r = b0 * H;
     for (int64_t t = 0; t < T_; ++t) {
       Tensor m = m_[t].narrow(0, b0, nr), g = g_[t].narrow(0, b0, nr);
-      scheduler(a_[t].narrow(0, b0, nr), h_[t].narrow(0, b0, nr), w_mh, m);
-      const T* ep = e_[t].data_ptr<T>() + b0 * K;
+      const Tensor e = e_[t].narrow(0, b0, nr);
+      scheduler_and_mask<T, HARD>(a_[t].narrow(0, b0, nr), h_[t].narrow(0, b0, nr), w_mh, m, e, zs, zo, nr, K,
+                                  T(kappa));
+      const T* ep = e.data_ptr<T>();
       T* xbp = xb_[t].data_ptr<T>() + b0 * K;
       T* u = Up + t * BK + b0 * K;
-      mask_rows<T, HARD>(m_[t].data_ptr<T>(), e_[t], zs, zo, b0, nr, K, T(kappa));
       mask_row<T>(u, ep, xbp, nr * K);
       at::mm_out(g, xb_[t].narrow(0, b0, nr), wf);
       T* gp = g.data_ptr<T>();
