@@ -88,6 +88,14 @@ def split_options(name: str) -> tuple[str, dict[str, Any]]:
     return base, opts
 
 
+def _own_step(row: str) -> bool:
+    """The row runs the cell's own step code (what ``--compile`` compiles): a ``_custom`` row, or
+    a cell without a fused native kernel."""
+    from .cells.base import Cell
+
+    return row.endswith("_custom") or registry.cells()[base_cell(row)].native_forward is Cell.native_forward
+
+
 def base_cell(name: str) -> str:
     name = split_options(name)[0]
     for suffix in ("_custom", "_compiled"):
@@ -192,9 +200,7 @@ def make_plan(a: argparse.Namespace) -> Plan:
     else:
         jobs = [(c, r) for r in regs for c in cells]
     if a.compile:
-        jobs += [(f"{base_cell(c)}_compiled", r) for c, r in list(jobs)
-                 if r == "none" and (c.endswith("_custom") or c in ("vclstm", "vcrnn", "vcgru", "mlstm", "mrnn",
-                                                                     "delta_rnn"))]
+        jobs += [(f"{base_cell(c)}_compiled", r) for c, r in list(jobs) if r == "none" and _own_step(c)]
     if a.peer == "tf":
         from .peers import tf as peer_tf
 
@@ -272,8 +278,6 @@ def path_of(model) -> str:
         return "native"
     layer = model.recurrent_layers()[0]
     cell = layer.cell
-    if type(cell).__name__ == "QATCell":  # QAT wraps the cell and runs its own loop
-        return "qat"
     path = layer.path()
     if path == "sequence" and cell.compiled_kernel and native.available():
         return "sequence+c++"

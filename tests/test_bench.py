@@ -93,6 +93,28 @@ def test_vc_cells_with_zoneout_report_their_kernel_path(cell):
         assert bench.path_of(bench.build_model(cell, reg, 3, 8, __import__("torch").device("cpu"))) == compiled
 
 
+def test_compile_rows_are_the_cells_that_run_their_own_step():
+    """``--compile`` adds a ``_compiled`` row for each row that runs a cell's own step code: the
+    ``_custom`` rows and the cells without a fused native kernel; never a fused row's sibling."""
+    a = bench.build_parser().parse_args(["--compile", "--shape", TINY])
+    compiled = {c for c, r in bench.make_plan(a).jobs if c.endswith("_compiled")}
+    assert compiled == {"lstm_compiled", "gru_compiled", "rnn_compiled", "vclstm_compiled", "vcrnn_compiled",
+                        "vcgru_compiled", "mlstm_compiled", "mrnn_compiled", "delta_rnn_compiled"}
+
+
+def test_qat_row_reports_the_fake_quant_loop_and_the_float_path_before_its_delay():
+    import torch
+
+    from rnnbench.regularizers.qat import QATCell
+
+    model = bench.build_model("lstm", "qat", 3, 8, torch.device("cpu"))
+    cell = model.recurrent_layers()[0].cell
+    assert isinstance(cell, QATCell) and bench.path_of(model) == "qat"
+    cell.quant_delay = 5
+    cell.set_training_progress(0, 10)  # before the delay: the float LSTM's fused kernel
+    assert bench.path_of(model) == "native"
+
+
 def test_peer_tf_without_tensorflow_is_one_skipped_line(tmp_path, monkeypatch, capsys):
     from rnnbench.peers import tf as peer_tf
 

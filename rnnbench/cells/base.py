@@ -172,6 +172,11 @@ class Cell(nn.Module, FollowsTraining, metaclass=ABCMeta):
         """Run the whole sequence on a fused native kernel, or return None if not possible."""
         return None
 
+    def own_path(self) -> Optional[str]:
+        """The path this cell takes whatever :meth:`RecurrentLayer.path` would infer from its
+        overrides, or None: for a wrapper that decides at run time (QAT's fake-quant step loop)."""
+        return None
+
     def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
                          ) -> Optional[tuple[Tensor, State]]:
         """A hand-written whole-sequence custom path (used when no per-step hook needs the
@@ -260,12 +265,13 @@ class RecurrentLayer(nn.Module):
         """Which path :meth:`forward` takes: ``native`` (the fused kernel), ``sequence`` (the
         cell's hand-written whole-sequence function) or ``loop`` (``step`` per time step)."""
         cell = self.cell
+        if cell.own_path() is not None:
+            return cell.own_path()
         if self.state_hooks and self._mix_hook() is None or cell.compile:
             return "loop"
         if not self.state_hooks and cell.fused and type(cell).native_forward is not Cell.native_forward:
             return "native"
         return "sequence" if type(cell).sequence_forward is not Cell.sequence_forward else "loop"
-
 
     def new_sequence(self) -> None:
         """A sequence starts: run the :attr:`sequence_hooks` (every forward does; a model that

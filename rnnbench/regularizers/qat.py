@@ -291,6 +291,9 @@ class QATCell(_Progress, Cell):
         b = c._bias_ih() + c.bias_hh if self.is_lstm else c.bias_ih + c.bias_hh
         return round_half_up(b.to(F64) * 2.0 ** G_BITS)
 
+    def own_path(self) -> Optional[str]:
+        return "qat" if self.quant_enabled else None  # the fake-quant step loop, else the float cell's path
+
     def native_forward(self, x: Tensor, state: State) -> Optional[tuple[Tensor, State]]:
         self.x_obs.observe(x)
         return None if self.quant_enabled else self.float_cell.native_forward(x, state)
