@@ -20,7 +20,7 @@ from torch import Tensor
 log = logging.getLogger("rnnbench")
 
 SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp", "mlstm.cpp", "mrnn.cpp", "vc.cpp", "delta_rnn.cpp",
-           "vcrnn.cpp")  # + keep.h, rows.h
+           "vcrnn.cpp", "masks.cpp")  # + keep.h, rows.h
 _state: dict = {"enabled": os.environ.get("RNNBENCH_NATIVE", "1") != "0", "tried": False, "module": None}
 
 
@@ -68,9 +68,13 @@ def _load() -> ModuleType:
 
             # no -march=native: a cache shared by a cluster's nodes must run on all of them. -fopenmp:
             # at::parallel_for (rows.h) is an OpenMP pragma in the headers, serial without it; the
-            # libgomp.so.1 linked is the one torch has loaded (same soname), so there is one thread pool
+            # libgomp.so.1 linked is the one torch has loaded (same soname), so there is one thread pool.
+            # -fno-trapping-math: no FP traps are enabled, and it lets GCC turn a select between two
+            # computed values (keep.h lerp on a random mask or a GRU gate) into a blend, so those
+            # loops vectorize; values are unchanged (no reassociation, no fast-math)
             return load(name="rnnbench_native", sources=[str(here / s) for s in SOURCES],
-                        extra_cflags=["-O3", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
+                        extra_cflags=["-O3", "-fopenmp", "-fno-trapping-math"], extra_ldflags=["-fopenmp"],
+                        verbose=False)
     finally:
         quiet.setLevel(level)
 
