@@ -210,6 +210,43 @@ def test_vcrnn_compiled_kernel_with_a_gradient_on_y_only(compiled, kernel, zoneo
         torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("locked", [False, True], ids=["per_step", "locked"])
+def test_keep_masks_are_torch_rands_numbers_compared(compiled, dtype, locked):
+    """``keep_masks``: zoneout's masks are ``torch.rand([T, k, B, H]) < z`` (locked ``[k, B, H]``) from
+    the default generator, and the generator is left where that draw leaves it; drawn after 0, 1,
+    623 and 624 numbers, so the blocks straddle the Mersenne Twister's 624-word twists."""
+    zs = [0.05, 0.5, 0.3]
+    for T, B, H in [(5, 3, 7), (3, 64, 128), (1, 1, 1), (2, 1, 700)]:
+        for before in (0, 1, 623, 624, 1000):
+            torch.manual_seed(11)
+            torch.rand(before)
+            got = compiled.keep_masks(T, B, H, zs, locked, dtype)
+            after = torch.rand(5)
+            torch.manual_seed(11)
+            torch.rand(before)
+            u = torch.rand((len(zs), B, H) if locked else (T, len(zs), B, H), dtype=dtype)
+            want = [(u[j] if locked else u[:, j]) < z for j, z in enumerate(zs)]
+            assert torch.equal(torch.rand(5), after)
+            for g, w in zip(got, want):
+                assert g.dtype == dtype and torch.equal(g, w.to(dtype))
+
+
+def test_zoneout_draws_the_same_masks_compiled_or_not(compiled):
+    from rnnbench.regularizers.zoneout import ZoneoutHook
+
+    like = torch.zeros(16, 8)
+    for locked in (False, True):
+        hook = ZoneoutHook((0.3, 0.6), locked)
+        masks = []
+        for on in (True, False):
+            torch.manual_seed(5)
+            with native.enabled(on):
+                masks.append(hook.sequence_mix(6, like, training=True))
+        for a, b in zip(*masks):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("compiler", ["missing", "broken"])
 def test_without_a_working_compiler_the_python_loop_runs_after_one_warning(tmp_path, compiler):
     """A missing compiler (CXX pointing nowhere) or one that fails (a script exiting 1), with an

@@ -84,3 +84,7 @@ std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>
                                    const Tensor& wt, const Tensor& w_mh, const Tensor& zs_,
                                    const c10::optional<Tensor>& dy_, const c10::optional<Tensor>& dhT_,
                                    const c10::optional<Tensor>& dM_, int64_t I, bool hard);
+
+// masks.cpp
+std::vector<Tensor> keep_masks(int64_t steps, int64_t B, int64_t H, const std::vector<double>& zs, bool locked,
+                               at::ScalarType dtype);

@@ -43,5 +43,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("delta_rnn_backward", &delta_rnn_backward, "Delta-RNN whole-sequence BPTT");
   m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
   m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
+  m.def("keep_masks", &keep_masks, "zoneout's keep masks: torch.rand's numbers compared with each z, one pass");
   m.def("batch_threads", &batch_threads, "threads that ran for_batch's chunks (a test probe)");
 }
