@@ -13,9 +13,9 @@ Training, for each unit independently:
 A new mask at each step as in the paper (``locked=false``), or one mask per sequence reused
 at every step (``locked=true``). Attached as a ``RecurrentLayer.state_hooks`` entry that is a
 :class:`~rnnbench.cells.base.StateMix`: a cell whose whole-sequence kernel takes the masks
-(``Cell.takes_state_mix``: the LSTM) gets them drawn for the whole sequence up front — the same
-random numbers, in the same order, as the per-step hook draws — and keeps its fast path; other
-cells run the per-step loop with the hook. State slot 0 is h (z_h); slot 1 of a two-state cell is c (z_c);
+(``Cell.takes_state_mix``: every cell with a whole-sequence kernel) gets them drawn for the
+whole sequence up front — the same random numbers, in the same order, as the per-step hook
+draws — and keeps its fast path; other cells run the per-step loop with the hook. State slot 0 is h (z_h); slot 1 of a two-state cell is c (z_c);
 single-state cells (rnn, gru) get z_h only and ``z_c`` is ignored for them. Cells with more
 than two state tensors are refused (their extra slots have no defined zoneout).
 """
