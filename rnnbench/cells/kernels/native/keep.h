@@ -1,12 +1,14 @@
 // Shared by the kernels: zoneout's keep factors as per-step rows, torch.lerp's formula, a tanh RNN
 // step's tail and its backward, the VC cells' state-lerp weight, the multiplicative cells' factor
-// and its backward step, a weight gradient's GEMM, and the dispatch of run-time flags to
+// and its backward step and loop, a weight gradient's GEMM, and the dispatch of run-time flags to
 // compile-time ones.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <type_traits>
+
+#include "rows.h"
 
 namespace {
 
@@ -113,6 +115,30 @@ void factor_back(const Tensor& dx, Tensor& dm, const Tensor& dmh, Tensor& D, con
   factor_dm<T>(dm.data_ptr<T>(), mh, xp, dx.data_ptr<T>(), dmh.data_ptr<T>(), dx.size(0), H, P);
   if (KEEP) at::addmm_out(D, kD, dmh, w_mh);
   else at::mm_out(D, dmh, w_mh);
+}
+
+// the multiplicative cells' backward loop over each thread's rows (for_batch), t = T − 1 … 0:
+// step(t, r, n, D, dx, kD) — row offset r = b0·H, n rows — writes the step's own part of dx's
+// rows (the cell's pre-activations) and, with KEEP, kD; factor_back then completes the step. xp
+// [T, B, P] with x_m its first H columns, w the weight m multiplies; fills dxp and dmh, and D
+// ends as dL/dh_0
+template <typename T, bool KEEP, typename Step>
+void factor_loop(const Tensor& xp, const Tensor& mh, const Tensor& w, const Tensor& w_mh, const Tensor& dxp,
+                 const Tensor& dmh, Tensor& D, int64_t H, const Step& step) {
+  const int64_t T_ = xp.size(0), B = xp.size(1), P = xp.size(2), BH = B * H;
+  Tensor dm = at::empty({B, H}, xp.options()), kD = at::empty({B, H}, xp.options());
+  const auto dxp_ = dxp.unbind(0), dmh_ = dmh.unbind(0);
+  for_batch(B, [&](int64_t b0, int64_t b1) {
+    const int64_t n = b1 - b0, r = b0 * H;
+    Tensor D_r = D.narrow(0, b0, n), dm_r = dm.narrow(0, b0, n);
+    const Tensor kD_r = kD.narrow(0, b0, n);
+    for (int64_t t = T_ - 1; t >= 0; --t) {
+      const Tensor dx_r = dxp_[t].narrow(0, b0, n), dmh_r = dmh_[t].narrow(0, b0, n);
+      step(t, r, n, D_r.data_ptr<T>(), dx_r.data_ptr<T>(), kD_r.data_ptr<T>());
+      factor_back<T, KEEP>(dx_r, dm_r, dmh_r, D_r, kD_r, w, w_mh, mh.data_ptr<T>() + t * BH + r,
+                           xp.data_ptr<T>() + (t * B + b0) * P, H, P);
+    }
+  });
 }
 
 // a weight's gradient dY^T X ([N, K] from dY [M, N], X [M, K] over M = T·B rows), formed as

@@ -160,27 +160,17 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
   Tensor dmh = at::empty({T, B, H}, xp.options());
   Tensor D = dhT_.has_value() ? dhT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dh_t
   Tensor dc = dcT_.has_value() ? dcT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dc_t
-  Tensor dm = at::empty({B, H}, xp.options()), kD = at::empty({B, H}, xp.options());
-  auto dxp_ = dxp.unbind(0), dmh_ = dmh.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mlstm_backward", [&] {
     using S = scalar_t;
     const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
     with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KHT, auto KCT) {
       constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
       auto back = dy.defined() ? &mlstm_back<S, KH, KC, true> : &mlstm_back<S, KH, KC, false>;
-      for_batch(B, [&](int64_t b0, int64_t b1) {
-        const int64_t n = b1 - b0, r = b0 * H;
-        Tensor D_r = D.narrow(0, b0, n), dm_r = dm.narrow(0, b0, n);
-        const Tensor kD_r = kD.narrow(0, b0, n);
-        for (int64_t t = T - 1; t >= 0; --t) {
-          const Tensor dx_r = dxp_[t].narrow(0, b0, n), dmh_r = dmh_[t].narrow(0, b0, n);
-          back(D_r.data_ptr<S>(), dy.defined() ? dy.data_ptr<S>() + t * BH + r : nullptr, dc.data_ptr<S>() + r,
-               pre.data_ptr<S>() + t * 4 * BH + 4 * r, P.data_ptr<S>() + t * 3 * BH + 3 * r,
-               q.data_ptr<S>() + t * BH + r, dx_r.data_ptr<S>(), kD_r.data_ptr<S>(), KH ? kh.row(t) + r : nullptr,
-               KC ? kc.row(t) + r : nullptr, n, H);
-          factor_back<S, KH>(dx_r, dm_r, dmh_r, D_r, kD_r, w_m, w_mh, mh.data_ptr<S>() + t * BH + r,
-                             xp.data_ptr<S>() + t * 5 * BH + 5 * r, H, 5 * H);
-        }
+      factor_loop<S, KH>(xp, mh, w_m, w_mh, dxp, dmh, D, H, [&](int64_t t, int64_t r, int64_t n, S* D_r, S* dx,
+                                                                 S* kD) {
+        back(D_r, dy.defined() ? dy.data_ptr<S>() + t * BH + r : nullptr, dc.data_ptr<S>() + r,
+             pre.data_ptr<S>() + t * 4 * BH + 4 * r, P.data_ptr<S>() + t * 3 * BH + 3 * r,
+             q.data_ptr<S>() + t * BH + r, dx, kD, KH ? kh.row(t) + r : nullptr, KC ? kc.row(t) + r : nullptr, n, H);
       });
     });
   });

@@ -59,25 +59,15 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
   Tensor dxp = at::empty_like(xp);
   Tensor dmh = at::empty({T, B, H}, xp.options());
   Tensor D = dhT_.has_value() ? dhT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dh_t
-  Tensor dm = at::empty({B, H}, xp.options()), kD = at::empty({B, H}, xp.options());
-  auto dxp_ = dxp.unbind(0), dmh_ = dmh.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mrnn_backward", [&] {
     using S = scalar_t;
     const Keep<S> k = keep<S>(k_, T, B, H);
     with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
-      for_batch(B, [&](int64_t b0, int64_t b1) {
-        const int64_t n = b1 - b0, r = b0 * H;
-        Tensor D_r = D.narrow(0, b0, n), dm_r = dm.narrow(0, b0, n);
-        const Tensor kD_r = kD.narrow(0, b0, n);
-        for (int64_t t = T - 1; t >= 0; --t) {
-          const Tensor dx_r = dxp_[t].narrow(0, b0, n), dmh_r = dmh_[t].narrow(0, b0, n);
-          tanh_back<S, KK, DD>(D_r.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH + r : nullptr,
-                               a.data_ptr<S>() + t * BH + r, dx_r.data_ptr<S>() + H, 2 * H, kD_r.data_ptr<S>(),
-                               KK ? k.row(t) + r : nullptr, n, H);
-          factor_back<S, KK>(dx_r, dm_r, dmh_r, D_r, kD_r, w_hm, w_mh, mh.data_ptr<S>() + t * BH + r,
-                             xp.data_ptr<S>() + t * 2 * BH + 2 * r, H, 2 * H);
-        }
+      factor_loop<S, KK>(xp, mh, w_hm, w_mh, dxp, dmh, D, H, [&](int64_t t, int64_t r, int64_t n, S* D_r, S* dx,
+                                                                  S* kD) {
+        tanh_back<S, KK, DD>(D_r, DD ? dy.data_ptr<S>() + t * BH + r : nullptr, a.data_ptr<S>() + t * BH + r,
+                             dx + H, 2 * H, kD, KK ? k.row(t) + r : nullptr, n, H);
       });
     });
   });
