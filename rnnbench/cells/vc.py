@@ -239,8 +239,8 @@ class VCCell(Cell):
         self.begin_sequence(x.shape[1])
         xp = self.project_input(x)
         ks = mix() if mix is not None else (None,) * self.num_states  # drawn after the weights, as the loop does
-        y, *new, M = self.sequence_fn.apply(xp, *state, self._w, self._b, self.w_mh, self._zs, self._zo,
-                                            (self.input_size, self.threshold == "hard", self.eps, self._kappa), *ks)
+        meta = (self.input_size, self.threshold == "hard", self.eps, self._kappa, x.requires_grad)
+        y, *new, M = self.sequence_fn.apply(xp, *state, self._w, self._b, self.w_mh, self._zs, self._zo, meta, *ks)
         self._ms = list(M.unbind(0))
         self.end_sequence()
         return y, tuple(new)

@@ -195,6 +195,27 @@ def test_kernel_gradcheck(kernel, zoneout, on, request):
                                         rtol=1e-4)
 
 
+@pytest.mark.parametrize("on", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize("kernel", [k for k in VC_KERNELS if "-hard" in k])
+def test_vc_hard_kernel_without_an_input_gradient(kernel, on, request):
+    """meta's fifth entry False (x is data): every output and gradient as with True, the x columns
+    of ∂xp aside — 0 from the compiled kernel, which skips them, the true ∂x from the Python loop."""
+    if on:
+        request.getfixturevalue("compiled")
+    fn, args, (zs, zo, meta, *keep) = _inputs(kernel, "masks")
+    with_dx = _run(on, fn, args, [zs, zo, (*meta, True), *keep])
+    without = _run(on, fn, args, [zs, zo, (*meta, False), *keep])
+    I, n_out = meta[0], len(with_dx) - len(args)
+    dxp = n_out  # the first input is xp = [x, a]
+    for i, (u, v) in enumerate(zip(with_dx, without)):
+        if i == dxp:
+            torch.testing.assert_close(u[..., I:], v[..., I:], rtol=1e-12, atol=1e-12)
+            assert u[..., :I].abs().max() > 1e-3
+            assert (v[..., :I] == 0).all() if on else torch.equal(u[..., :I], v[..., :I])
+        else:
+            torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("zoneout", ["none", "masks"])
 @pytest.mark.parametrize("kernel", ["vcrnn-soft", "vcrnn-hard"])
 def test_vcrnn_compiled_kernel_with_a_gradient_on_y_only(compiled, kernel, zoneout):

@@ -276,11 +276,13 @@ def test_verify_numpy_seq2seq_resolves_auto_per_layer(name):
         assert np.abs(numpy_ref.seq2seq_forward(ctx, {"num_layers": 2}, x.numpy())[0] - logits).max() > 1e-4
 
 
+@pytest.mark.parametrize("x_grad", [True, False], ids=["x-grad", "x-data"])
 @pytest.mark.parametrize("threshold", ["soft", "hard"])
 @pytest.mark.parametrize("name", ["vclstm", "vcgru", "vcrnn"])
-def test_sequence_kernel_equals_the_step_loop(name, threshold):
+def test_sequence_kernel_equals_the_step_loop(name, threshold, x_grad):
     """The whole-sequence kernel (no hook) == the per-step loop (an identity hook): outputs, final
-    states, every gradient (the penalty's through M included), the penalty and the stats."""
+    states, every gradient (the penalty's through M included), the penalty and the stats; with an
+    input that needs no gradient too (the hard kernels then skip ∂x)."""
     T, B, I, H = 6, 3, 4, 8
     torch.manual_seed(4)
     x = torch.randn(T, B, I, dtype=torch.float64)
@@ -297,13 +299,13 @@ def test_sequence_kernel_equals_the_step_loop(name, threshold):
         if hooked:
             layer.state_hooks.append(lambda prev, new, lay: new)
         paths.append(layer.path())
-        xs = x.clone().requires_grad_()
+        xs = x.clone().requires_grad_(x_grad)
         st = tuple(s.clone().requires_grad_() for s in ((h0, h0.flip(0)) if name == "vclstm" else (h0,)))
         y, fin = layer(xs, st)
         pen = cell.extra_loss()
         loss = (y * w_out).sum() + sum((1.5 + i) * s.square().sum() for i, s in enumerate(fin)) + pen
         loss.backward()
-        runs.append([y, *fin, pen, xs.grad, *(s.grad for s in st), *(p.grad for p in cell.parameters())])
+        runs.append([y, *fin, pen, *[xs.grad] * x_grad, *(s.grad for s in st), *(p.grad for p in cell.parameters())])
         runs[-1].append(cell.stats())
     assert paths == ["sequence", "loop"]
     (*seq, st_seq), (*loop, st_loop) = runs

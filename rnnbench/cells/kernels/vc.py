@@ -102,6 +102,20 @@ def _keep_cols(ks: tuple[Optional[Tensor], ...], T: int, B: int, H: int, like: T
     return out
 
 
+def _hard_dx_(dx: Tensor, dgates: Tensor, wt_x: Tensor, ex: Tensor, meta: tuple) -> None:
+    """The hard threshold's ``∂x = e ⊙ (∂gates · W_xᵀ)`` for all steps in one GEMM, into ``dx``
+    (a ``[T, B, I]`` view): its compiled loops skip these columns, since under the hard threshold
+    ∂x̄ feeds nothing recurrent (the soft one's ∂e reads it). Zeros when ``meta``'s fifth entry
+    says x needs no gradient (the cell's input is data, not another layer's output)."""
+    if len(meta) > 4 and not meta[4]:
+        dx.zero_()
+        return
+    T, B, G = dgates.shape
+    assert dx.stride(0) == B * dx.stride(1)  # a column slice of a [T, B, ·] buffer: rows merge
+    torch.mm(dgates.reshape(T * B, G), wt_x, out=dx.as_strided((T * B, dx.shape[2]), dx.stride()[1:]))
+    dx.mul_(ex)
+
+
 def _steps(views: Any, step_type: type, reverse: bool = False):
     """One ``step_type`` per time step: the per-step view (``unbind(0)``, one op per tensor) of
     every field of ``views`` (a field that is None, an absent gradient, stays None)."""
@@ -204,7 +218,8 @@ class VCLSTMSequenceFn(torch.autograd.Function):
 
     Inputs: ``xp [T, B, I + 1]`` (``[x, w_mx·x + b_m]``), ``h0, c0``, the stacked weight
     ``w [(I + H), 4H]`` (gate order o, i, f, g) and bias ``b [4H]``, ``w_mh [H, 1]``, the mask
-    constants ``zs, zo [I + H]`` (z = m·zs + zo) and ``(I, hard, eps, kappa)``. Outputs
+    constants ``zs, zo [I + H]`` (z = m·zs + zo) and ``(I, hard, eps, kappa[, x_grad])`` (x_grad
+    False: x needs no gradient, so the hard threshold's ∂x is left 0; default True). Outputs
     ``y [T, B, H], h_T, c_T, M [T, B, 1]`` (M = m_t, an output so the penalty's gradient flows;
     outputs without a gradient arrive as None). The soft threshold passes ``∂e/∂z = σ'(z)``
     inside the band and 0 outside; the hard one passes nothing. Optional zoneout factors ``kh, kc``
@@ -235,7 +250,7 @@ class VCLSTMSequenceFn(torch.autograd.Function):
     def forward(ctx: Any, xp: Tensor, h0: Tensor, c0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
                 zs: Tensor, zo: Tensor, meta: tuple, kh: Optional[Tensor] = None,
                 kc: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        I, hard, eps, kappa = meta
+        I, hard, eps, kappa = meta[:4]
         T, B, _ = xp.shape
         H = h0.shape[1]
         grad = any(ctx.needs_input_grad)
@@ -308,7 +323,7 @@ class VCLSTMSequenceFn(torch.autograd.Function):
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dcT: Optional[Tensor],  # type: ignore[override]
                  dM: Optional[Tensor]):
         xp, ms, es, xb, fs, F, q, dd, U, w, b, w_mh, zs, zo, ez = ctx.saved_tensors
-        I, hard, eps, kappa = ctx.meta
+        I, hard, eps, kappa = ctx.meta[:4]
         T, B, _ = xp.shape
         H = q.shape[2]
         J = I + 1
@@ -327,6 +342,8 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         if ctx.ext is not None:  # the same loop in C++ (native/vc.cpp)
             dS = ctx.ext.vclstm_backward(dS, dgates, dxp, U, es, ez, F, q, dd, fs, ms, wt, zs2, w_mh.contiguous(),
                                          dy, dM, I, hard)
+            if hard:
+                _hard_dx_(dxp[..., :I], dgates, wt[:, :I], es[..., :I], ctx.meta)
             return VCLSTMSequenceFn._weight_grads(dS, dgates, dxp, xb, U, I)
         dhc, dX, de = xp.new_empty(B, 2 * H), xp.new_empty(B, K), xp.new_empty(B, K)
         dht, dct, dct3, dcb, dXg = dhc[:, :H], dhc[:, H:], dhc[:, H:].unsqueeze(1), dX[:, JH:], dX[:, :JH]
@@ -387,7 +404,7 @@ class VCGRUSequenceFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, xp: Tensor, h0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
                 zs: Tensor, zo: Tensor, meta: tuple, k: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
-        I, hard, eps, kappa = meta
+        I, hard, eps, kappa = meta[:4]
         T, B, _ = xp.shape
         H = h0.shape[1]
         ctx.ext = ext = native.get(xp)
@@ -437,7 +454,7 @@ class VCGRUSequenceFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
         xp, ms, es, xb, gs, ns, hts, U, w, b, w_mh, zs, zo, ez, ak = ctx.saved_tensors
-        I, hard, eps, kappa = ctx.meta
+        I, hard, eps, kappa = ctx.meta[:4]
         T, B, _ = xp.shape
         H = ns.shape[2]
         J = I + 1
@@ -459,12 +476,17 @@ class VCGRUSequenceFn(torch.autograd.Function):
         torch.mul(F[:, :, 2], r, out=F[:, :, 3])  # … ⊙ r
         _sig_bwd.grad_input(F[:, :, 2] * nh, r, grad_input=F[:, :, 0])  # … ⊙ n_h σ'(r)
         _sig_bwd.grad_input(hb - ns, zg, grad_input=F[:, :, 1])  # (h̄ − n) σ'(z)
-        dd = hts - U[:T, :, J:]  # h̃ − h
-        if ak is not None:
-            dd.mul_(ak)  # ∂e = (1 − k) ⊙ ∂e'
+        if hard and ctx.ext is not None:  # ∂e has no use under the hard threshold (the Python loop forms it anyway)
+            dd = xp.new_empty(0)
+        else:
+            dd = hts - U[:T, :, J:]  # h̃ − h
+            if ak is not None:
+                dd.mul_(ak)  # ∂e = (1 − k) ⊙ ∂e'
         if ctx.ext is not None:  # the same loop in C++ (native/vc.cpp)
             dh = ctx.ext.vcgru_backward(dh.contiguous(), dgs, dU, das, U, es, ez, F, dd, gs, ms, wt, zs2,
                                         w_mh.contiguous(), dy, dM, I, hard)
+            if hard:
+                _hard_dx_(dU[..., :I], dgs, wt[:, :I], es[..., :I], ctx.meta)
             return VCGRUSequenceFn._weight_grads(dh, dgs, dU, das, xb, U, I)
         views = VCGRUBackwardStep(F=F, dd=dd, z=zg, e=es, w=ez if ez is not None else es[..., J:], m=ms, u=U[:T],
                                   dg=dgs, dg4=dgs.view(T, B, 4, H), du=dU, duh=dU[..., J:], da=das, dy=dy, dM=dM)

@@ -52,11 +52,11 @@ class VCRNNSequenceFn(torch.autograd.Function):
 
     Same conventions as :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: inputs ``xp [T, B,
     I + 1]`` (``[x, w_mx·x + b_m]``), ``h0``, the stacked weight ``w [(I + H), H]`` and bias ``b
-    [H]``, ``w_mh [H, 1]``, the mask constants ``zs, zo`` and ``(I, hard, eps, kappa)``; outputs
-    ``y [T, B, H], h_T, M [T, B, 1]``. Per step ``m = σ(a + h w_mh)``, ``e`` = the mask of ``U[t]
-    = [x_t, 1, h_{t-1}]``, ``h̃ = tanh((U ⊙ e) [w_x; b; w_h])``, ``h_t = lerp(h, h̃, e)``. In the
-    backward ``∂pre = ∂h_t ⊙ e (1 − h̃²)`` (one op with the factor formed once, vectorized over
-    time), ``∂h_{t−1} = (1 − e) ∂h_t + e ⊙ ∂[h̄]`` plus the scheduler's share. Zoneout (``k``,
+    [H]``, ``w_mh [H, 1]``, the mask constants ``zs, zo`` and ``(I, hard, eps, kappa)`` (a fifth
+    entry is ignored); outputs ``y [T, B, H], h_T, M [T, B, 1]``. Per step ``m = σ(a + h w_mh)``,
+    ``e`` = the mask of ``U[t] = [x_t, 1, h_{t-1}]``, ``h̃ = tanh((U ⊙ e) [w_x; b; w_h])``,
+    ``h_t = lerp(h, h̃, e)``. In the backward ``∂pre = ∂h_t ⊙ e (1 − h̃²)`` (one op with the factor
+    formed once, vectorized over time), ``∂h_{t−1} = (1 − e) ∂h_t + e ⊙ ∂[h̄]`` plus the scheduler's share. Zoneout (``k``,
     broadcastable to ``[T, B, H]``) as in :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: the
     state lerp's weight ``e' = (1 − k) ⊙ e`` (the masking h̄ = e ⊙ h keeps e), so ``F = e' (1 − h̃²)``,
     ``1 − k`` is folded into ``h̃ − h`` and the carried gradient is ``(1 − e') ∂h_t + e ⊙ ∂[h̄]``.
@@ -65,7 +65,7 @@ class VCRNNSequenceFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, xp: Tensor, h0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
                 zs: Tensor, zo: Tensor, meta: tuple, k: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
-        I, hard, eps, kappa = meta
+        I, hard, eps, kappa = meta[:4]
         T, B, _ = xp.shape
         H = h0.shape[1]
         J = I + 1
@@ -103,7 +103,7 @@ class VCRNNSequenceFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
         xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo, ez, ak = ctx.saved_tensors
-        I, hard, eps, kappa = ctx.meta
+        I, hard, eps, kappa = ctx.meta[:4]
         T, B, _ = xp.shape
         H = hts.shape[2]
         J = I + 1

@@ -106,8 +106,9 @@ void lstm_tanh_c(T* __restrict__ P, int64_t B, int64_t H) {
 
 // h̃ = o ⊙ tanh(c̃), [h_t, c_t] = lerp([h, c], [h̃, c̃], e') into U[t + 1] (Z: e' = ak ⊙ e, kept in
 // ez); with GRAD the backward's factors: F = [tanh(c̃) σ'(o), g σ'(i), c̄ σ'(f), i (1 − g²)],
-// q = o (1 − tanh²c̃), dd = ak ⊙ ([h̃, c̃] − [h, c]) and σ(f)
-template <typename T, bool Z, bool GRAD>
+// q = o (1 − tanh²c̃), σ(f) and (soft threshold only: ∂e has no use under the hard one)
+// dd = ak ⊙ ([h̃, c̃] − [h, c])
+template <typename T, bool Z, bool GRAD, bool HARD>
 void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__ ht, const T* __restrict__ u,
                T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ ak, T* __restrict__ ez,
                T* __restrict__ F, T* __restrict__ q, T* __restrict__ dd, T* __restrict__ fs, int64_t B, int64_t H,
@@ -138,10 +139,11 @@ void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__
         q[b * H + j] = o[j] * (T(1) - tc[j] * tc[j]);
         fs[b * H + j] = f[j];
       }
-      for (int64_t j = 0; j < H2; ++j) {
-        const T d = hc[j] - s[j];
-        dd[b * H2 + j] = Z ? d * akb[j] : d;
-      }
+      if (!HARD)
+        for (int64_t j = 0; j < H2; ++j) {
+          const T d = hc[j] - s[j];
+          dd[b * H2 + j] = Z ? d * akb[j] : d;
+        }
     }
   }
 }
@@ -171,7 +173,8 @@ void lstm_bwd_gates(T* __restrict__ dS, const T* __restrict__ dy, const T* __res
   }
 }
 
-// backward, second pass (dX = ∂[x̄, 1, h̄, c̄]): ∂x = e ⊙ ∂x̄; the carried ∂[h, c] =
+// backward, second pass (dX = ∂[x̄, 1, h̄, c̄]): ∂x = e ⊙ ∂x̄ (soft; the hard threshold's dX holds
+// only ∂[h̄, c̄], its ∂x comes from one GEMM after the loop); the carried ∂[h, c] =
 // (1 − e') ⊙ ∂[h, c] + e ⊙ ∂[h̄, c̄] (no zoneout: one lerp); the soft threshold's
 // ∂z = σ'(z) (U ⊙ dX + [0, dd ⊙ ∂[h, c]]) and ∂a = σ'(a) (∂z·zs + dM), whose share of ∂h is ∂a w_mh
 template <typename T, bool HARD, bool Z, bool DM>
@@ -188,7 +191,8 @@ void lstm_bwd_carry(const T* __restrict__ dS, T* __restrict__ dS2, const T* __re
     const T* __restrict__ d = dS + b * H2;
     T* __restrict__ d2 = dS2 + b * H2;
     T* __restrict__ dx = dxp + b * J;
-    for (int64_t j = 0; j < I; ++j) dx[j] = xb[j] * eb[j];
+    if (!HARD)
+      for (int64_t j = 0; j < I; ++j) dx[j] = xb[j] * eb[j];
     for (int64_t j = 0; j < H2; ++j)
       d2[j] = Z ? d[j] * (T(1) - ez[b * H2 + j]) + eb[J + j] * xb[J + j] : lerp(d[j], xb[J + j], eb[J + j]);
     T dz = T(0);
@@ -233,7 +237,7 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
   const T* zo = zo2.data_ptr<T>();
   T* Up = U.data_ptr<T>();
   const int64_t BK = B * K, BH = B * H;
-  auto tail = grad ? &lstm_tail<T, Z, true> : &lstm_tail<T, Z, false>;
+  auto tail = grad ? &lstm_tail<T, Z, true, HARD> : &lstm_tail<T, Z, false, HARD>;
   T* gp = g.data_ptr<T>();
   T* Pp = P.data_ptr<T>();
   T* htp = ht.data_ptr<T>();
@@ -256,8 +260,8 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
       lstm_tanh_c<T>(Pp + 3 * r, n, H);
       tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? row<T>(ak, t) + 2 * r : nullptr,
            Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr, F.data_ptr<T>() + t * 4 * BH + 4 * r,
-           q.data_ptr<T>() + t * BH + r, dd.data_ptr<T>() + t * 2 * BH + 2 * r, fs.data_ptr<T>() + t * BH + r, n, H,
-           J, K);
+           q.data_ptr<T>() + t * BH + r, HARD ? nullptr : dd.data_ptr<T>() + t * 2 * BH + 2 * r,
+           fs.data_ptr<T>() + t * BH + r, n, H, J, K);
     }
   });
 }
@@ -277,7 +281,10 @@ Tensor lstm_backward_loop(Tensor dS, const Tensor& dgates, const Tensor& dxp, co
   for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
     const int64_t n = b1 - b0, r = b0 * H;
     Tensor d = dS.narrow(0, b0, n), d2 = dS2.narrow(0, b0, n);  // ∂[h, c] carried, and the next one
-    Tensor dXg = dX.narrow(0, b0, n).narrow(1, 0, JH);
+    // ∂[x̄, 1, h̄] through the gates; the hard threshold needs only ∂h̄ in the loop (its ∂x̄ feeds
+    // nothing recurrent, so it is one GEMM after the loop), 128 of 157 columns at H = 128, I = 28
+    Tensor dXg = HARD ? dX.narrow(0, b0, n).narrow(1, J, H) : dX.narrow(0, b0, n).narrow(1, 0, JH);
+    const Tensor wtg = HARD ? wt.narrow(1, J, H) : wt;
     T* dXp = dX.data_ptr<T>() + b0 * K;
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const T* e = es.data_ptr<T>() + t * BK + b0 * K;
@@ -293,10 +300,11 @@ Tensor lstm_backward_loop(Tensor dS, const Tensor& dgates, const Tensor& dxp, co
         lstm_bwd_gates<T, true>(dSp, dy.data_ptr<T>() + t * BH + r, w, ws, Ft, qt, ft, dg, dXp, n, H, JH, K);
       else
         lstm_bwd_gates<T, false>(dSp, nullptr, w, ws, Ft, qt, ft, dg, dXp, n, H, JH, K);
-      at::mm_out(dXg, dg_[t].narrow(0, b0, n), wt);  // ∂[x̄, 1, h̄]
+      at::mm_out(dXg, dg_[t].narrow(0, b0, n), wtg);
       lstm_bwd_carry<T, HARD, Z, DM>(dSp, d2.data_ptr<T>(), dXp, U.data_ptr<T>() + t * BK + b0 * K, e,
                                      Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
-                                     dd.data_ptr<T>() + t * 2 * BH + 2 * r, zs, ms.data_ptr<T>() + t * B + b0,
+                                     HARD ? nullptr : dd.data_ptr<T>() + t * 2 * BH + 2 * r, zs,
+                                     ms.data_ptr<T>() + t * B + b0,
                                      DM ? dM.data_ptr<T>() + t * B + b0 : nullptr, wmh,
                                      dxp.data_ptr<T>() + (t * B + b0) * J, n, I, H, K);
       std::swap(d, d2);
@@ -370,7 +378,8 @@ void gru_bwd_gates(T* __restrict__ dh, const T* __restrict__ dy, const T* __rest
 }
 
 // backward, second pass (dX = ∂[x̄, 1, h̄] through the gates): h̄ also enters h̃ (+ ∂h̃ ⊙ z);
-// ∂U = e ⊙ dX (its h columns join the carried ∂h); the scheduler as for the VC-LSTM
+// ∂U = e ⊙ dX (its h columns join the carried ∂h; the hard threshold's dX holds only ∂h̄, its
+// ∂x comes from one GEMM after the loop); the scheduler as for the VC-LSTM
 template <typename T, bool HARD, bool DM>
 void gru_bwd_carry(const T* __restrict__ dh, T* __restrict__ dh2, const T* __restrict__ dht, T* __restrict__ dX,
                    const T* __restrict__ g, const T* __restrict__ u, const T* __restrict__ e,
@@ -385,7 +394,7 @@ void gru_bwd_carry(const T* __restrict__ dh, T* __restrict__ dh2, const T* __res
     T* __restrict__ dub = du + b * K;
     T* __restrict__ d2 = dh2 + b * H;
     for (int64_t j = 0; j < H; ++j) xb[J + j] += dht[b * H + j] * z[j];
-    for (int64_t j = 0; j < K; ++j) dub[j] = xb[j] * eb[j];
+    for (int64_t j = HARD ? J : 0; j < K; ++j) dub[j] = xb[j] * eb[j];  // hard: ∂x after the loop
     T dz = T(0);
     if (!HARD) {
       for (int64_t j = 0; j < J; ++j) dz += xb[j] * ub[j] * (T(1) - eb[j]) * eb[j] * zs[j];
@@ -445,7 +454,7 @@ Tensor gru_backward_loop(Tensor dh, const Tensor& dgs, const Tensor& dU, const T
                          const Tensor& es, const Tensor& ez, const Tensor& F, const Tensor& dd, const Tensor& gs,
                          const Tensor& ms, const Tensor& wt, const Tensor& zs2, const Tensor& w_mh, const Tensor& dy,
                          const Tensor& dM, int64_t I) {
-  const int64_t T_ = es.size(0), B = es.size(1), K = es.size(2), H = dd.size(2), J = I + 1;
+  const int64_t T_ = es.size(0), B = es.size(1), K = es.size(2), H = dh.size(1), J = I + 1;
   const int64_t BK = B * K, BH = B * H;
   Tensor dh2 = at::empty_like(dh);
   Tensor dht = at::empty_like(dh);
@@ -458,6 +467,9 @@ Tensor gru_backward_loop(Tensor dh, const Tensor& dgs, const Tensor& dU, const T
     Tensor d = dh.narrow(0, b0, nr), d2 = dh2.narrow(0, b0, nr);  // ∂h carried, and the next one
     Tensor dX_r = dX.narrow(0, b0, nr);
     T* dXp = dX_r.data_ptr<T>();
+    // hard: only ∂h̄ in the loop (as the VC-LSTM's)
+    Tensor dXg = HARD ? dX_r.narrow(1, J, H) : dX_r;
+    const Tensor wtg = HARD ? wt.narrow(1, J, H) : wt;
     T* dhtp = dht.data_ptr<T>() + r;
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const T* e = es.data_ptr<T>() + t * BK + b0 * K;
@@ -471,9 +483,10 @@ Tensor gru_backward_loop(Tensor dh, const Tensor& dgs, const Tensor& dU, const T
         gru_bwd_gates<T, true>(dhp, dy.data_ptr<T>() + t * BH + r, w, ws, dhtp, dh2p, Ft, dg, nr, H);
       else
         gru_bwd_gates<T, false>(dhp, nullptr, w, ws, dhtp, dh2p, Ft, dg, nr, H);
-      at::mm_out(dX_r, dg_[t].narrow(0, b0, nr), wt);
+      at::mm_out(dXg, dg_[t].narrow(0, b0, nr), wtg);
       gru_bwd_carry<T, HARD, DM>(dhp, dh2p, dhtp, dXp, gs.data_ptr<T>() + t * 4 * BH + 4 * r,
-                                 U.data_ptr<T>() + t * BK + b0 * K, e, dd.data_ptr<T>() + t * BH + r, zs,
+                                 U.data_ptr<T>() + t * BK + b0 * K, e,
+                                 HARD ? nullptr : dd.data_ptr<T>() + t * BH + r, zs,
                                  ms.data_ptr<T>() + t * B + b0, DM ? dM.data_ptr<T>() + t * B + b0 : nullptr, wmh,
                                  dU.data_ptr<T>() + t * BK + b0 * K, das.data_ptr<T>() + t * B + b0, nr, J, H, K);
       std::swap(d, d2);
