@@ -116,6 +116,7 @@ class VCCell(Cell):
         self.bias_hh = nn.Parameter(torch.empty(G * H))
         self.register_buffer("idx_h", torch.arange(H, dtype=torch.float32) + self.index_offset, persistent=False)
         self.register_buffer("idx_x", torch.arange(I, dtype=torch.float32) + self.index_offset, persistent=False)
+        self._wt = self._w = self._b = None  # a sequence's weights (project_input, _step_weights)
         self._ms: list[Tensor] = []  # m_t of the running forward, [B, 1] each
         self._pen_terms: list[Tensor] = []  # [T, B] blocks of m_t awaiting extra_loss()
         self._sum_m = 0.0
@@ -175,14 +176,25 @@ class VCCell(Cell):
 
     # -- the fused per-step path ----------------------------------------------------------------
     @abstractmethod
-    def _prepare(self) -> tuple[Tensor, Tensor]:
-        """The stacked weight ``[(I + H), G·H]`` (reading ``[x̄, h̄]``) and bias; subclasses."""
+    def _prepare(self) -> Tensor:
+        """The stacked weight ``[G·H, I + 1 + H]`` whose row r reads ``[x̄, 1, h̄]`` (the bias a
+        column; gate rows in the kernel's order): built by contiguous cats along the columns, so
+        its backward is views (a transpose or a cat of row slices here costs ≈ 1 ms per sequence
+        forward and backward); subclasses."""
+
+    def _step_weights(self) -> tuple[Tensor, Tensor]:
+        """The step loop's ``W [(I + H), G·H]`` and bias from :meth:`_prepare`'s weight (once per
+        sequence; the whole-sequence kernels read the stacked weight itself)."""
+        if self._w is None:
+            I = self.input_size
+            self._w, self._b = torch.cat([self._wt[:, :I], self._wt[:, I + 1:]], 1).t(), self._wt[:, I]
+        return self._w, self._b
 
     def project_input(self, x: Tensor) -> Tensor:
         """``[x, w_mx·x + b_m]`` for all steps (x itself is needed per step: its mask depends on
         m_t and so on h_{t-1}). Also prepares, once per sequence, the stacked weight of the
         single per-step matmul ``[x̄, h̄] @ W`` and the mask constants for the current λ."""
-        self._w, self._b = self._prepare()
+        self._wt, self._w, self._b = self._prepare(), None, None
         I, H = self.input_size, self.hidden_size
         dt, dev = x.dtype, x.device
         D = torch.cat([torch.full((I,), float(I)), torch.full((H,), float(H))]).to(dev, dt)
@@ -213,7 +225,7 @@ class VCCell(Cell):
 
     def end_sequence(self) -> None:
         """Fold the recorded m_t into the running statistics (and the penalty terms)."""
-        self._w = self._b = None  # per-sequence weights: drop the graph (and keep deepcopy working)
+        self._wt = self._w = self._b = None  # per-sequence weights: drop the graph (and keep deepcopy working)
         if not self._ms:
             return
         M = torch.cat(self._ms, 1)  # [B, T]
@@ -227,7 +239,7 @@ class VCCell(Cell):
             self._pen_terms.append(M)
 
     #: the whole-sequence kernel (:mod:`rnnbench.cells.kernels.vc`, ``.vcrnn``): ``apply(xp, *state,
-    #: w, b, w_mh, zs, zo, meta, *keep factors) -> (y, *state, M)``
+    #: wt, w_mh, zs, zo, meta, *keep factors) -> (y, *state, M)`` (``wt`` from :meth:`_prepare`)
     sequence_fn: Any = None
 
     def sequence_forward(self, x: Tensor, state: State, mix: Optional[Callable[[], Mix]] = None
@@ -240,7 +252,7 @@ class VCCell(Cell):
         xp = self.project_input(x)
         ks = mix() if mix is not None else (None,) * self.num_states  # drawn after the weights, as the loop does
         meta = (self.input_size, self.threshold == "hard", self.eps, self._kappa, x.requires_grad)
-        y, *new, M = self.sequence_fn.apply(xp, *state, self._w, self._b, self.w_mh, self._zs, self._zo, meta, *ks)
+        y, *new, M = self.sequence_fn.apply(xp, *state, self._wt, self.w_mh, self._zs, self._zo, meta, *ks)
         self._ms = list(M.unbind(0))
         self.end_sequence()
         return y, tuple(new)
@@ -289,23 +301,22 @@ class VCLSTMCell(VCCell):
         super().__init__(input_size, hidden_size, **kw)
         self.forget_bias = float(forget_bias)
 
-    def _prepare(self) -> tuple[Tensor, Tensor]:
+    def _prepare(self) -> Tensor:
         H = self.hidden_size
-        w = torch.cat([self.weight_ih, self.weight_hh], 1)
         b = self.bias_ih + self.bias_hh
         if self.forget_bias:
             b = b + torch.cat([b.new_zeros(H), b.new_full((H,), self.forget_bias), b.new_zeros(2 * H)])
-        # rows i, f, g, o -> o, i, f, g by slices (an index permutation's backward, index_put
-        # with accumulation, cost ~1 ms per sequence)
-        w = torch.cat([w[3 * H:], w[:2 * H], w[2 * H:3 * H]])
-        b = torch.cat([b[3 * H:], b[:2 * H], b[2 * H:3 * H]])
-        return w.t(), b
+        w = torch.cat([self.weight_ih, b.unsqueeze(1), self.weight_hh], 1)
+        # gate rows i, f, g, o -> o, i, f, g: a roll (its backward one roll; a cat of row slices
+        # zero-fills and adds three full-size gradients, an index permutation accumulates)
+        return w.view(4, H, -1).roll(1, 0).view(4 * H, -1)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         H = self.hidden_size
         h, c = state
         xh, e = self.masked_xh(xp, h)
-        gates = torch.addmm(self._b, xh, self._w)  # o, i, f, g
+        w, b = self._step_weights()
+        gates = torch.addmm(b, xh, w)  # o, i, f, g
         sg = torch.sigmoid(gates[:, :3 * H])
         ct = torch.addcmul(sg[:, 2 * H:] * (c * e), sg[:, H:2 * H], torch.tanh(gates[:, 3 * H:]))
         ht = sg[:, :H] * torch.tanh(ct)
@@ -324,13 +335,14 @@ class VCRNNCell(VCCell):
     takes_state_mix = True  # zoneout runs inside VCRNNSequenceFn
     sequence_fn = VCRNNSequenceFn
 
-    def _prepare(self) -> tuple[Tensor, Tensor]:
-        return torch.cat([self.weight_ih, self.weight_hh], 1).t(), self.bias_ih + self.bias_hh
+    def _prepare(self) -> Tensor:
+        return torch.cat([self.weight_ih, (self.bias_ih + self.bias_hh).unsqueeze(1), self.weight_hh], 1)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h = state[0]
         xh, e = self.masked_xh(xp, h)
-        h = torch.lerp(h, torch.tanh(torch.addmm(self._b, xh, self._w)), e)
+        w, b = self._step_weights()
+        h = torch.lerp(h, torch.tanh(torch.addmm(b, xh, w)), e)
         return h, (h,)
 
 
@@ -351,19 +363,20 @@ class VCGRUCell(VCCell):
     takes_state_mix = True  # zoneout runs inside VCGRUSequenceFn
     sequence_fn = VCGRUSequenceFn
 
-    def _prepare(self) -> tuple[Tensor, Tensor]:
+    def _prepare(self) -> Tensor:
         H = self.hidden_size
         wi, wh = self.weight_ih, self.weight_hh
-        top = torch.cat([wi, wi.new_zeros(H, self.input_size)], 0)  # [4H, I]
-        bot = torch.cat([wh[:2 * H], wh.new_zeros(H, H), wh[2 * H:]], 0)  # [4H, H]
+        x_cols = torch.cat([wi, wi.new_zeros(H, self.input_size)], 0)  # [4H, I]
+        h_cols = torch.cat([wh[:2 * H], wh.new_zeros(H, H), wh[2 * H:]], 0)  # [4H, H]
         b = torch.cat([self.bias_ih[:2 * H] + self.bias_hh[:2 * H], self.bias_ih[2 * H:], self.bias_hh[2 * H:]])
-        return torch.cat([top, bot], 1).t(), b
+        return torch.cat([x_cols, b.unsqueeze(1), h_cols], 1)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         H = self.hidden_size
         h = state[0]
         xh, e = self.masked_xh(xp, h)
-        g = torch.addmm(self._b, xh, self._w)  # [r, z, n_x, n_h]
+        w, b = self._step_weights()
+        g = torch.addmm(b, xh, w)  # [r, z, n_x, n_h]
         rz = torch.sigmoid(g[:, :2 * H])
         n = torch.tanh(torch.addcmul(g[:, 2 * H:3 * H], rz[:, :H], g[:, 3 * H:]))
         ht = torch.lerp(n, xh[:, self.input_size:], rz[:, H:])  # (1 − z) n + z h̄

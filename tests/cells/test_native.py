@@ -76,7 +76,7 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
     if kernel == "mrnn":  # xp, h0, w_mh, w_hm; keep factor k
         return MRNNSequenceFn, [r(T, B, 2 * H), r(B, H), r(H, H, s=0.5), r(H, H, s=0.5)], \
             _keep(zoneout, 1, T, B, H, dtype, g)
-    if kernel.startswith(("vclstm", "vcgru")):  # xp = [x, w_mx·x + b_m], h0 (, c0), w, b, w_mh; zs, zo, meta, keep factors
+    if kernel.startswith(("vclstm", "vcgru")):  # xp = [x, w_mx·x + b_m], h0 (, c0), wt, w_mh; zs, zo, meta, keep factors
         cell, threshold, *dm = kernel.split("-")
         lstm = cell == "vclstm"
         # soft: a band of mask values several dims wide at H = 6; hard: λ large enough that some
@@ -86,20 +86,20 @@ def _inputs(kernel: str, zoneout: str, T=5, B=3, I=4, H=6, dtype=torch.float64, 
         zo = torch.cat([torch.arange(I), torch.arange(H)]).to(dtype) * -lam
         meta = (I, threshold == "hard", eps, math.log((1 - eps) / eps))
         fn = VCLSTMSequenceFn if lstm else VCGRUSequenceFn
-        args = [r(T, B, I + 1), r(B, H)] + [r(B, H)] * lstm + [r(I + H, 4 * H, s=0.5), r(4 * H, s=0.5), r(H, 1, s=0.5)]
+        args = [r(T, B, I + 1), r(B, H)] + [r(B, H)] * lstm + [r(4 * H, I + 1 + H, s=0.5), r(H, 1, s=0.5)]
         return (_WithoutM(fn) if dm else fn), args, [zs, zo, meta] + _keep(zoneout, 1 + lstm, T, B, H, dtype, g)
     if kernel.startswith("delta_rnn"):  # xp = [a, b, r], h0, v, Φ; keep factor k
         outer = kernel.partition(":")[2]
         xp = torch.cat([torch.randn(T, B, 2 * H, dtype=dtype, generator=g),
                         torch.rand(T, B, H, dtype=dtype, generator=g)], -1).requires_grad_()  # r in (0, 1)
         return _Outer(DeltaRNNSequenceFn, outer), [xp, r(B, H), r(H, H, s=0.5)], _keep(zoneout, 1, T, B, H, dtype, g)
-    if kernel.startswith("vcrnn"):  # xp = [x, a], h0, w, b, w_mh; constants zs, zo, meta, keep factor k
+    if kernel.startswith("vcrnn"):  # xp = [x, a], h0, wt, w_mh; constants zs, zo, meta, keep factor k
         lam, kappa = 0.7, math.log(0.9 / 0.1)  # eps = 0.1
         zs = lam * torch.cat([torch.full((I,), float(I)), torch.full((H,), float(H))]).to(dtype)
         zo = -lam * torch.cat([torch.arange(I), torch.arange(H)]).to(dtype)
         xp = torch.cat([torch.randn(T, B, I, dtype=dtype, generator=g),
                         2 * torch.randn(T, B, 1, dtype=dtype, generator=g)], -1).requires_grad_()  # m over (0, 1)
-        return VCRNNSequenceFn, [xp, r(B, H), r(I + H, H, s=0.5), r(H, s=0.5), r(H, 1)], \
+        return VCRNNSequenceFn, [xp, r(B, H), r(H, I + 1 + H, s=0.5), r(H, 1)], \
             [zs, zo, (I, kernel.endswith("-hard"), 0.1, kappa)] + _keep(zoneout, 1, T, B, H, dtype, g)
     raise ValueError(kernel)
 

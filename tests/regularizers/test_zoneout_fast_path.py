@@ -205,7 +205,7 @@ def test_vc_gradcheck_with_zoneout(cell, kind):
     lstm = cell == "vclstm"
     states = ((B, H),) * (1 + lstm)
     G = 1 if cell == "vcrnn" else 4  # the base cell's output columns per hidden unit
-    args = _leaves((T, B, I + 1), *states, (I + H, G * H), (G * H,), (H, 1))  # xp, h0 (, c0), w, b, w_mh
+    args = _leaves((T, B, I + 1), *states, (G * H, I + 1 + H), (H, 1))  # xp, h0 (, c0), wt, w_mh
     ks = _k(kind, T, B, H)[:1 + lstm] if kind != "none" else (None,) * (1 + lstm)
     fn = {"vclstm": VCLSTMSequenceFn, "vcgru": VCGRUSequenceFn, "vcrnn": VCRNNSequenceFn}[cell]
     assert torch.autograd.gradcheck(lambda *a: fn.apply(*a, zs, zo, meta, *ks), args)

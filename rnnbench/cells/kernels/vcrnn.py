@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import native
-from .vc import _keep_cols, _mask_, _mask_consts, _scheduler_backward_, _steps, _u_buffer, _with_bias_row
+from .vc import _gemm_weights, _keep_cols, _mask_, _mask_consts, _scheduler_backward_, _stacked_grad, _steps, _u_buffer
 
 _tanh_bwd = torch.ops.aten.tanh_backward
 
@@ -50,20 +50,21 @@ class VCRNNSequenceFn(torch.autograd.Function):
     """Whole-sequence VC-RNN with a hand-written BPTT (the no-hook path of :class:`VCRNNCell`);
     the same loop runs compiled (native/vcrnn.cpp) where :func:`native.get` gives the module, else in Python.
 
-    Same conventions as :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: inputs ``xp [T, B,
-    I + 1]`` (``[x, w_mx·x + b_m]``), ``h0``, the stacked weight ``w [(I + H), H]`` and bias ``b
-    [H]``, ``w_mh [H, 1]``, the mask constants ``zs, zo`` and ``(I, hard, eps, kappa)`` (a fifth
+    Same conventions as :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: inputs ``xp [T, B, I +
+    1]`` (``[x, w_mx·x + b_m]``), ``h0``, the stacked weight ``wt [H, I + 1 + H]`` (the bias its
+    column I), ``w_mh [H, 1]``, the mask constants ``zs, zo`` and ``(I, hard, eps, kappa)`` (a fifth
     entry is ignored); outputs ``y [T, B, H], h_T, M [T, B, 1]``. Per step ``m = σ(a + h w_mh)``,
-    ``e`` = the mask of ``U[t] = [x_t, 1, h_{t-1}]``, ``h̃ = tanh((U ⊙ e) [w_x; b; w_h])``,
-    ``h_t = lerp(h, h̃, e)``. In the backward ``∂pre = ∂h_t ⊙ e (1 − h̃²)`` (one op with the factor
-    formed once, vectorized over time), ``∂h_{t−1} = (1 − e) ∂h_t + e ⊙ ∂[h̄]`` plus the scheduler's share. Zoneout (``k``,
-    broadcastable to ``[T, B, H]``) as in :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: the
-    state lerp's weight ``e' = (1 − k) ⊙ e`` (the masking h̄ = e ⊙ h keeps e), so ``F = e' (1 − h̃²)``,
-    ``1 − k`` is folded into ``h̃ − h`` and the carried gradient is ``(1 − e') ∂h_t + e ⊙ ∂[h̄]``.
+    ``e`` = the mask of ``U[t] = [x_t, 1, h_{t-1}]``, ``h̃ = tanh((U ⊙ e) [w_x; b; w_h])``, ``h_t =
+    lerp(h, h̃, e)``. In the backward ``∂pre = ∂h_t ⊙ e (1 − h̃²)`` (one op with the factor formed
+    once, vectorized over time), ``∂h_{t−1} = (1 − e) ∂h_t + e ⊙ ∂[h̄]`` plus the scheduler's share.
+    Zoneout (``k``, broadcastable to ``[T, B, H]``) as in
+    :class:`~rnnbench.cells.kernels.vc.VCGRUSequenceFn`: the state lerp's weight ``e' = (1 − k) ⊙
+    e`` (the masking h̄ = e ⊙ h keeps e), so ``F = e' (1 − h̃²)``, ``1 − k`` is folded into ``h̃ −
+    h`` and the carried gradient is ``(1 − e') ∂h_t + e ⊙ ∂[h̄]``.
     """
 
     @staticmethod
-    def forward(ctx: Any, xp: Tensor, h0: Tensor, w: Tensor, b: Tensor, w_mh: Tensor,  # type: ignore[override]
+    def forward(ctx: Any, xp: Tensor, h0: Tensor, wt: Tensor, w_mh: Tensor,  # type: ignore[override]
                 zs: Tensor, zo: Tensor, meta: tuple, k: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor]:
         I, hard, eps, kappa = meta[:4]
         T, B, _ = xp.shape
@@ -71,7 +72,7 @@ class VCRNNSequenceFn(torch.autograd.Function):
         J = I + 1
         K = J + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, False)
-        wf = _with_bias_row(w, b, I)  # [(I + 1 + H), H], contiguous
+        wf, wt = _gemm_weights(wt)  # [(I + 1 + H), H] and [H, I + 1 + H], row-major
         ak = _keep_cols((k,), T, B, H, xp)  # zoneout: 1 − k
         ez = xp.new_empty(T, B, H) if ak is not None else None  # e' = ak ⊙ e
         ctx.ext = ext = native.get(xp)
@@ -96,20 +97,19 @@ class VCRNNSequenceFn(torch.autograd.Function):
                 torch.lerp(v.h, v.ht, ew, out=v.h_next)
         ctx.meta = meta
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo, ez, ak)
+        ctx.save_for_backward(xp, ms, es, xb, hts, U, wt, w_mh, zs, zo, ez, ak)
         return U[1:, :, J:], U[T, :, J:].clone(), ms
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
-        xp, ms, es, xb, hts, U, w, b, w_mh, zs, zo, ez, ak = ctx.saved_tensors
+        xp, ms, es, xb, hts, U, wt, w_mh, zs, zo, ez, ak = ctx.saved_tensors
         I, hard, eps, kappa = ctx.meta[:4]
         T, B, _ = xp.shape
         H = hts.shape[2]
         J = I + 1
         K = J + H
         _, _, zs_col = _mask_consts(zs, zo, I, False)
-        wt = _with_bias_row(w, b, I).t().contiguous()  # [H, I + 1 + H]
         eh, hs = es[..., J:], U[:T, :, J:]
         ew = eh if ez is None else ez  # the state lerp's weight e'
         F = _tanh_bwd(ew, hts)  # e' (1 − h̃²), vectorized over time
@@ -143,7 +143,5 @@ class VCRNNSequenceFn(torch.autograd.Function):
                 _scheduler_backward_(de, v.e, v.m, zs_col, v.dM, v.da, dh2, wmh_t, hard)
                 dh, dh2 = dh2, dh
             dxp = torch.cat([dU[..., :I], das], 2)
-        dwb = torch.mm(xb.reshape(T * B, K).t(), dgs.reshape(T * B, H))  # [w_x; b; w_h] rows
-        dw = torch.cat([dwb[:I], dwb[J:]])
         dw_mh = torch.mm(hs.reshape(T * B, H).t(), dxp[..., I:].reshape(T * B, 1))
-        return dxp, dh, dw, dwb[I], dw_mh, None, None, None, None
+        return dxp, dh, _stacked_grad(xb, dgs), dw_mh, None, None, None, None
