@@ -445,6 +445,22 @@ def measure(cell: str, reg: str, shape_name: str, dims, plan: Plan, device,
     return row, fn
 
 
+def head_to_head(row: dict, fns: dict, shape_name: str, plan: Plan, device, log: Callable[[str], None]) -> None:
+    """A peer row against the row of ours that computes the same function, their batches
+    alternated (each row's ×nn.LSTM comes from a different stretch of time; on a loaded machine
+    two rows' ms are not comparable, two interleaved series are): ``ours_ms``, ``peer_ms_h2h``
+    and ``ratio_to_ours`` (the peer's median over ours; > 1: ours is faster)."""
+    peer = _peer(row["cell"])
+    if peer is None or peer.ours not in fns or (row["cell"], row["regularizer"]) not in fns:
+        return
+    times, ours, _ = time_fn(fns[row["cell"], row["regularizer"]], device, plan.repeats, 1, plan.max_seconds,
+                             ref=fns[peer.ours])
+    stat = min if plan.stat == "min" else statistics.median
+    row.update(ours_ms=stat(ours), peer_ms_h2h=stat(times), ratio_to_ours=stat(times) / stat(ours))
+    log(f"[{shape_name}] {row['cell']} against {'+'.join(peer.ours)}, batches alternated: "
+        f"{row['peer_ms_h2h']:.2f} against {row['ours_ms']:.2f} ms (×{row['ratio_to_ours']:.2f} ours)")
+
+
 def run(plan: Plan, device, log: Callable[[str], None]) -> list[dict]:
     """The matmul-peak row, then per shape the reference and every job. Each job's batches
     alternate with reference batches; ``ratio_to_lstm`` is the ratio of the two medians."""
@@ -465,9 +481,10 @@ def run(plan: Plan, device, log: Callable[[str], None]) -> list[dict]:
         log(f"[{shape_name}] {REFERENCE}: {ref['ms']:.2f} ms")
         block = [ref]
         all_ref = []
+        fns: dict[tuple[str, str], Callable[[], None]] = {}
         for cell, reg in plan.jobs:
             try:
-                r, _ = measure(cell, reg, shape_name, dims, plan, device, ref=ref_fn)
+                r, fns[cell, reg] = measure(cell, reg, shape_name, dims, plan, device, ref=ref_fn)
             except RnnbenchError as e:
                 log(f"[{shape_name}] {cell}+{reg}: skipped ({e})")
                 continue
@@ -480,6 +497,8 @@ def run(plan: Plan, device, log: Callable[[str], None]) -> list[dict]:
             ref.update(ms=ref_ms, examples_per_s=dims[1] / (ref_ms / 1e3),
                        gflops=flops("lstm", *dims) / (ref_ms / 1e3) / 1e9)
         ref["ratio_to_lstm"] = 1.0
+        for r in block:
+            head_to_head(r, fns, shape_name, plan, device, log)
         for r in block:
             r.update(common)
             rows.append(r)
@@ -566,6 +585,10 @@ def main(argv: list[str]) -> int:
         f"load average {os.getloadavg()[0]:.2f}")
     rows = run(plan, device, log)
     print(table(rows), file=out, flush=True)
+    for r in rows:
+        if r.get("ratio_to_ours") is not None:
+            print(f"{r['cell']} [{r['shape']}] against ours, batches alternated: {r['peer_ms_h2h']:.2f} ms "
+                  f"against {r['ours_ms']:.2f} ms: ×{r['ratio_to_ours']:.2f} ours (> 1: ours is faster)", file=out)
     print(f"load average after: {os.getloadavg()[0]:.2f}", file=out)
     if a.json:
         _write(a.json, json.dumps(rows, indent=1) + "\n")

@@ -126,6 +126,32 @@ def test_peer_tf_without_tensorflow_is_one_skipped_line(tmp_path, monkeypatch, c
     assert {r["cell"] for r in rows} == {"nn.LSTM", "lstm"}
 
 
+def test_peer_row_is_timed_against_ours_batches_alternated(monkeypatch):
+    """A peer row's ratio_to_ours: its batches alternated with those of the row of ours that
+    computes the same function (not two rows' ms from different stretches of time)."""
+    from types import SimpleNamespace
+
+    fns = {"nn.LSTM": lambda: None, "ours": lambda: None, "tf_x": lambda: None}
+    monkeypatch.setattr(bench, "measure", lambda cell, reg, shape, dims, plan, device, ref=None: (
+        {"cell": cell, "regularizer": reg, "shape": shape, "ms": 1.0, "ref_ms": 1.0, "ratio_to_lstm": 1.0,
+         "gflops": 1.0, "path": "p", "peak_mem_mb": None}, fns[cell]))
+    monkeypatch.setattr(bench, "_peer", lambda cell: SimpleNamespace(ours=("ours", "none")) if cell == "tf_x" else None)
+    calls = []
+
+    def fake_time_fn(fn, device, repeats, warmup, max_seconds, ref=None):
+        calls.append((fn, ref))
+        return [3.0, 5.0, 4.0], [2.0, 2.5, 1.0], 0.0
+
+    monkeypatch.setattr(bench, "time_fn", fake_time_fn)
+    plan = bench.Plan(shapes=[("tiny", (6, 4, 3, 8))], jobs=[("ours", "none"), ("tf_x", "none")], repeats=3,
+                      warmup=0, max_seconds=1.0, memory=False, peak=False)
+    rows = {r["cell"]: r for r in bench.run(plan, __import__("torch").device("cpu"), lambda m: None)}
+    assert calls == [(fns["tf_x"], fns["ours"])]  # the peer timed, ours as the interleaved reference
+    assert rows["tf_x"]["ratio_to_ours"] == pytest.approx(4.0 / 2.0)
+    assert rows["tf_x"]["ours_ms"] == 2.0 and rows["tf_x"]["peer_ms_h2h"] == 4.0
+    assert "ratio_to_ours" not in rows["ours"]
+
+
 def test_peer_tf_rows_beside_ours(tmp_path, monkeypatch):
     """With TensorFlow: each peer row and the row of ours that computes the same function."""
     from rnnbench.peers import tf as peer_tf
@@ -137,3 +163,4 @@ def test_peer_tf_rows_beside_ours(tmp_path, monkeypatch):
     assert {("tf_vclstm", "none"), ("vclstm[threshold=hard]", "none"), ("tf_wn_lstm", "weight_norm"),
             ("lstm", "weight_norm")} <= set(got)
     assert got[("tf_vclstm", "none")]["path"] == "tf.function" and got[("tf_vclstm", "none")]["article"] == "000"
+    assert got[("tf_vclstm", "none")]["ratio_to_ours"] > 0 and got[("tf_wn_lstm", "weight_norm")]["ours_ms"] > 0
