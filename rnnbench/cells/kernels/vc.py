@@ -127,6 +127,20 @@ def _hard_dx_(dx: Tensor, dgates: Tensor, wt_x: Tensor, ex: Tensor, meta: tuple)
     dx.mul_(ex)
 
 
+def _keep_rows(ks: tuple[Optional[Tensor], ...], B: int, H: int, like: Tensor) -> Optional[list[Tensor]]:
+    """Zoneout's keep factors as the compiled VC-LSTM reads them: each slot a contiguous ``[T or 1,
+    B, H]`` tensor (None, a slot not mixed: 0; the evaluation's scalar and a locked ``[B, H]`` mask:
+    one row); no copy of a per-step mask, which ``keep_masks`` draws contiguous. None without zoneout."""
+    if all(k is None for k in ks):
+        return None
+    rows = []
+    for k in ks:
+        if k is None:
+            k = like.new_zeros(1, B, H)
+        rows.append(k.expand(k.shape[0] if k.dim() == 3 else 1, B, H).contiguous())
+    return rows
+
+
 def _steps(views: Any, step_type: type, reverse: bool = False):
     """One ``step_type`` per time step: the per-step view (``unbind(0)``, one op per tensor) of
     every field of ``views`` (a field that is None, an absent gradient, stays None)."""
@@ -282,11 +296,13 @@ class VCLSTMSequenceFn(torch.autograd.Function):
         F = xp.new_empty(T, B, 4, H)
         q = xp.new_empty(T, B, H)  # o (1 − tanh²c̃)
         dd = xp.new_empty(T, B, 2 * H)  # [h̃ − h, c̃ − c]
-        ak = _keep_cols((kh, kc), T, B, H, xp)  # zoneout: 1 − [k_h, k_c]
-        ez = xp.new_empty(T, B, 2 * H) if ak is not None else None  # e' = ak ⊙ e
+        zoned = kh is not None or kc is not None
+        ez = xp.new_empty(T, B, 2 * H) if zoned else None  # e' = (1 − k) ⊙ e
         if ext is not None:  # the same loop in C++ (native/vc.cpp), filling these buffers
-            ext.vclstm_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, fs, F, q, dd, ez, ak, I, hard, kappa, grad)
+            kz = _keep_rows((kh, kc), B, H, xp) or [None, None]
+            ext.vclstm_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, fs, F, q, dd, ez, *kz, I, hard, kappa, grad)
             return VCLSTMSequenceFn._done(ctx, meta, xp, ms, es, xb, fs, F, q, dd, U, wt, w_mh, zs, zo, ez)
+        ak = _keep_cols((kh, kc), T, B, H, xp)  # zoneout: 1 − [k_h, k_c]
         # the Python loop's per-step scratch (the C++ loop has its own)
         g = xp.new_empty(B, 4 * H)  # scratch: σ(o), σ(i), σ(f), g's pre-activation
         g_s, g_o, g_i, g_f, g_g = g[:, :3 * H], g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]

@@ -55,7 +55,8 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
 void vclstm_forward(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                     const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& fs,
                     const Tensor& F, const Tensor& q, const Tensor& dd, const c10::optional<Tensor>& ez_,
-                    const c10::optional<Tensor>& ak_, int64_t I, bool hard, double kappa, bool grad);
+                    const c10::optional<Tensor>& kh_, const c10::optional<Tensor>& kc_, int64_t I, bool hard,
+                    double kappa, bool grad);
 Tensor vclstm_backward(const Tensor& dS, const Tensor& dgates, const Tensor& dxp, const Tensor& U, const Tensor& es,
                        const c10::optional<Tensor>& ez_, const Tensor& F, const Tensor& q, const Tensor& dd,
                        const Tensor& fs, const Tensor& ms, const Tensor& wt, const Tensor& zs2, const Tensor& w_mh,

@@ -3,8 +3,10 @@
 // allocates (U = [x, 1, h(, c)] rows, the masks, the backward's factors), which these fill. Per
 // step the scheduler, the GEMM and σ/tanh stay in ATen (BLAS; the same vectorized kernels as the
 // Python loop); the masks in z-space, the masking, the lerps and the factors are plain fused loops.
-// Zoneout's keep factors arrive as ak = 1 − k per state column ([T or 1, B, n·H]): the state lerp
-// weight is e' = ak ⊙ e (h̄ = e ⊙ h keeps e) and ak is folded into h̃ − h.
+// Zoneout's keep factors: the VC-GRU's as ak = 1 − k ([T or 1, B, H]); the VC-LSTM's as k itself,
+// one [T or 1, B, H] tensor per state (1 − k formed here: packing 1 − [k_h, k_c] side by side in
+// Python was a strided pass over both, ≈ 40 ms of a 784-step batch). The state lerp weight is
+// e' = ak ⊙ e (h̄ = e ⊙ h keeps e) and ak is folded into h̃ − h.
 #include <ATen/ATen.h>
 
 #include <vector>
@@ -104,13 +106,14 @@ void lstm_tanh_c(T* __restrict__ P, int64_t B, int64_t H) {
   }
 }
 
-// h̃ = o ⊙ tanh(c̃), [h_t, c_t] = lerp([h, c], [h̃, c̃], e') into U[t + 1] (Z: e' = ak ⊙ e, kept in
-// ez); with GRAD the backward's factors: F = [tanh(c̃) σ'(o), g σ'(i), c̄ σ'(f), i (1 − g²)],
-// q = o (1 − tanh²c̃), σ(f) and (soft threshold only: ∂e has no use under the hard one)
-// dd = ak ⊙ ([h̃, c̃] − [h, c])
+// h̃ = o ⊙ tanh(c̃), [h_t, c_t] = lerp([h, c], [h̃, c̃], e') into U[t + 1] (Z: e' = ak ⊙ e with
+// ak = 1 − [k_h, k_c], kept in ez); with GRAD the backward's factors: F = [tanh(c̃) σ'(o), g σ'(i),
+// c̄ σ'(f), i (1 − g²)], q = o (1 − tanh²c̃), σ(f) and (soft threshold only: ∂e has no use under
+// the hard one) dd = ak ⊙ ([h̃, c̃] − [h, c])
 template <typename T, bool Z, bool GRAD, bool HARD>
 void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__ ht, const T* __restrict__ u,
-               T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ ak, T* __restrict__ ez,
+               T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ kh, const T* __restrict__ kc,
+               T* __restrict__ ez,
                T* __restrict__ F, T* __restrict__ q, T* __restrict__ dd, T* __restrict__ fs, int64_t B, int64_t H,
                int64_t J, int64_t K) {
   const int64_t H2 = 2 * H;
@@ -125,11 +128,21 @@ void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__
     const T* __restrict__ s = u + b * K + J;
     T* __restrict__ sn = un + b * K + J;
     const T* __restrict__ eh = e + b * K + J;
-    const T* __restrict__ akb = Z ? ak + b * H2 : nullptr;
+    const T* __restrict__ khb = Z ? kh + b * H : nullptr;
+    const T* __restrict__ kcb = Z ? kc + b * H : nullptr;
+    T* __restrict__ ezb = Z ? ez + b * H2 : nullptr;
     for (int64_t j = 0; j < H; ++j) hc[j] = o[j] * tc[j];
-    for (int64_t j = 0; j < H2; ++j) {
-      const T w = vc_weight<Z>(eh[j], Z ? akb + j : nullptr, Z ? ez + b * H2 + j : nullptr);
-      sn[j] = lerp(s[j], hc[j], w);
+    if (Z) {  // e' = (1 − k) ⊙ e per state half, kept in ez
+      for (int64_t j = 0; j < H; ++j) {
+        ezb[j] = eh[j] * (T(1) - khb[j]);
+        sn[j] = lerp(s[j], hc[j], ezb[j]);
+      }
+      for (int64_t j = 0; j < H; ++j) {
+        ezb[H + j] = eh[H + j] * (T(1) - kcb[j]);
+        sn[H + j] = lerp(s[H + j], hc[H + j], ezb[H + j]);
+      }
+    } else {
+      for (int64_t j = 0; j < H2; ++j) sn[j] = lerp(s[j], hc[j], eh[j]);
     }
     if (GRAD) {
       T* __restrict__ Fb = F + b * 4 * H;
@@ -139,11 +152,15 @@ void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__
         q[b * H + j] = o[j] * (T(1) - tc[j] * tc[j]);
         fs[b * H + j] = f[j];
       }
-      if (!HARD)
-        for (int64_t j = 0; j < H2; ++j) {
-          const T d = hc[j] - s[j];
-          dd[b * H2 + j] = Z ? d * akb[j] : d;
-        }
+      if (!HARD) {
+        T* __restrict__ ddb = dd + b * H2;
+        for (int64_t j = 0; j < H2; ++j) ddb[j] = hc[j] - s[j];
+        if (Z)
+          for (int64_t j = 0; j < H; ++j) {
+            ddb[j] *= T(1) - khb[j];
+            ddb[H + j] *= T(1) - kcb[j];
+          }
+      }
     }
   }
 }
@@ -222,8 +239,8 @@ const T* row(const Tensor& a, int64_t t) {
 template <typename T, bool HARD, bool Z>
 void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                        const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& fs,
-                       const Tensor& F, const Tensor& q, const Tensor& dd, const Tensor& ez, const Tensor& ak,
-                       int64_t I, double kappa, bool grad) {
+                       const Tensor& F, const Tensor& q, const Tensor& dd, const Tensor& ez, const Tensor& kh,
+                       const Tensor& kc, int64_t I, double kappa, bool grad) {
   const int64_t T_ = xp.size(0), B = xp.size(1), K = U.size(2), H = fs.size(2), J = I + 1, JH = J + H;
   const auto a_ = xp.narrow(2, I, 1).unbind(0), h_ = U.narrow(2, J, H).unbind(0), m_ = ms.unbind(0),
              e_ = es.unbind(0), xb_ = xb.unbind(0);
@@ -258,8 +275,9 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
       lstm_c<T>(gp + 4 * r, Pp + 3 * r, htp + 2 * r, n, H);
       tc_r.sigmoid_();
       lstm_tanh_c<T>(Pp + 3 * r, n, H);
-      tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? row<T>(ak, t) + 2 * r : nullptr,
-           Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr, F.data_ptr<T>() + t * 4 * BH + 4 * r,
+      tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? row<T>(kh, t) + r : nullptr,
+           Z ? row<T>(kc, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
+           F.data_ptr<T>() + t * 4 * BH + 4 * r,
            q.data_ptr<T>() + t * BH + r, HARD ? nullptr : dd.data_ptr<T>() + t * 2 * BH + 2 * r,
            fs.data_ptr<T>() + t * BH + r, n, H, J, K);
     }
@@ -503,18 +521,22 @@ Tensor opt(const c10::optional<Tensor>& t) { return t.has_value() ? t->contiguou
 
 }  // namespace
 
-// Fills U[1:], ms, es, xb and (grad) fs, F, q, dd, and ez (zoneout: ak given) — the buffers of
-// VCLSTMSequenceFn.forward, U[0] and U's x and bias columns already set.
+// Fills U[1:], ms, es, xb and (grad) fs, F, q, dd, and ez (zoneout: the keep factors kh, kc given,
+// each [T or 1, B, H]) — the buffers of VCLSTMSequenceFn.forward, U[0] and U's x and bias columns
+// already set.
 void vclstm_forward(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                     const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& fs,
                     const Tensor& F, const Tensor& q, const Tensor& dd, const c10::optional<Tensor>& ez_,
-                    const c10::optional<Tensor>& ak_, int64_t I, bool hard, double kappa, bool grad) {
-  const Tensor ez = opt(ez_), ak = opt(ak_);
+                    const c10::optional<Tensor>& kh_, const c10::optional<Tensor>& kc_, int64_t I, bool hard,
+                    double kappa, bool grad) {
+  const Tensor ez = opt(ez_), kh = opt(kh_), kc = opt(kc_);
+  TORCH_CHECK(ez.defined() == kh.defined() && kh.defined() == kc.defined(),
+              "vclstm_forward: ez, kh, kc come together");
   check_contiguous({&wf, &w_mh, &zs2, &zo2, &U, &ms, &es, &xb, &fs, &F, &q, &dd, &ez});
   AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "vclstm_forward", [&] {
-    with_flags(hard, ak.defined(), [&](auto HT, auto ZT) {
+    with_flags(hard, kh.defined(), [&](auto HT, auto ZT) {
       lstm_forward_loop<scalar_t, decltype(HT)::value, decltype(ZT)::value>(xp, wf, w_mh, zs2, zo2, U, ms, es, xb,
-                                                                            fs, F, q, dd, ez, ak, I, kappa, grad);
+                                                                            fs, F, q, dd, ez, kh, kc, I, kappa, grad);
     });
   });
 }
