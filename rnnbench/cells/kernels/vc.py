@@ -70,7 +70,7 @@ def _stacked_grad(xb: Tensor, dg: Tensor) -> Tensor:
     """∂L/∂wt from the loop's ``xb [T, B, I + 1 + H]`` and gate gradients ``dg [T, B, G·H]``: one
     GEMM ``xbᵀ dg`` (faster than ``dgᵀ xb`` by ≈ 10–25 % here), returned transposed (a view)."""
     T, B, K = xb.shape
-    return torch.mm(xb.reshape(T * B, K).t(), dg.reshape(T * B, dg.shape[2])).t()
+    return native.mm(xb.reshape(T * B, K).t(), dg.reshape(T * B, dg.shape[2])).t()
 
 
 def _scheduler_backward_(de: Tensor, e: Tensor, m: Tensor, zs_col: Tensor, dM: Optional[Tensor], da: Tensor,
@@ -123,7 +123,7 @@ def _hard_dx_(dx: Tensor, dgates: Tensor, wt_x: Tensor, ex: Tensor, meta: tuple)
         return
     T, B, G = dgates.shape
     assert dx.stride(0) == B * dx.stride(1)  # a column slice of a [T, B, ·] buffer: rows merge
-    torch.mm(dgates.reshape(T * B, G), wt_x, out=dx.as_strided((T * B, dx.shape[2]), dx.stride()[1:]))
+    native.mm(dgates.reshape(T * B, G), wt_x, out=dx.as_strided((T * B, dx.shape[2]), dx.stride()[1:]))
     dx.mul_(ex)
 
 

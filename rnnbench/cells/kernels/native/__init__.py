@@ -3,7 +3,9 @@
 ``~/.cache/torch_extensions``); later processes load the cached build. A kernel module calls
 :func:`get` and runs its Python loop when it returns ``None``: ``RNNBENCH_NATIVE=0``, a tensor
 not on the CPU, or a failed build (no compiler, no ninja), which logs one warning line.
-docs/performance.md records what the compiled loop gains."""
+``RNNBENCH_GEMM`` picks the kernels' GEMM engine once per process (:func:`gemm_engine`): ``onednn``
+(default; float32 GEMMs through oneDNN's matmul, the engine of ``nn.LSTM``'s fused kernel, where this
+torch exports it) or ``blas`` (``at::mm``). docs/performance.md records what each gains."""
 from __future__ import annotations
 
 import logging
@@ -15,12 +17,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterator, Optional
 
+import torch
 from torch import Tensor
 
 log = logging.getLogger("rnnbench")
 
 SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp", "mlstm.cpp", "mrnn.cpp", "vc.cpp", "delta_rnn.cpp",
-           "vcrnn.cpp", "masks.cpp")  # + keep.h, rows.h
+           "vcrnn.cpp", "masks.cpp")  # + gemm.h, keep.h, rows.h
+GEMM_ENGINES = ("onednn", "blas")
 _state: dict = {"enabled": os.environ.get("RNNBENCH_NATIVE", "1") != "0", "tried": False, "module": None}
 
 
@@ -38,13 +42,30 @@ def _build() -> Optional[ModuleType]:
     reason = _missing_toolchain()
     if reason is None:
         try:
-            return _load()
+            module = _load()
+            module.set_gemm(_gemm_choice())
+            return module
         except Exception as e:  # any build failure (headers, flags, linker): the Python loop does the same work
             lines = str(e).strip().splitlines() or [type(e).__name__]
             reason = next((ln.strip() for ln in lines if "error:" in ln), lines[0])[:300]  # the compiler's line
     log.warning("compiled kernels unavailable (%s); running the Python-loop kernels "
                 "(RNNBENCH_NATIVE=0 skips the build)", reason)
     return None
+
+
+def _gemm_choice() -> str:
+    choice = os.environ.get("RNNBENCH_GEMM", "onednn").strip().lower()
+    if choice not in GEMM_ENGINES:
+        log.warning("RNNBENCH_GEMM=%s is not one of %s; using onednn", choice, ", ".join(GEMM_ENGINES))
+        return "onednn"
+    return choice
+
+
+def gemm_engine() -> str:
+    """The compiled kernels' GEMM engine in this process: ``onednn``, ``blas``, or ``none`` (no
+    compiled kernels: the Python loop's GEMMs are ``torch.mm``'s)."""
+    module = get()
+    return module.gemm_engine() if module is not None else "none"
 
 
 def _missing_toolchain() -> Optional[str]:
@@ -93,3 +114,15 @@ def enabled(on: bool) -> Iterator[None]:
         yield
     finally:
         _state["enabled"] = old
+
+
+def mm(a: Tensor, b: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """``a b`` (into ``out``, which may be a strided view) with the compiled kernels' GEMM engine,
+    ``torch.mm`` where they do not run: the whole-sequence GEMMs of the kernels' Python side."""
+    module = get(a)
+    if module is None:
+        return torch.mm(a, b) if out is None else torch.mm(a, b, out=out)
+    if out is None:
+        return module.mm(a, b)
+    module.mm_out(out, a, b)
+    return out

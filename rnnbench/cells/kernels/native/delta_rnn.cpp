@@ -140,7 +140,7 @@ std::vector<Tensor> delta_rnn_forward(const Tensor& xp_, const Tensor& h0, const
           S* zp = z_r.data_ptr<S>();
           for (int64_t t = 0; t < T; ++t) {
             Tensor vht = (GG ? vh[t] : vh1).narrow(0, b0, n);
-            at::mm_out(vht, h_[t].narrow(0, b0, n), vt);
+            gemm::mm_out(vht, h_[t].narrow(0, b0, n), vt);
             const S* x = xp.data_ptr<S>() + t * BG + 3 * r;
             const S* hp = h_[t].data_ptr<S>() + r;
             S* hn = h_[t + 1].data_ptr<S>() + r;
@@ -191,7 +191,7 @@ std::vector<Tensor> delta_rnn_backward(const Tensor& F, const Tensor& vh, const 
         };
         if (dy.defined()) step(std::true_type{});
         else step(std::false_type{});
-        at::addmm_out(dh_r, tmp_r, dvh_r, v);
+        gemm::addmm_out(dh_r, tmp_r, dvh_r, v);
       }
     });
   });

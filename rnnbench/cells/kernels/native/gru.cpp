@@ -116,7 +116,7 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
         const int64_t m = b1 - b0, r = b0 * H, rg = b0 * G;
         for (int64_t t = 0; t < T; ++t) {
           Tensor hp_r = hp_[t].narrow(0, b0, m);
-          at::addmm_out(hp_r, b_hh, h_[t].narrow(0, b0, m), wt);
+          gemm::addmm_out(hp_r, b_hh, h_[t].narrow(0, b0, m), wt);
           const S* x = xp.data_ptr<S>() + t * BG + rg;
           const S* hpt = hp_[t].data_ptr<S>() + rg;
           S* rzt = rz_[t].data_ptr<S>() + 2 * r;
@@ -164,7 +164,7 @@ std::vector<Tensor> gru_backward(const Tensor& coef, const Tensor& a, const Tens
           gru_back<S, true>(dht, dy.data_ptr<S>() + t * BH + r, Dt, c, dhpt, z, tmpp, m, H);
         else
           gru_back<S, false>(dht, nullptr, Dt, c, dhpt, z, tmpp, m, H);
-        at::addmm_out(dh_r, tmp_r, dhp_[t].narrow(0, b0, m), w_hh);
+        gemm::addmm_out(dh_r, tmp_r, dhp_[t].narrow(0, b0, m), w_hh);
       }
     });
   });

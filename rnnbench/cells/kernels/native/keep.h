@@ -8,6 +8,7 @@
 
 #include <type_traits>
 
+#include "gemm.h"
 #include "rows.h"
 
 namespace {
@@ -111,10 +112,10 @@ void factor_dm(const T* __restrict__ dm, const T* __restrict__ mh, const T* __re
 template <typename T, bool KEEP>
 void factor_back(const Tensor& dx, Tensor& dm, const Tensor& dmh, Tensor& D, const Tensor& kD,
                  const Tensor& w, const Tensor& w_mh, const T* mh, const T* xp, int64_t H, int64_t P) {
-  at::mm_out(dm, dx.narrow(1, H, P - H), w);
+  gemm::mm_out(dm, dx.narrow(1, H, P - H), w);
   factor_dm<T>(dm.data_ptr<T>(), mh, xp, dx.data_ptr<T>(), dmh.data_ptr<T>(), dx.size(0), H, P);
-  if (KEEP) at::addmm_out(D, kD, dmh, w_mh);
-  else at::mm_out(D, dmh, w_mh);
+  if (KEEP) gemm::addmm_out(D, kD, dmh, w_mh);
+  else gemm::mm_out(D, dmh, w_mh);
 }
 
 // the multiplicative cells' backward loop over each thread's rows (for_batch), t = T − 1 … 0:
@@ -143,7 +144,7 @@ void factor_loop(const Tensor& xp, const Tensor& mh, const Tensor& w, const Tens
 
 // a weight's gradient dY^T X ([N, K] from dY [M, N], X [M, K] over M = T·B rows), formed as
 // (X^T dY)^T: MKL runs that layout 15–30 % faster here (the VC kernels' Python side does the same)
-inline Tensor wgrad(const Tensor& dY, const Tensor& X) { return at::mm(X.t(), dY).t().contiguous(); }
+inline Tensor wgrad(const Tensor& dY, const Tensor& X) { return gemm::mm(X.t(), dY).t().contiguous(); }
 
 // f(std::bool_constant<a>{}, std::bool_constant<b>{}): the loops take zoneout's presence, grad or
 // dy as template parameters, so the compiler drops their branches

@@ -116,7 +116,7 @@ void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, 
     const Tensor tcr = tc.narrow(0, b0, n);
     for (int64_t t = 0; t < T_; ++t) {
       const Tensor gr = g_[t].narrow(0, b0, n);
-      gr.addmm_(h_[t].narrow(0, b0, n), wt);
+      gemm::addmm_out(gr, gr, h_[t].narrow(0, b0, n), wt);
       gr.sigmoid_();  // σ(o), σ(i), σ(f), σ(2 pre_g)
       T* g = g_[t].data_ptr<T>() + rg;
       const T* cp = c_[t].data_ptr<T>() + r;
@@ -159,8 +159,8 @@ void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const 
       }
       Tensor dh_r = dh_[t].narrow(0, b0, n);
       const Tensor dg_r = dg_[t + 1].narrow(0, b0, n);
-      if (dy.defined()) at::addmm_out(dh_r, dy_t[t].narrow(0, b0, n), dg_r, w_hh);
-      else at::mm_out(dh_r, dg_r, w_hh);
+      if (dy.defined()) gemm::addmm_out(dh_r, dy_t[t].narrow(0, b0, n), dg_r, w_hh);
+      else gemm::mm_out(dh_r, dg_r, w_hh);
       cell_bwd<T, KH, KC, false>(dh, dh_[t + 1].data_ptr<T>() + r, Dcp + r, dcp + r, gp + (t + 1) * BG + rg, P_t,
                                  q_t, dg, KH ? kh.row(t + 1) + r : nullptr, KC ? kc.row(t + 1) + r : nullptr,
                                  kc_t, n, H);
@@ -175,7 +175,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tens
                                  const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& kh_,
                                  const c10::optional<Tensor>& kc_, bool grad) {
   const int64_t T = x.size(0), B = x.size(1), G = w_hh.size(0), H = G / 4;
-  Tensor gates = at::addmm(b, x.reshape({T * B, -1}), w_ih.t()).view({T, B, G});
+  Tensor gates = gemm::addmm(b, x.reshape({T * B, -1}), w_ih.t()).view({T, B, G});
   gates.narrow(2, 3 * H, H).mul_(2);  // 2 pre_g, for tanh = 2σ(2x) − 1 (cell_c); × 2 is exact
   const Tensor wt = w_hh.t().contiguous();  // transposed once: the faster GEMM layout per step
   wt.narrow(1, 3 * H, H).mul_(2);
@@ -226,13 +226,13 @@ std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Ten
       backward_loop<S, decltype(KH)::value, decltype(KC)::value>(gates, P, q, w_hh, dy, dg_, dh_, Dc, dc, kh, kc);
     });
   });
-  Tensor dh0 = at::mm(dg_[0], w_hh);
+  Tensor dh0 = gemm::mm(dg_[0], w_hh);
   if (kh0.defined()) dh0.addcmul_(kh0, dh_[0]);
   const Tensor f0 = gates[0].narrow(1, 2 * H, H);
   Tensor dc0 = kc0.defined() ? Dc.mul_(kc0).addcmul_(f0, dc) : dc.mul_(f0);
   const Tensor dg2 = dgates.view({T * B, G});
   Tensor dw_hh = wgrad(dg2, hs.narrow(0, 0, T).reshape({T * B, H}));
-  Tensor dx = need_dx ? at::mm(dg2, w_ih).view(x.sizes()) : at::empty({0}, x.options());
+  Tensor dx = need_dx ? gemm::mm(dg2, w_ih).view(x.sizes()) : at::empty({0}, x.options());
   Tensor dw_ih = wgrad(dg2, x.reshape({T * B, -1}));
   return {dx, dw_ih, dg2.sum(0), dh0, dc0, dw_hh};
 }

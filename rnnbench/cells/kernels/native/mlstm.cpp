@@ -126,9 +126,9 @@ std::vector<Tensor> mlstm_forward(const Tensor& xp_, const Tensor& h0, const Ten
         for (int64_t t = 0; t < T; ++t) {
           Tensor mh_r = mh_[t].narrow(0, b0, n), pre_r = pre_[t].narrow(0, b0, n);
           const Tensor ms_r = ms_[t].narrow(0, b0, n), x_r = xp_t[t].narrow(0, b0, n);
-          at::mm_out(mh_r, h_[t].narrow(0, b0, n), wmh_t);
+          gemm::mm_out(mh_r, h_[t].narrow(0, b0, n), wmh_t);
           factor_m<S>(x_r.data_ptr<S>(), mh_r.data_ptr<S>(), ms_r.data_ptr<S>(), n, H, 5 * H);
-          at::addmm_out(pre_r, x_r.narrow(1, H, 4 * H), ms_r, wm_t);
+          gemm::addmm_out(pre_r, x_r.narrow(1, H, 4 * H), ms_r, wm_t);
           const Tensor& un = KH ? u : h_[t + 1];
           const S* pr = pre_r.data_ptr<S>();
           S* chp = (KC ? c_hat : c_[t + 1]).data_ptr<S>() + r;

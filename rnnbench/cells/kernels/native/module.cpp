@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "rows.h"
 
@@ -20,6 +21,24 @@ int64_t batch_threads(int64_t B) {
     ids.insert(std::this_thread::get_id());
   });
   return static_cast<int64_t>(ids.size());
+}
+
+// the kernels' GEMM engine for this process: "onednn" (float32 GEMMs through oneDNN, where this
+// torch exports it) or "blas"; returns the engine in use
+std::string set_gemm(const std::string& engine) {
+  TORCH_CHECK(engine == "onednn" || engine == "blas", "set_gemm: engine is 'onednn' or 'blas', not '", engine, "'");
+  gemm::onednn_on() = engine == "onednn" && gemm::onednn_symbol() != nullptr;
+  return gemm::onednn_on() ? "onednn" : "blas";
+}
+
+std::string gemm_engine() { return gemm::onednn_on() ? "onednn" : "blas"; }
+
+Tensor gemm_mm(const Tensor& a, const Tensor& b) { return gemm::mm(a, b); }
+
+void gemm_mm_out(const Tensor& out, const Tensor& a, const Tensor& b) { gemm::mm_out(out, a, b); }
+
+void gemm_addmm_out(const Tensor& out, const Tensor& c, const Tensor& a, const Tensor& b) {
+  gemm::addmm_out(out, c, a, b);
 }
 
 }  // namespace
@@ -44,5 +63,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
   m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
   m.def("keep_masks", &keep_masks, "zoneout's keep masks: torch.rand's numbers compared with each z, one pass");
+  m.def("set_gemm", &set_gemm, "the kernels' GEMM engine: 'onednn' (float32 through oneDNN) or 'blas'");
+  m.def("gemm_engine", &gemm_engine, "the kernels' GEMM engine in use");
+  m.def("mm", &gemm_mm, "a b with the kernels' GEMM engine");
+  m.def("mm_out", &gemm_mm_out, "out = a b with the kernels' GEMM engine (out may be strided)");
+  m.def("addmm_out", &gemm_addmm_out, "out = c + a b with the kernels' GEMM engine");
   m.def("batch_threads", &batch_threads, "threads that ran for_batch's chunks (a test probe)");
 }

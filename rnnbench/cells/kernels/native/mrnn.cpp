@@ -34,10 +34,10 @@ std::vector<Tensor> mrnn_forward(const Tensor& xp_, const Tensor& h0, const Tens
         for (int64_t t = 0; t < T; ++t) {
           Tensor mh_r = mh_[t].narrow(0, b0, n);
           const Tensor ms_r = ms_[t].narrow(0, b0, n), x_r = xp_t[t].narrow(0, b0, n);
-          at::mm_out(mh_r, h_[t].narrow(0, b0, n), wmh_t);
+          gemm::mm_out(mh_r, h_[t].narrow(0, b0, n), wmh_t);
           factor_m<S>(x_r.data_ptr<S>(), mh_r.data_ptr<S>(), ms_r.data_ptr<S>(), n, H, 2 * H);
           Tensor hn = (KK ? h_hat : h_[t + 1]).narrow(0, b0, n);
-          at::addmm_out(hn, x_r.narrow(1, H, H), ms_r, whm_t).tanh_();
+          gemm::addmm_out(hn, x_r.narrow(1, H, H), ms_r, whm_t).tanh_();
           if (KK || GG)
             tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>() + r, h_[t + 1].data_ptr<S>() + r,
                                  GG ? a.data_ptr<S>() + t * BH + r : nullptr, KK ? k.row(t) + r : nullptr, n * H);

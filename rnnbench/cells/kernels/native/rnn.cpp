@@ -30,7 +30,7 @@ std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tenso
         const int64_t n = b1 - b0, r = b0 * H;
         for (int64_t t = 0; t < T; ++t) {
           Tensor hn = (KK ? h_hat : h_[t + 1]).narrow(0, b0, n);
-          at::addmm_out(hn, xp_t[t].narrow(0, b0, n), h_[t].narrow(0, b0, n), wt).tanh_();
+          gemm::addmm_out(hn, xp_t[t].narrow(0, b0, n), h_[t].narrow(0, b0, n), wt).tanh_();
           if (KK || GG)
             tanh_step<S, KK, GG>(hn.data_ptr<S>(), h_[t].data_ptr<S>() + r, h_[t + 1].data_ptr<S>() + r,
                                  GG ? a.data_ptr<S>() + t * BH + r : nullptr, KK ? k.row(t) + r : nullptr, n * H);
@@ -65,8 +65,8 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
           tanh_back<S, KK, DD>(D_r.data_ptr<S>(), DD ? dy.data_ptr<S>() + t * BH + r : nullptr,
                                a.data_ptr<S>() + t * BH + r, dpre_r.data_ptr<S>(), H, kD_r.data_ptr<S>(),
                                KK ? k.row(t) + r : nullptr, n, H);
-          if (KK) at::addmm_out(D_r, kD_r, dpre_r, w_hh);
-          else at::mm_out(D_r, dpre_r, w_hh);
+          if (KK) gemm::addmm_out(D_r, kD_r, dpre_r, w_hh);
+          else gemm::mm_out(D_r, dpre_r, w_hh);
         }
       });
     });

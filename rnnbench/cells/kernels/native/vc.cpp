@@ -43,7 +43,7 @@ void mask_z(const T* __restrict__ m, const T* __restrict__ zs, const T* __restri
 template <typename T, bool HARD>
 void scheduler_and_mask(const Tensor& a, const Tensor& h, const Tensor& w_mh, Tensor& m, const Tensor& e,
                         const T* zs, const T* zo, int64_t B, int64_t K, T kappa) {
-  at::addmm_out(m, a, h, w_mh);
+  gemm::addmm_out(m, a, h, w_mh);
   m.sigmoid_();
   mask_z<T, HARD>(m.data_ptr<T>(), zs, zo, e.data_ptr<T>(), B, K, kappa);
   if (!HARD) e.sigmoid_();
@@ -270,7 +270,7 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
       const T* ep = e.data_ptr<T>();
       T* u = Up + t * BK + b0 * K;
       lstm_mask_inputs<T>(u, ep, xb_[t].data_ptr<T>() + b0 * JH, Pp + 3 * r + 2 * H, n, JH, H, K);
-      at::mm_out(g_r, xb_[t].narrow(0, b0, n), wf2);
+      gemm::mm_out(g_r, xb_[t].narrow(0, b0, n), wf2);
       g_r.sigmoid_();
       lstm_c<T>(gp + 4 * r, Pp + 3 * r, htp + 2 * r, n, H);
       tc_r.sigmoid_();
@@ -318,7 +318,7 @@ Tensor lstm_backward_loop(Tensor dS, const Tensor& dgates, const Tensor& dxp, co
         lstm_bwd_gates<T, true>(dSp, dy.data_ptr<T>() + t * BH + r, w, ws, Ft, qt, ft, dg, dXp, n, H, JH, K);
       else
         lstm_bwd_gates<T, false>(dSp, nullptr, w, ws, Ft, qt, ft, dg, dXp, n, H, JH, K);
-      at::mm_out(dXg, dg_[t].narrow(0, b0, n), wtg);
+      gemm::mm_out(dXg, dg_[t].narrow(0, b0, n), wtg);
       lstm_bwd_carry<T, HARD, Z, DM>(dSp, d2.data_ptr<T>(), dXp, U.data_ptr<T>() + t * BK + b0 * K, e,
                                      Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
                                      HARD ? nullptr : dd.data_ptr<T>() + t * 2 * BH + 2 * r, zs,
@@ -455,7 +455,7 @@ void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, co
       T* xbp = xb_[t].data_ptr<T>() + b0 * K;
       T* u = Up + t * BK + b0 * K;
       mask_row<T>(u, ep, xbp, nr * K);
-      at::mm_out(g, xb_[t].narrow(0, b0, nr), wf);
+      gemm::mm_out(g, xb_[t].narrow(0, b0, nr), wf);
       T* gp = g.data_ptr<T>();
       T* np = n_[t].data_ptr<T>() + r;
       g.narrow(1, 0, 2 * H).sigmoid_();
@@ -501,7 +501,7 @@ Tensor gru_backward_loop(Tensor dh, const Tensor& dgs, const Tensor& dU, const T
         gru_bwd_gates<T, true>(dhp, dy.data_ptr<T>() + t * BH + r, w, ws, dhtp, dh2p, Ft, dg, nr, H);
       else
         gru_bwd_gates<T, false>(dhp, nullptr, w, ws, dhtp, dh2p, Ft, dg, nr, H);
-      at::mm_out(dXg, dg_[t].narrow(0, b0, nr), wtg);
+      gemm::mm_out(dXg, dg_[t].narrow(0, b0, nr), wtg);
       gru_bwd_carry<T, HARD, DM>(dhp, dh2p, dhtp, dXp, gs.data_ptr<T>() + t * 4 * BH + 4 * r,
                                  U.data_ptr<T>() + t * BK + b0 * K, e,
                                  HARD ? nullptr : dd.data_ptr<T>() + t * BH + r, zs,

@@ -145,7 +145,7 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
         const int64_t n = b1 - b0, r = b0 * H, rk = b0 * K;
         for (int64_t t = 0; t < T; ++t) {
           Tensor m = ms_[t].narrow(0, b0, n), ht = ht_[t].narrow(0, b0, n);
-          at::addmm_out(m, a[t].narrow(0, b0, n), U_[t].narrow(0, b0, n).narrow(1, J, H), w_mh).sigmoid_();
+          gemm::addmm_out(m, a[t].narrow(0, b0, n), U_[t].narrow(0, b0, n).narrow(1, J, H), w_mh).sigmoid_();
           const S* u = U_[t].data_ptr<S>() + rk;
           S* e = es_[t].data_ptr<S>() + rk;
           S* x = xb_[t].data_ptr<S>() + rk;
@@ -156,7 +156,7 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
             es_[t].narrow(0, b0, n).sigmoid_();
             vc_masked<S>(u, e, x, n * K);
           }
-          at::mm_out(ht, xb_[t].narrow(0, b0, n), wf2).sigmoid_();
+          gemm::mm_out(ht, xb_[t].narrow(0, b0, n), wf2).sigmoid_();
           vc_lerp<S, Z>(u, e, ht.data_ptr<S>(), U_[t + 1].data_ptr<S>() + rk, Z ? vcrnn_row<S>(ak, t) + r : nullptr,
                         Z ? ez.data_ptr<S>() + t * BH + r : nullptr, n, J, H);
         }
@@ -198,7 +198,7 @@ std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>
             const Tensor dg = dg_[t].narrow(0, b0, n);
             vc_back_pre<S, DY>(d.data_ptr<S>(), DY ? dy.data_ptr<S>() + t * BH + r : nullptr,
                                F.data_ptr<S>() + t * BH + r, dg.data_ptr<S>(), n * H);
-            at::mm_out(dX_r, dg, wt);
+            gemm::mm_out(dX_r, dg, wt);
             vc_back<S, SOFT, Z, DM>(dX_r.data_ptr<S>(), es.data_ptr<S>() + t * BK + rk,
                                     Z ? ez.data_ptr<S>() + t * BH + r : nullptr, U.data_ptr<S>() + t * BK + rk,
                                     d.data_ptr<S>(), SOFT ? dd.data_ptr<S>() + t * BH + r : nullptr, zs.data_ptr<S>(),
