@@ -43,6 +43,7 @@ from typing import Any, Callable, Optional
 
 from . import registry
 from .errors import ConfigError, RnnbenchError
+from .heap import keep_freed_memory
 
 SHAPES: dict[str, tuple[int, int, int, int]] = {
     "short": (28, 64, 28, 128),  # row-wise MNIST
@@ -442,6 +443,7 @@ def measure(cell: str, reg: str, shape_name: str, dims, plan: Plan, device,
     row["peak_mem_mb"] = peak_memory_mb(fn, device) if plan.memory and peer is None else None
     row["build_s"] = time.perf_counter() - t0
     row["loadavg"] = os.getloadavg()[0]
+    row.update({k: plan.extra[k] for k in ("gemm", "heap") if k in plan.extra})
     return row, fn
 
 
@@ -575,14 +577,19 @@ def main(argv: list[str]) -> int:
             raise ConfigError("--threads must be ≥ 1")
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
+    heap = "kept" if keep_freed_memory() else "system"  # as `rnnbench train` runs (rnnbench/heap.py)
     to_stdout = a.json == "-" or a.csv == "-"
     out = sys.stderr if to_stdout else sys.stdout
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    from .cells.kernels import native
+
+    plan.extra["gemm"], plan.extra["heap"] = native.gemm_engine(), heap
     log(f"rnnbench bench: torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
-        f"load average {os.getloadavg()[0]:.2f}")
+        f"load average {os.getloadavg()[0]:.2f}, compiled kernels' GEMMs: {plan.extra['gemm']}, "
+        f"freed memory: {heap}")
     rows = run(plan, device, log)
     print(table(rows), file=out, flush=True)
     for r in rows:

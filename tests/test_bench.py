@@ -38,6 +38,9 @@ def test_quick_json_schema(tmp_path):
     assert next(r for r in rows if r["cell"] == "lstm_custom")["path"] == compiled
     assert next(r for r in rows if r["cell"] == "gru_custom")["path"] == compiled
     assert next(r for r in rows if r["cell"] == "delta_rnn")["path"] == compiled
+    # the process's settings every row ran under: the kernels' GEMM engine and the allocator's
+    assert {r["gemm"] for r in rows} == {native.gemm_engine()} and native.gemm_engine() in ("onednn", "blas", "none")
+    assert {r["heap"] for r in rows} <= {"kept", "system"}
     assert len(crow) == len(rows) and KEYS <= set(crow[0])
 
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import check_ranges
 from ..errors import ConfigError, DivergedError, Interrupted, RnnbenchError
+from ..heap import keep_freed_memory
 from ..models import build_model
 from ..tasks import build_task
 from .. import registry, rundir
@@ -164,6 +165,7 @@ def _train(cfg: DictConfig, run_dir: Path, resume_from: Optional[Path]) -> dict:
     ended = False  #: the try block finished; a failure to write results.json may then surface
     try:
         check_ranges(cfg)
+        keep_freed_memory()  # process-wide, as num_threads: this run's and a joblib worker's later runs
         if cfg.train.num_threads:
             torch.set_num_threads(int(cfg.train.num_threads))
         if cfg.train.deterministic:
