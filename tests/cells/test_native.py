@@ -225,6 +225,20 @@ def test_gemm_engine_against_a_float64_product(compiled, engine):
     torch.testing.assert_close(compiled.mm(x64, x64.t()), x64 @ x64.t(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", ["onednn", "blas"], indirect=True)
+def test_gemm_engine_is_the_one_that_runs(compiled, engine):
+    """Which library ran the GEMMs, seen in the profiler: under oneDNN the LSTM kernel's forward
+    (the input projection, each step's GEMM) issues no aten::mm / aten::addmm, under BLAS it does."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn, args, keep = _inputs("lstm", "none", T=4, B=64, I=32, H=128, dtype=torch.float32)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn.apply(*args, *keep)
+    names = {e.name for e in prof.events()}
+    aten_gemms = names & {"aten::mm", "aten::addmm"}
+    assert (not aten_gemms) if engine == "onednn" else ("aten::addmm" in aten_gemms), names
+
+
 def test_gemm_engine_follows_the_setting(compiled):
     old = compiled.gemm_engine()
     try:

@@ -8,6 +8,7 @@ not on the CPU, or a failed build (no compiler, no ninja), which logs one warnin
 torch exports it) or ``blas`` (``at::mm``). docs/performance.md records what each gains."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -93,11 +94,20 @@ def _load() -> ModuleType:
             # -fno-trapping-math: no FP traps are enabled, and it lets GCC turn a select between two
             # computed values (keep.h lerp on a random mask or a GRU gate) into a blend, so those
             # loops vectorize; values are unchanged (no reassociation, no fast-math)
+            # the headers' hash as a define: torch rebuilds a cached extension when its sources or
+            # flags change, and would keep a build whose headers alone changed (an upgrade's gemm.h)
             return load(name="rnnbench_native", sources=[str(here / s) for s in SOURCES],
-                        extra_cflags=["-O3", "-fopenmp", "-fno-trapping-math"], extra_ldflags=["-fopenmp"],
-                        verbose=False)
+                        extra_cflags=["-O3", "-fopenmp", "-fno-trapping-math", f"-DRNNBENCH_HEADERS={_headers_hash(here)}"],
+                        extra_ldflags=["-fopenmp"], verbose=False)
     finally:
         quiet.setLevel(level)
+
+
+def _headers_hash(here: Path) -> str:
+    digest = hashlib.sha256()
+    for h in sorted(here.glob("*.h")):
+        digest.update(h.name.encode() + b"\0" + h.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def available() -> bool:

@@ -73,7 +73,7 @@ inline at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
 inline at::Tensor addmm(const at::Tensor& c, const at::Tensor& a, const at::Tensor& b) {
   if (!use_onednn(a, b)) return at::addmm(c, a, b);
   at::Tensor out = at::empty({a.size(0), b.size(1)}, a.options());
-  return addmm_out(out, c, a, b);
+  return gemm::addmm_out(out, c, a, b);  // qualified: ADL on at::Tensor would pick at::addmm_out (Tensor& out)
 }
 
 }  // namespace gemm
