@@ -302,7 +302,8 @@ Tensor lstm_backward_loop(Tensor dS, const Tensor& dgates, const Tensor& dxp, co
     // ∂[x̄, 1, h̄] through the gates; the hard threshold needs only ∂h̄ in the loop (its ∂x̄ feeds
     // nothing recurrent, so it is one GEMM after the loop), 128 of 157 columns at H = 128, I = 28
     Tensor dXg = HARD ? dX.narrow(0, b0, n).narrow(1, J, H) : dX.narrow(0, b0, n).narrow(1, 0, JH);
-    const Tensor wtg = HARD ? wt.narrow(1, J, H) : wt;
+    // the h̄ columns as their own matrix, once: oneDNN would copy a column slice at every step
+    const Tensor wtg = HARD ? wt.narrow(1, J, H).contiguous() : wt;
     T* dXp = dX.data_ptr<T>() + b0 * K;
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const T* e = es.data_ptr<T>() + t * BK + b0 * K;
@@ -487,7 +488,8 @@ Tensor gru_backward_loop(Tensor dh, const Tensor& dgs, const Tensor& dU, const T
     T* dXp = dX_r.data_ptr<T>();
     // hard: only ∂h̄ in the loop (as the VC-LSTM's)
     Tensor dXg = HARD ? dX_r.narrow(1, J, H) : dX_r;
-    const Tensor wtg = HARD ? wt.narrow(1, J, H) : wt;
+    // the h̄ columns as their own matrix, once: oneDNN would copy a column slice at every step
+    const Tensor wtg = HARD ? wt.narrow(1, J, H).contiguous() : wt;
     T* dhtp = dht.data_ptr<T>() + r;
     for (int64_t t = T_ - 1; t >= 0; --t) {
       const T* e = es.data_ptr<T>() + t * BK + b0 * K;
