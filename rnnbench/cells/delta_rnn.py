@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from ..config import CellConf, REAL, register_schema
 from .base import Cell, Mix, State
 from .kernels.delta_rnn import _OUTER, DeltaRNNSequenceFn
+from .kernels.linear import linear
 
 
 class DeltaRNNCell(Cell):
@@ -75,7 +76,7 @@ class DeltaRNNCell(Cell):
         nn.init.zeros_(self.bias_r)
 
     def project_input(self, x: Tensor) -> Tensor:  # [.., 3H] = [α⊙Wx + β1, β2⊙Wx + b_z, r]
-        wx = torch.nn.functional.linear(x, self.weight_ih)
+        wx = linear(x, self.weight_ih)
         return torch.cat([torch.addcmul(self.beta1, self.alpha, wx), torch.addcmul(self.bias_z, self.beta2, wx),
                           torch.sigmoid(wx + self.bias_r)], -1)
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from ..config import CellConf, register_schema
 from .base import Cell, Mix, State
 from .kernels.gru import GRUSequenceFn
+from .kernels.linear import linear
 
 
 class GRUCell(Cell):
@@ -43,7 +44,7 @@ class GRUCell(Cell):
         self.initialize()
 
     def project_input(self, x: Tensor) -> Tensor:
-        return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)
+        return linear(x, self.weight_ih, self.bias_ih)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h = state[0]

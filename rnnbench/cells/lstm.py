@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ..config import CellConf, REAL, register_schema
 from .base import Cell, Mix, State
 from .kernels.lstm import LSTMSequenceFn, _oifg_perm
+from .kernels.linear import linear
 
 
 class LSTMCell(Cell):
@@ -61,7 +62,7 @@ class LSTMCell(Cell):
         return b
 
     def project_input(self, x: Tensor) -> Tensor:
-        return torch.nn.functional.linear(x, self.weight_ih, self._bias_ih() + self.bias_hh)
+        return linear(x, self.weight_ih, self._bias_ih() + self.bias_hh)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state

@@ -26,6 +26,7 @@ from ..config import CellConf, REAL, register_schema
 from .base import Cell, Mix, State
 from .kernels.mlstm import MLSTMSequenceFn
 from .kernels.mrnn import MRNNSequenceFn
+from .kernels.linear import linear
 
 
 def _factor_bias(cell: Cell) -> Tensor:
@@ -75,7 +76,7 @@ class MRNNCell(Cell):
         _init_factor_bias(self)
 
     def project_input(self, x: Tensor) -> Tensor:  # [.., 2H] = [W_mx x + b_m, W_hx x + b]
-        return torch.nn.functional.linear(x, self.weight_ix, torch.cat([_factor_bias(self), self.bias]))
+        return linear(x, self.weight_ix, torch.cat([_factor_bias(self), self.bias]))
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         H = self.hidden_size
@@ -143,7 +144,7 @@ class MLSTMCell(Cell):
         _init_factor_bias(self)
 
     def project_input(self, x: Tensor) -> Tensor:  # [.., 5H] = [W_mx x + b_m, W_hx x + b_h, W_*x x + b_*]
-        return torch.nn.functional.linear(x, self.weight_ix, torch.cat([_factor_bias(self), self.bias]))
+        return linear(x, self.weight_ix, torch.cat([_factor_bias(self), self.bias]))
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         H = self.hidden_size

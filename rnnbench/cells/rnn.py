@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..config import CellConf, register_schema
 from .base import Cell, Mix, State
 from .kernels.rnn import RNNSequenceFn
+from .kernels.linear import linear
 
 
 class RNNCell(Cell):
@@ -35,7 +36,7 @@ class RNNCell(Cell):
         self.initialize()
 
     def project_input(self, x: Tensor) -> Tensor:
-        return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
+        return linear(x, self.weight_ih, self.bias_ih + self.bias_hh)
 
     def step(self, xp: Tensor, state: State) -> tuple[Tensor, State]:
         h = torch.tanh(torch.addmm(xp, state[0], self.weight_hh.t()))
