@@ -9,7 +9,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import native
-from .vc import _gemm_weights, _keep_cols, _mask_, _mask_consts, _scheduler_backward_, _stacked_grad, _steps, _u_buffer
+from .vc import (_gemm_weights, _keep_cols, _keep_rows, _mask_, _mask_consts, _scheduler_backward_, _stacked_grad,
+                 _steps, _times_one_minus_k_, _u_buffer)
 
 _tanh_bwd = torch.ops.aten.tanh_backward
 
@@ -73,12 +74,15 @@ class VCRNNSequenceFn(torch.autograd.Function):
         K = J + H
         zs2, zo2, _ = _mask_consts(zs, zo, I, False)
         wf, wt = _gemm_weights(wt)  # [(I + 1 + H), H] and [H, I + 1 + H], row-major
-        ak = _keep_cols((k,), T, B, H, xp)  # zoneout: 1 − k
-        ez = xp.new_empty(T, B, H) if ak is not None else None  # e' = ak ⊙ e
+        ez = xp.new_empty(T, B, H) if k is not None else None  # e' = (1 − k) ⊙ e
         ctx.ext = ext = native.get(xp)
+        ctx.keep_is_k = ext is not None  # the compiled loop takes k and forms 1 − k, the Python loop 1 − k
         if ext is not None:
-            U, ms, es, xb, hts = ext.vcrnn_forward(xp, h0, wf, w_mh, zs2, zo2, ez, ak, I, hard, kappa)
+            keep = _keep_rows((k,), B, H, xp)
+            keep = keep[0] if keep is not None else None
+            U, ms, es, xb, hts = ext.vcrnn_forward(xp, h0, wf, w_mh, zs2, zo2, ez, keep, I, hard, kappa)
         else:
+            keep = _keep_cols((k,), T, B, H, xp)  # zoneout: 1 − k
             U = _u_buffer(xp, I, h0)  # [x_t, 1, h_{t-1}]
             ms = xp.new_empty(T, B, 1)
             es = xp.new_empty(T, B, K)
@@ -87,7 +91,7 @@ class VCRNNSequenceFn(torch.autograd.Function):
             tmp = xp.new_empty(B, K)
             views = VCRNNForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, ht=hts, u=U[:T], h=U[:T, :, J:],
                                      eh=es[..., J:], h_next=U[1:, :, J:],
-                                     ak=ak.expand(T, B, H) if ak is not None else None, ez=ez)
+                                     ak=keep.expand(T, B, H) if keep is not None else None, ez=ez)
             for v in _steps(views, VCRNNForwardStep):
                 torch.addmm(v.a, v.h, w_mh, out=v.m).sigmoid_()
                 _mask_(v.e, v.m, zo2, zs2, hard, kappa, tmp)
@@ -97,13 +101,13 @@ class VCRNNSequenceFn(torch.autograd.Function):
                 torch.lerp(v.h, v.ht, ew, out=v.h_next)
         ctx.meta = meta
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(xp, ms, es, xb, hts, U, wt, w_mh, zs, zo, ez, ak)
+        ctx.save_for_backward(xp, ms, es, xb, hts, U, wt, w_mh, zs, zo, ez, keep)
         return U[1:, :, J:], U[T, :, J:].clone(), ms
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: Optional[Tensor], dhT: Optional[Tensor], dM: Optional[Tensor]):  # type: ignore[override]
-        xp, ms, es, xb, hts, U, wt, w_mh, zs, zo, ez, ak = ctx.saved_tensors
+        xp, ms, es, xb, hts, U, wt, w_mh, zs, zo, ez, keep = ctx.saved_tensors  # keep: k or 1 − k
         I, hard, eps, kappa = ctx.meta[:4]
         T, B, _ = xp.shape
         H = hts.shape[2]
@@ -114,8 +118,8 @@ class VCRNNSequenceFn(torch.autograd.Function):
         ew = eh if ez is None else ez  # the state lerp's weight e'
         F = _tanh_bwd(ew, hts)  # e' (1 − h̃²), vectorized over time
         dd = None if hard else hts - hs  # h̃ − h: ∂e through the lerp
-        if dd is not None and ak is not None:
-            dd.mul_(ak)  # ∂e = (1 − k) ⊙ ∂e'
+        if dd is not None:
+            _times_one_minus_k_(dd, keep, ctx.keep_is_k)  # ∂e = (1 − k) ⊙ ∂e'
         if ctx.ext is not None:
             dxp, dh, dgs = ctx.ext.vcrnn_backward(F, dd, es, ez, ms, U, wt, w_mh, zs_col, dy, dhT, dM, I, hard)
         else:

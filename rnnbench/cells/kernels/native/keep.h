@@ -77,11 +77,11 @@ void tanh_back(const T* __restrict__ D, const T* __restrict__ dy, const T* __res
     }
 }
 
-// the VC cells' state-lerp weight: e, or with zoneout e' = (1 − k) ⊙ e (ak = 1 − k), kept in *ez
+// the VC cells' state-lerp weight: e, or with zoneout e' = (1 − k) ⊙ e (k: zoneout's keep factor), kept in *ez
 template <bool Z, typename T>
-inline T vc_weight(T e, const T* ak, T* ez) {
+inline T vc_weight(T e, const T* k, T* ez) {
   if (!Z) return e;
-  const T w = e * *ak;
+  const T w = e * (T(1) - *k);
   *ez = w;
   return w;
 }

@@ -64,7 +64,7 @@ Tensor vclstm_backward(const Tensor& dS, const Tensor& dgates, const Tensor& dxp
 void vcgru_forward(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                    const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& gs,
                    const Tensor& ns, const Tensor& hts, const c10::optional<Tensor>& ez_,
-                   const c10::optional<Tensor>& ak_, int64_t I, bool hard, double kappa);
+                   const c10::optional<Tensor>& k_, int64_t I, bool hard, double kappa);
 Tensor vcgru_backward(const Tensor& dh, const Tensor& dgs, const Tensor& dU, const Tensor& das, const Tensor& U,
                       const Tensor& es, const c10::optional<Tensor>& ez_, const Tensor& F, const Tensor& dd,
                       const Tensor& gs, const Tensor& ms, const Tensor& wt, const Tensor& zs2, const Tensor& w_mh,
@@ -79,7 +79,7 @@ std::vector<Tensor> delta_rnn_backward(const Tensor& F, const Tensor& vh, const 
 // vcrnn.cpp
 std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& wf, const Tensor& w_mh,
                                   const Tensor& zs_, const Tensor& zo_, const c10::optional<Tensor>& ez_,
-                                  const c10::optional<Tensor>& ak_, int64_t I, bool hard, double kappa);
+                                  const c10::optional<Tensor>& k_, int64_t I, bool hard, double kappa);
 std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>& dd_, const Tensor& es,
                                    const c10::optional<Tensor>& ez_, const Tensor& ms, const Tensor& U,
                                    const Tensor& wt, const Tensor& w_mh, const Tensor& zs_,

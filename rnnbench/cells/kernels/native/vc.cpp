@@ -3,10 +3,10 @@
 // allocates (U = [x, 1, h(, c)] rows, the masks, the backward's factors), which these fill. Per
 // step the scheduler, the GEMM and σ/tanh stay in ATen (BLAS; the same vectorized kernels as the
 // Python loop); the masks in z-space, the masking, the lerps and the factors are plain fused loops.
-// Zoneout's keep factors: the VC-GRU's as ak = 1 − k ([T or 1, B, H]); the VC-LSTM's as k itself,
-// one [T or 1, B, H] tensor per state (1 − k formed here: packing 1 − [k_h, k_c] side by side in
-// Python was a strided pass over both, ≈ 40 ms of a 784-step batch). The state lerp weight is
-// e' = ak ⊙ e (h̄ = e ⊙ h keeps e) and ak is folded into h̃ − h.
+// Zoneout's keep factors arrive as k itself, one [T or 1, B, H] tensor per state (1 − k formed here:
+// forming it in Python was a pass over the masks, for the VC-LSTM a strided one over both, ≈ 40 ms of
+// a 784-step batch). The state lerp weight is e' = (1 − k) ⊙ e (h̄ = e ⊙ h keeps e) and 1 − k is
+// folded into h̃ − h.
 #include <ATen/ATen.h>
 
 #include <vector>
@@ -106,10 +106,10 @@ void lstm_tanh_c(T* __restrict__ P, int64_t B, int64_t H) {
   }
 }
 
-// h̃ = o ⊙ tanh(c̃), [h_t, c_t] = lerp([h, c], [h̃, c̃], e') into U[t + 1] (Z: e' = ak ⊙ e with
-// ak = 1 − [k_h, k_c], kept in ez); with GRAD the backward's factors: F = [tanh(c̃) σ'(o), g σ'(i),
+// h̃ = o ⊙ tanh(c̃), [h_t, c_t] = lerp([h, c], [h̃, c̃], e') into U[t + 1] (Z: e' = (1 − [k_h, k_c]) ⊙ e,
+// kept in ez); with GRAD the backward's factors: F = [tanh(c̃) σ'(o), g σ'(i),
 // c̄ σ'(f), i (1 − g²)], q = o (1 − tanh²c̃), σ(f) and (soft threshold only: ∂e has no use under
-// the hard one) dd = ak ⊙ ([h̃, c̃] − [h, c])
+// the hard one) dd = (1 − [k_h, k_c]) ⊙ ([h̃, c̃] − [h, c])
 template <typename T, bool Z, bool GRAD, bool HARD>
 void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__ ht, const T* __restrict__ u,
                T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ kh, const T* __restrict__ kc,
@@ -349,10 +349,10 @@ void gru_pre_n(const T* __restrict__ g, T* __restrict__ n, int64_t B, int64_t H)
   }
 }
 
-// h̃ = lerp(n, h̄, z), h_t = lerp(h, h̃, e') into U[t + 1] (Z: e' = ak ⊙ e, kept in ez)
+// h̃ = lerp(n, h̄, z), h_t = lerp(h, h̃, e') into U[t + 1] (Z: e' = (1 − k) ⊙ e, kept in ez)
 template <typename T, bool Z>
 void gru_tail(const T* __restrict__ g, T* __restrict__ n, const T* __restrict__ xb, T* __restrict__ ht,
-              const T* __restrict__ u, T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ ak,
+              const T* __restrict__ u, T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ keep,
               T* __restrict__ ez, int64_t B, int64_t H, int64_t J, int64_t K) {
   for (int64_t b = 0; b < B; ++b) {
     const T* __restrict__ z = g + b * 4 * H + H;
@@ -366,7 +366,7 @@ void gru_tail(const T* __restrict__ g, T* __restrict__ n, const T* __restrict__ 
       n[k] = nv;
       const T hv = lerp(nv, hb[j], z[j]);
       ht[k] = hv;
-      const T w = vc_weight<Z>(eh[j], Z ? ak + k : nullptr, Z ? ez + k : nullptr);
+      const T w = vc_weight<Z>(eh[j], Z ? keep + k : nullptr, Z ? ez + k : nullptr);
       hn[j] = lerp(h[j], hv, w);
     }
   }
@@ -436,7 +436,7 @@ void gru_bwd_carry(const T* __restrict__ dh, T* __restrict__ dh2, const T* __res
 template <typename T, bool HARD, bool Z>
 void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                       const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& gs,
-                      const Tensor& ns, const Tensor& hts, const Tensor& ez, const Tensor& ak, int64_t I,
+                      const Tensor& ns, const Tensor& hts, const Tensor& ez, const Tensor& keep, int64_t I,
                       double kappa) {
   const int64_t T_ = xp.size(0), B = xp.size(1), K = U.size(2), H = ns.size(2), J = I + 1;
   const auto a_ = xp.narrow(2, I, 1).unbind(0), h_ = U.narrow(2, J, H).unbind(0), m_ = ms.unbind(0),
@@ -462,7 +462,7 @@ void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, co
       g.narrow(1, 0, 2 * H).sigmoid_();
       gru_pre_n<T>(gp, np, nr, H);
       n_[t].narrow(0, b0, nr).sigmoid_();
-      gru_tail<T, Z>(gp, np, xbp, hts.data_ptr<T>() + t * BH + r, u, u + BK, ep, Z ? row<T>(ak, t) + r : nullptr,
+      gru_tail<T, Z>(gp, np, xbp, hts.data_ptr<T>() + t * BH + r, u, u + BK, ep, Z ? row<T>(keep, t) + r : nullptr,
                      Z ? ez.data_ptr<T>() + t * BH + r : nullptr, nr, H, J, K);
     }
   });
@@ -569,13 +569,13 @@ Tensor vclstm_backward(const Tensor& dS, const Tensor& dgates, const Tensor& dxp
 void vcgru_forward(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                    const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& gs,
                    const Tensor& ns, const Tensor& hts, const c10::optional<Tensor>& ez_,
-                   const c10::optional<Tensor>& ak_, int64_t I, bool hard, double kappa) {
-  const Tensor ez = opt(ez_), ak = opt(ak_);
-  check_contiguous({&wf, &w_mh, &zs2, &zo2, &U, &ms, &es, &xb, &gs, &ns, &hts, &ez});
+                   const c10::optional<Tensor>& k_, int64_t I, bool hard, double kappa) {
+  const Tensor ez = opt(ez_), k = opt(k_);
+  check_contiguous({&wf, &w_mh, &zs2, &zo2, &U, &ms, &es, &xb, &gs, &ns, &hts, &ez, &k});
   AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "vcgru_forward", [&] {
-    with_flags(hard, ak.defined(), [&](auto HT, auto ZT) {
+    with_flags(hard, k.defined(), [&](auto HT, auto ZT) {
       gru_forward_loop<scalar_t, decltype(HT)::value, decltype(ZT)::value>(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, gs,
-                                                                           ns, hts, ez, ak, I, kappa);
+                                                                           ns, hts, ez, k, I, kappa);
     });
   });
 }

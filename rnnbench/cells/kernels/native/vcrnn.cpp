@@ -3,8 +3,8 @@
 // z-space as kernels/vc.py's _mask_), with the time loop here. GEMMs and sigmoid stay in ATen
 // (BLAS; vectorized), tanh as 2σ(2x) − 1 (ATen's float tanh costs ≈ 5× its sigmoid; the weight
 // is doubled, exactly, once per sequence); the scheduler's two rank-1 products are plain loops.
-// Zoneout's keep factors arrive as ak = 1 − k ([T or 1, B, H]): the state lerp weight is
-// e' = ak ⊙ e (h̄ = e ⊙ h keeps e), and the backward carries (1 − e') ∂h.
+// Zoneout's keep factors arrive as k itself ([T or 1, B, H]; 1 − k formed here, not in a Python pass):
+// the state lerp weight is e' = (1 − k) ⊙ e (h̄ = e ⊙ h keeps e), and the backward carries (1 − e') ∂h.
 #include <ATen/ATen.h>
 
 #include <type_traits>
@@ -44,17 +44,17 @@ void vc_masked(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__
 }
 
 // h̃ = 2σ(2 pre) − 1 (tanh; written back for the backward), h_t = lerp(h_{t−1}, h̃, e') into
-// U[t + 1]'s h columns (Z: e' = ak ⊙ e, kept in ez; else e' = e)
+// U[t + 1]'s h columns (Z: e' = (1 − k) ⊙ e, kept in ez; else e' = e)
 template <typename T, bool Z>
 void vc_lerp(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__ ht, T* __restrict__ u_next,
-             const T* __restrict__ ak, T* __restrict__ ez, int64_t B, int64_t J, int64_t H) {
+             const T* __restrict__ keep, T* __restrict__ ez, int64_t B, int64_t J, int64_t H) {
   const int64_t K = J + H;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < H; ++j) {
       const int64_t c = b * K + J + j, k = b * H + j;
       const T hv = T(2) * ht[k] - T(1);
       ht[k] = hv;
-      const T w = vc_weight<Z>(e[c], Z ? ak + k : nullptr, Z ? ez + k : nullptr);
+      const T w = vc_weight<Z>(e[c], Z ? keep + k : nullptr, Z ? ez + k : nullptr);
       u_next[c] = lerp(u[c], hv, w);
     }
 }
@@ -70,7 +70,7 @@ void vc_back_pre(T* __restrict__ dh, const T* __restrict__ dy, const T* __restri
 }
 
 // from dX = ∂[x̄, 1, h̄]: ∂x = dX e; dh_{t−1} = (1 − e') dh + e dX_h (Z: e' from ez, else e); with
-// SOFT ∂e = dX U (+ dh (h̃ − h) ak on h) through σ' = e (1 − e), ∂m = ∂e·zs (+ dM); ∂a = ∂m σ'(m);
+// SOFT ∂e = dX U (+ dh (h̃ − h)(1 − k) on h) through σ' = e (1 − e), ∂m = ∂e·zs (+ dM); ∂a = ∂m σ'(m);
 // dh_{t−1} += ∂a w_mh^T
 template <typename T, bool SOFT, bool Z, bool DM>
 void vc_back(const T* __restrict__ dX, const T* __restrict__ e, const T* __restrict__ ez, const T* __restrict__ u,
@@ -116,14 +116,14 @@ const T* vcrnn_row(const Tensor& a, int64_t t) {
 }
 
 // Returns {U [T+1, B, K] = [x_t, 1, h_{t-1}], M [T, B, 1], e [T, B, K], xb = U e [T, B, K], h̃ [T, B, H]};
-// with zoneout (ak = 1 − k given) fills ez [T, B, H] with e' = ak ⊙ e.
+// with zoneout (keep factor k given) fills ez [T, B, H] with e' = (1 − k) ⊙ e.
 std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& wf, const Tensor& w_mh,
                                   const Tensor& zs_, const Tensor& zo_, const c10::optional<Tensor>& ez_,
-                                  const c10::optional<Tensor>& ak_, int64_t I, bool hard, double kappa) {
+                                  const c10::optional<Tensor>& keep_, int64_t I, bool hard, double kappa) {
   const Tensor xp = xp_.contiguous(), zs = zs_.contiguous(), zo = zo_.contiguous();
-  const Tensor ez = ez_.has_value() ? *ez_ : Tensor(), ak = ak_.has_value() ? ak_->contiguous() : Tensor();
+  const Tensor ez = ez_.has_value() ? *ez_ : Tensor(), keep = keep_.has_value() ? keep_->contiguous() : Tensor();
   TORCH_CHECK(!ez.defined() || ez.is_contiguous(), "vcrnn_forward: ez is not contiguous");
-  TORCH_CHECK(ez.defined() == ak.defined(), "vcrnn_forward: ez and ak come together");
+  TORCH_CHECK(ez.defined() == keep.defined(), "vcrnn_forward: ez and the keep factor come together");
   const int64_t T = xp.size(0), B = xp.size(1), H = h0.size(1), J = I + 1, K = J + H, BK = B * K, BH = B * H;
   Tensor U = at::empty({T + 1, B, K}, xp.options());
   U.narrow(0, 0, T).narrow(2, 0, I).copy_(xp.narrow(2, 0, I));
@@ -139,7 +139,7 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "vcrnn_forward", [&] {
     using S = scalar_t;
     const S k = static_cast<S>(kappa);
-    with_flags(hard, ak.defined(), [&](auto HT, auto ZT) {
+    with_flags(hard, keep.defined(), [&](auto HT, auto ZT) {
       constexpr bool HARD = decltype(HT)::value, Z = decltype(ZT)::value;
       for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
         const int64_t n = b1 - b0, r = b0 * H, rk = b0 * K;
@@ -157,7 +157,7 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
             vc_masked<S>(u, e, x, n * K);
           }
           gemm::mm_out(ht, xb_[t].narrow(0, b0, n), wf2).sigmoid_();
-          vc_lerp<S, Z>(u, e, ht.data_ptr<S>(), U_[t + 1].data_ptr<S>() + rk, Z ? vcrnn_row<S>(ak, t) + r : nullptr,
+          vc_lerp<S, Z>(u, e, ht.data_ptr<S>(), U_[t + 1].data_ptr<S>() + rk, Z ? vcrnn_row<S>(keep, t) + r : nullptr,
                         Z ? ez.data_ptr<S>() + t * BH + r : nullptr, n, J, H);
         }
       });
@@ -167,7 +167,7 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
 }
 
 // Returns {dxp [T, B, I + 1] = [∂x, ∂a], dh0, dg [T, B, H] (∂ pre-activation, for the weight gradient)};
-// F = e' (1 − h̃²) and dd = (h̃ − h) ⊙ ak come formed; ez (zoneout) gives the carried share 1 − e'.
+// F = e' (1 − h̃²) and dd = (h̃ − h) ⊙ (1 − k) come formed; ez (zoneout) gives the carried share 1 − e'.
 std::vector<Tensor> vcrnn_backward(const Tensor& F_, const c10::optional<Tensor>& dd_, const Tensor& es,
                                    const c10::optional<Tensor>& ez_, const Tensor& ms, const Tensor& U,
                                    const Tensor& wt, const Tensor& w_mh, const Tensor& zs_,
