@@ -114,8 +114,8 @@ def _keep_cols(ks: tuple[Optional[Tensor], ...], T: int, B: int, H: int, like: T
 
 
 def _times_one_minus_k_(t: Tensor, keep: Optional[Tensor], is_k: bool) -> Tensor:
-    """``t ⊙ (1 − k)`` in place, from the keep factor as the kernel took it: ``k`` itself
-    (the compiled kernels, which form 1 − k in their loops) or ``1 − k`` (the Python loop's)."""
+    """``t ⊙ (1 − k)`` in place, from the keep factor as the forward took it: ``k`` itself
+    (``is_k``: the compiled kernels, which form 1 − k in their loops) or ``1 − k`` (the Python loop's)."""
     if keep is None:
         return t
     return t.addcmul_(t, keep, value=-1) if is_k else t.mul_(keep)
@@ -454,13 +454,10 @@ class VCGRUSequenceFn(torch.autograd.Function):
         hts = xp.new_empty(T, B, H)  # h̃
         ez = xp.new_empty(T, B, H) if k is not None else None  # e' = (1 − k) ⊙ e
         if ext is not None:  # the same loop in C++ (native/vc.cpp), filling these buffers; it forms 1 − k
-            kr = _keep_rows((k,), B, H, xp)
-            kr = kr[0] if kr is not None else None
-            ctx.keep_is_k = True
+            kr = (_keep_rows((k,), B, H, xp) or [None])[0]
             ext.vcgru_forward(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, gs, ns, hts, ez, kr, I, hard, kappa)
             return VCGRUSequenceFn._done(ctx, meta, xp, ms, es, xb, gs, ns, hts, U, wt, w_mh, zs, zo, ez, kr)
         ak = _keep_cols((k,), T, B, H, xp)  # zoneout: 1 − k
-        ctx.keep_is_k = False
         tmp = xp.new_empty(B, K)
         views = VCGRUForwardStep(a=xp[..., I:], m=ms, e=es, xb=xb, hb=xb[..., J:], g=gs, g_rz=gs[..., :2 * H],
                                  r=gs[..., :H], z=gs[..., H:2 * H], nx=gs[..., 2 * H:3 * H], nh=gs[..., 3 * H:],
@@ -516,7 +513,7 @@ class VCGRUSequenceFn(torch.autograd.Function):
             dd = xp.new_empty(0)
         else:
             dd = hts - U[:T, :, J:]  # h̃ − h
-            _times_one_minus_k_(dd, keep, ctx.keep_is_k)  # ∂e = (1 − k) ⊙ ∂e'
+            _times_one_minus_k_(dd, keep, ctx.ext is not None)  # ∂e = (1 − k) ⊙ ∂e'
         if ctx.ext is not None:  # the same loop in C++ (native/vc.cpp)
             dh = ctx.ext.vcgru_backward(dh.contiguous(), dgs, dU, das, U, es, ez, F, dd, gs, ms, wt, zs2,
                                         w_mh.contiguous(), dy, dM, I, hard)

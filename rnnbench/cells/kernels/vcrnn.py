@@ -76,10 +76,8 @@ class VCRNNSequenceFn(torch.autograd.Function):
         wf, wt = _gemm_weights(wt)  # [(I + 1 + H), H] and [H, I + 1 + H], row-major
         ez = xp.new_empty(T, B, H) if k is not None else None  # e' = (1 − k) ⊙ e
         ctx.ext = ext = native.get(xp)
-        ctx.keep_is_k = ext is not None  # the compiled loop takes k and forms 1 − k, the Python loop 1 − k
         if ext is not None:
-            keep = _keep_rows((k,), B, H, xp)
-            keep = keep[0] if keep is not None else None
+            keep = (_keep_rows((k,), B, H, xp) or [None])[0]  # k itself: the compiled loop forms 1 − k
             U, ms, es, xb, hts = ext.vcrnn_forward(xp, h0, wf, w_mh, zs2, zo2, ez, keep, I, hard, kappa)
         else:
             keep = _keep_cols((k,), T, B, H, xp)  # zoneout: 1 − k
@@ -119,7 +117,7 @@ class VCRNNSequenceFn(torch.autograd.Function):
         F = _tanh_bwd(ew, hts)  # e' (1 − h̃²), vectorized over time
         dd = None if hard else hts - hs  # h̃ − h: ∂e through the lerp
         if dd is not None:
-            _times_one_minus_k_(dd, keep, ctx.keep_is_k)  # ∂e = (1 − k) ⊙ ∂e'
+            _times_one_minus_k_(dd, keep, ctx.ext is not None)  # ∂e = (1 − k) ⊙ ∂e'
         if ctx.ext is not None:
             dxp, dh, dgs = ctx.ext.vcrnn_backward(F, dd, es, ez, ms, U, wt, w_mh, zs_col, dy, dhT, dM, I, hard)
         else:
