@@ -239,22 +239,53 @@ def test_gemm_engine_is_the_one_that_runs(compiled, engine):
     assert (not aten_gemms) if engine == "onednn" else ("aten::addmm" in aten_gemms), names
 
 
+def _cpu_vendor() -> str:
+    """The kernel's word for the CPU's vendor (not CPUID, which the extension reads itself)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("vendor_id")), "")
+    except OSError:
+        return ""
+
+
 def test_gemm_engine_follows_the_setting(compiled):
     old = compiled.gemm_engine()
+    onednn = "onednn" if torch.backends.mkldnn.is_available() else "blas"
     try:
         assert compiled.set_gemm("blas") == "blas" == compiled.gemm_engine()
         # oneDNN wherever this torch exports its matmul (torch's x86 and aarch64 wheels do)
-        assert compiled.set_gemm("onednn") == ("onednn" if torch.backends.mkldnn.is_available() else "blas")
-        with pytest.raises(RuntimeError, match="engine is 'onednn' or 'blas'"):
+        assert compiled.set_gemm("onednn") == onednn == compiled.gemm_engine()
+        # auto: MKL on an Intel CPU (its own tuned kernels), oneDNN elsewhere
+        vendor = _cpu_vendor()
+        if vendor:
+            assert compiled.intel_cpu() == (vendor == "GenuineIntel")
+        assert compiled.set_gemm("auto") == ("blas" if compiled.intel_cpu() else onednn) == compiled.gemm_engine()
+        with pytest.raises(RuntimeError, match="engine is 'auto', 'onednn' or 'blas'"):
             compiled.set_gemm("mkl")
     finally:
         compiled.set_gemm(old)
 
 
-# not vcrnn-soft: at this size a float32 rounding moves a few units across the soft threshold's band
-# edge (where σ snaps to 0 or 1), on either engine; its float64 tests above cover it
+def test_gemm_engine_default_is_auto(tmp_path):
+    """RNNBENCH_GEMM unset gives auto's engine; a value that is no engine warns and gives auto's too."""
+    code = ("from rnnbench.cells.kernels import native; m = native.get(); "
+            "print(native.gemm_engine(), 'blas' if m.intel_cpu() else 'onednn')")
+    for value in (None, "cublas"):
+        env = {k: v for k, v in os.environ.items() if k != "RNNBENCH_GEMM"}
+        if value is not None:
+            env["RNNBENCH_GEMM"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        got, want = out.stdout.split()
+        assert got == want or (want == "onednn" and got == "blas" and not torch.backends.mkldnn.is_available())
+        assert ("RNNBENCH_GEMM=cublas is not one of auto, onednn, blas; using auto" in out.stderr) == (value is not None)
+
+
+# no soft threshold: at this size a float32 rounding moves a few units across the soft band's edge
+# (where σ snaps to 0 or 1), on either engine, and which ones depends on the CPU (vcrnn-soft on an AMD
+# EPYC, vcgru-soft too on an Intel Xeon); their float64 tests above cover them, and their GEMMs are
+# the hard variants' calls in the same loops
 @pytest.mark.parametrize("engine", ["onednn", "blas"], indirect=True)
-@pytest.mark.parametrize("kernel", [k for k in KERNELS if k != "vcrnn-soft"])
+@pytest.mark.parametrize("kernel", [k for k in KERNELS if "-soft" not in k])
 def test_compiled_kernel_in_float32_at_gemm_size(compiled, engine, kernel):
     """float32 at sizes where oneDNN runs the kernels' GEMMs (B = 64, H = 128): outputs and
     gradients as the Python loop's (torch.mm) to float32 accuracy, per-step zoneout masks included."""

@@ -3,9 +3,10 @@
 ``~/.cache/torch_extensions``); later processes load the cached build. A kernel module calls
 :func:`get` and runs its Python loop when it returns ``None``: ``RNNBENCH_NATIVE=0``, a tensor
 not on the CPU, or a failed build (no compiler, no ninja), which logs one warning line.
-``RNNBENCH_GEMM`` picks the kernels' GEMM engine once per process (:func:`gemm_engine`): ``onednn``
-(default; float32 GEMMs through oneDNN's matmul, the engine of ``nn.LSTM``'s fused kernel, where this
-torch exports it) or ``blas`` (``at::mm``). docs/performance.md records what each gains."""
+``RNNBENCH_GEMM`` picks the kernels' GEMM engine once per process (:func:`gemm_engine`): ``auto``
+(default: ``blas`` on an Intel CPU, where MKL runs the kernels it tunes for that CPU, ``onednn``
+elsewhere, where it does not), ``onednn`` (float32 GEMMs through oneDNN's matmul, the engine of ``nn.LSTM``'s fused
+kernel, where this torch exports it) or ``blas`` (``at::mm``). docs/performance.md records what each gains."""
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,7 @@ log = logging.getLogger("rnnbench")
 
 SOURCES = ("module.cpp", "lstm.cpp", "gru.cpp", "rnn.cpp", "mlstm.cpp", "mrnn.cpp", "vc.cpp", "delta_rnn.cpp",
            "vcrnn.cpp", "masks.cpp")  # + gemm.h, keep.h, rows.h
-GEMM_ENGINES = ("onednn", "blas")
+GEMM_ENGINES = ("auto", "onednn", "blas")
 _state: dict = {"enabled": os.environ.get("RNNBENCH_NATIVE", "1") != "0", "tried": False, "module": None}
 
 
@@ -55,10 +56,10 @@ def _build() -> Optional[ModuleType]:
 
 
 def _gemm_choice() -> str:
-    choice = os.environ.get("RNNBENCH_GEMM", "onednn").strip().lower()
+    choice = os.environ.get("RNNBENCH_GEMM", "auto").strip().lower()
     if choice not in GEMM_ENGINES:
-        log.warning("RNNBENCH_GEMM=%s is not one of %s; using onednn", choice, ", ".join(GEMM_ENGINES))
-        return "onednn"
+        log.warning("RNNBENCH_GEMM=%s is not one of %s; using auto", choice, ", ".join(GEMM_ENGINES))
+        return "auto"
     return choice
 
 

@@ -1,15 +1,21 @@
 // The kernels' GEMMs. float32 runs through oneDNN's matmul (ATen's at::native::mkldnn_matmul:
-// the engine of torch.nn.LSTM's fused CPU kernel, and of TensorFlow's matmul), everything else
-// through at::mm (BLAS: MKL in torch's x86 wheels). MKL picks its code path by CPU vendor: on the
-// AMD EPYC (Zen 5) host of docs/performance.md it runs AVX2 kernels, oneDNN its AVX-512 ones, and a
-// step's [64, 157] × [157, 512] GEMM takes 66 µs against 121. RNNBENCH_GEMM=blas keeps at::mm
-// (native/__init__.py sets the engine once per process, so a run and its resume use the same one).
+// the engine of torch.nn.LSTM's fused CPU kernel, and of TensorFlow's matmul) or through at::mm
+// (BLAS: MKL in torch's x86 wheels); float64 always through at::mm. MKL picks its code path by CPU
+// vendor: on an AMD EPYC (Zen 5) it runs its AVX2 kernels and a step's [64, 157] × [157, 512] GEMM
+// took 121 µs against oneDNN's 66; on an Intel Xeon (AVX-512) it runs AVX-512 kernels with no
+// per-call setup and takes 52 µs against oneDNN's 73. So "auto" (the default) is MKL on Intel CPUs
+// and oneDNN elsewhere; RNNBENCH_GEMM=onednn|blas pins one (native/__init__.py sets the engine once
+// per process, so a run and its resume on one machine use the same one). docs/performance.md.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <dlfcn.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include <cstdint>
+#include <cstring>
 
 namespace gemm {
 
@@ -24,6 +30,21 @@ inline MatmulFn onednn_symbol() {
     return reinterpret_cast<MatmulFn>(sym);
   }();
   return f;
+}
+
+// whether this CPU is an Intel one (CPUID's vendor string "GenuineIntel"), where MKL runs its fastest paths
+inline bool intel_cpu() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  char vendor[13] = {};
+  std::memcpy(vendor, &ebx, 4);
+  std::memcpy(vendor + 4, &edx, 4);
+  std::memcpy(vendor + 8, &ecx, 4);
+  return std::strcmp(vendor, "GenuineIntel") == 0;
+#else
+  return false;
+#endif
 }
 
 inline bool& onednn_on() {

@@ -24,10 +24,13 @@ int64_t batch_threads(int64_t B) {
 }
 
 // the kernels' GEMM engine for this process: "onednn" (float32 GEMMs through oneDNN, where this
-// torch exports it) or "blas"; returns the engine in use
+// torch exports it), "blas", or "auto" (blas on an Intel CPU, else onednn: gemm.h); returns the
+// engine in use
 std::string set_gemm(const std::string& engine) {
-  TORCH_CHECK(engine == "onednn" || engine == "blas", "set_gemm: engine is 'onednn' or 'blas', not '", engine, "'");
-  gemm::onednn_on() = engine == "onednn" && gemm::onednn_symbol() != nullptr;
+  TORCH_CHECK(engine == "auto" || engine == "onednn" || engine == "blas",
+              "set_gemm: engine is 'auto', 'onednn' or 'blas', not '", engine, "'");
+  const bool onednn = engine == "onednn" || (engine == "auto" && !gemm::intel_cpu());
+  gemm::onednn_on() = onednn && gemm::onednn_symbol() != nullptr;
   return gemm::onednn_on() ? "onednn" : "blas";
 }
 
@@ -63,7 +66,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
   m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
   m.def("keep_masks", &keep_masks, "zoneout's keep masks: torch.rand's numbers compared with each z, one pass");
-  m.def("set_gemm", &set_gemm, "the kernels' GEMM engine: 'onednn' (float32 through oneDNN) or 'blas'");
+  m.def("set_gemm", &set_gemm, "the kernels' GEMM engine: 'onednn' (float32 through oneDNN), 'blas' or 'auto'");
+  m.def("intel_cpu", &gemm::intel_cpu, "whether CPUID names an Intel CPU (where 'auto' picks blas)");
   m.def("gemm_engine", &gemm_engine, "the kernels' GEMM engine in use");
   m.def("mm", &gemm_mm, "a b with the kernels' GEMM engine");
   m.def("mm_out", &gemm_mm_out, "out = a b with the kernels' GEMM engine (out may be strided)");
