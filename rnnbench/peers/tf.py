@@ -14,10 +14,20 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 
+def _tensorflow() -> Any:
+    """TensorFlow, imported after torch's compiler stack: with TF's libraries loaded first, a later
+    import of triton's C extension (torch._dynamo's, on torch.compile or an optimizer's construction)
+    kills the process with a segfault (torch 2.14.1, tensorflow 2.21.0)."""
+    import torch._dynamo  # noqa: F401  (imports triton where it is installed)
+    import tensorflow
+
+    return tensorflow
+
+
 def unavailable() -> Optional[str]:
     """None when TensorFlow imports, else why not (one line)."""
     try:
-        import tensorflow  # noqa: F401
+        _tensorflow()
     except Exception as e:  # ImportError, or a broken install raising something else
         return f"tensorflow is not importable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); " \
                "pip install tensorflow-cpu into this venv"
@@ -26,7 +36,7 @@ def unavailable() -> Optional[str]:
 
 def set_threads(n: int) -> None:
     """TF's intra- and inter-op pools to ``n`` threads (only before TF's runtime starts)."""
-    import tensorflow as tf
+    tf = _tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
@@ -147,7 +157,7 @@ PEERS = [
 
 def batch_fn(peer: Peer, T: int, B: int, I: int, H: int, seed: int = 0) -> Callable[[], None]:
     """One bench batch of ``peer``: forward, sum of the outputs, gradients of its variables."""
-    import tensorflow as tf
+    tf = _tensorflow()
 
     rng = np.random.default_rng(seed)
     v = {k: tf.Variable(a) for k, a in peer.variables(I, H, rng).items()}

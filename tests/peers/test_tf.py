@@ -66,3 +66,15 @@ def test_a_peer_batch_runs(peer):
     fn = peer_tf.batch_fn(peer, 5, 3, 4, 6)
     fn()
     fn()
+
+
+def test_torch_compiler_stack_imports_after_the_peer():
+    """With TensorFlow loaded first, importing triton's C extension (torch._dynamo, as an optimizer's
+    construction does) killed the process with a segfault: the peer module loads torch's stack first."""
+    import subprocess
+    import sys
+
+    code = ("from rnnbench.peers import tf; assert tf.unavailable() is None; import torch; "
+            "torch.optim.Adam(torch.nn.Linear(2, 2).parameters()); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
