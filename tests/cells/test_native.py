@@ -240,7 +240,7 @@ def test_gemm_engine_is_the_one_that_runs(compiled, engine):
 
 
 def _cpu_vendor() -> str:
-    """The kernel's word for the CPU's vendor (not CPUID, which the extension reads itself)."""
+    """The CPU's vendor as Linux reports it in /proc/cpuinfo (not CPUID, which the extension reads)."""
     try:
         with open("/proc/cpuinfo") as f:
             return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("vendor_id")), "")
@@ -266,7 +266,7 @@ def test_gemm_engine_follows_the_setting(compiled):
         compiled.set_gemm(old)
 
 
-def test_gemm_engine_default_is_auto(tmp_path):
+def test_gemm_engine_default_is_auto(compiled):
     """RNNBENCH_GEMM unset gives auto's engine; a value that is no engine warns and gives auto's too."""
     code = ("from rnnbench.cells.kernels import native; m = native.get(); "
             "print(native.gemm_engine(), 'blas' if m.intel_cpu() else 'onednn')")

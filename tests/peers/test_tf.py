@@ -4,6 +4,9 @@ our ``lstm`` with ``weight_norm``, given the same weights (float32). Skipped whe
 not importable (it is not a dependency)."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -71,9 +74,6 @@ def test_a_peer_batch_runs(peer):
 def test_torch_compiler_stack_imports_after_the_peer():
     """With TensorFlow loaded first, importing triton's C extension (torch._dynamo, as an optimizer's
     construction does) killed the process with a segfault: the peer module loads torch's stack first."""
-    import subprocess
-    import sys
-
     code = ("from rnnbench.peers import tf; assert tf.unavailable() is None; import torch; "
             "torch.optim.Adam(torch.nn.Linear(2, 2).parameters()); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
