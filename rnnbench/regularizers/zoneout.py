@@ -62,7 +62,9 @@ class ZoneoutHook(StateMix):
         """The masks of the next ``T`` steps: one ``torch.rand`` of ``[T, k, B, H]`` (locked: ``[k,
         B, H]``) for the ``k`` slots with ``z > 0`` — the numbers the per-step hook would draw
         (``rand_like`` of slot h, then slot c, at every step; CPU generators fill in order). On the
-        CPU the compiled ``keep_masks`` draws the same numbers and compares them in one pass."""
+        CPU the compiled ``keep_masks`` draws the same numbers and compares them in one pass into
+        ``uint8`` masks, which the compiled kernels read (a quarter of a float mask's memory
+        traffic); elsewhere the masks are float, as the Python-loop kernels' ``torch.lerp`` takes."""
         zs = self.zs
         if not training:
             return tuple(like.new_tensor(z) if z > 0 else None for z in zs)

@@ -39,7 +39,13 @@ def compiled():
 
 
 def _keep(zoneout: str, n: int, T: int, B: int, H: int, dtype, g):
-    """``n`` zoneout keep factors: per-step masks, locked masks, the evaluation expectation, or none."""
+    """``n`` zoneout keep factors: per-step masks, locked masks, the evaluation expectation, or none;
+    ``<kind>_bytes``: the masks as the ``uint8`` that ``keep_masks`` draws for the compiled kernels (the
+    Python loop reads them as floats), ``mixed``: a byte mask beside a float one."""
+    if zoneout.endswith("_bytes"):
+        return [k if k is None else k.to(torch.uint8) for k in _keep(zoneout[:-6], n, T, B, H, dtype, g)]
+    if zoneout == "mixed":
+        return [k.to(torch.uint8) if i == 0 else k for i, k in enumerate(_keep("masks", n, T, B, H, dtype, g))]
     if zoneout == "none":
         return [None] * n
     if zoneout == "masks":  # training: a fresh [T, B, H] mask per step, as slices of one draw
@@ -138,7 +144,8 @@ def _run(on: bool, fn, args, keep, grads=True):
 VC_KERNELS = [f"{c}-{t}{m}" for c in ("vclstm", "vcgru") for t in ("soft", "hard") for m in ("", "-nodM")]
 KERNELS = ["lstm", "gru", "rnn", "mlstm", "mrnn", "delta_rnn:tanh", "delta_rnn:relu", "delta_rnn:identity",
            *VC_KERNELS, "vcrnn-soft", "vcrnn-hard"]
-ZONEOUT = ["none", "masks", "locked", "expectation", "last_only"]
+ZONEOUT = ["none", "masks", "locked", "expectation", "last_only", "masks_bytes", "locked_bytes", "last_only_bytes",
+           "mixed"]
 
 
 @pytest.mark.parametrize("zoneout", ZONEOUT)
@@ -151,8 +158,22 @@ def test_compiled_kernel_equals_the_python_loop(compiled, kernel, zoneout):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel):
-    fn, args, keep = _inputs(kernel, "masks", T=7, B=4, H=16, dtype=torch.float32)
+@pytest.mark.parametrize("zoneout", ["masks", "locked"])
+def test_byte_masks_give_the_float_masks_numbers(compiled, kernel, zoneout):
+    """The compiled kernel reads a 0/1 byte mask as the float mask of the same bits: equal outputs
+    and gradients, bit for bit, in float32 and float64."""
+    for dtype in (torch.float32, torch.float64):
+        fn, args, keep = _inputs(kernel, zoneout, T=7, B=4, H=16, dtype=dtype)
+        as_bytes = [k.to(torch.uint8) if torch.is_tensor(k) and k.dim() >= 2 else k for k in keep]
+        assert any(torch.is_tensor(k) and k.dtype == torch.uint8 for k in as_bytes)
+        for u, v in zip(_run(True, fn, args, as_bytes), _run(True, fn, args, keep)):
+            assert u.dtype == v.dtype and torch.equal(u, v)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("zoneout", ["masks", "masks_bytes"])
+def test_compiled_kernel_in_float32_and_without_grad(compiled, kernel, zoneout):
+    fn, args, keep = _inputs(kernel, zoneout, T=7, B=4, H=16, dtype=torch.float32)
     for u, v in zip(_run(True, fn, args, keep), _run(False, fn, args, keep)):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
@@ -296,7 +317,7 @@ def test_compiled_kernel_in_float32_at_gemm_size(compiled, engine, kernel):
 
 
 @pytest.mark.parametrize("on", [True, False], ids=["compiled", "python"])
-@pytest.mark.parametrize("zoneout", ["none", "masks"])
+@pytest.mark.parametrize("zoneout", ["none", "masks", "masks_bytes"])
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_kernel_gradcheck(kernel, zoneout, on, request):
     """Full float64 Jacobian check of both kernels' BPTT (the masks are constants)."""
@@ -348,7 +369,7 @@ def test_vcrnn_compiled_kernel_with_a_gradient_on_y_only(compiled, kernel, zoneo
 @pytest.mark.parametrize("locked", [False, True], ids=["per_step", "locked"])
 def test_keep_masks_are_torch_rands_numbers_compared(compiled, dtype, locked):
     """``keep_masks``: zoneout's masks are ``torch.rand([T, k, B, H]) < z`` (locked ``[k, B, H]``) from
-    the default generator, and the generator is left where that draw leaves it; drawn after 0, 1,
+    the default generator, as 0/1 bytes (drawn in ``dtype``'s precision), and the generator is left where that draw leaves it; drawn after 0, 1,
     623 and 624 numbers, so the blocks straddle the Mersenne Twister's 624-word twists."""
     zs = [0.05, 0.5, 0.3]
     for T, B, H in [(5, 3, 7), (3, 64, 128), (1, 1, 1), (2, 1, 700)]:
@@ -363,7 +384,7 @@ def test_keep_masks_are_torch_rands_numbers_compared(compiled, dtype, locked):
             want = [(u[j] if locked else u[:, j]) < z for j, z in enumerate(zs)]
             assert torch.equal(torch.rand(5), after)
             for g, w in zip(got, want):
-                assert g.dtype == dtype and torch.equal(g, w.to(dtype))
+                assert g.dtype == torch.uint8 and torch.equal(g, w.to(torch.uint8))
 
 
 def test_zoneout_draws_the_same_masks_compiled_or_not(compiled):
@@ -377,8 +398,8 @@ def test_zoneout_draws_the_same_masks_compiled_or_not(compiled):
             torch.manual_seed(5)
             with native.enabled(on):
                 masks.append(hook.sequence_mix(6, like, training=True))
-        for a, b in zip(*masks):
-            assert torch.equal(a, b)
+        for a, b in zip(*masks):  # the compiled draw's bytes, the Python draw's floats
+            assert a.dtype == torch.uint8 and b.dtype == like.dtype and torch.equal(a.to(b.dtype), b)
 
 
 @pytest.mark.parametrize("compiler", ["missing", "broken"])

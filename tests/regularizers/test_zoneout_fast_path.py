@@ -185,7 +185,7 @@ def test_masks_are_the_hooks_numbers():
         for t in range(6):  # prev = 1, new = 0: the output is the keep mask
             steps.append(hook((like + 1, like + 1), (like, like), torch.nn.Module()))
         for slot, k in ((0, kh), (1, kc)):
-            torch.testing.assert_close(k.expand(6, 16, 8), torch.stack([s[slot] for s in steps]))
+            torch.testing.assert_close(k.expand(6, 16, 8).float(), torch.stack([s[slot] for s in steps]))
 
 
 @pytest.mark.parametrize("cell,kind", [("vclstm", k) for k in (*TWO_STATE, "none")] +

@@ -7,11 +7,18 @@ tests/cells/test_equality.py). docs/performance.md records what each layout choi
 import torch
 
 
-def step_views(k, T: int, B: int, H: int):
+def as_factor(k, like):
+    """Zoneout's keep factor ``k`` in ``like``'s dtype: a ``uint8`` mask (the compiled ``keep_masks``
+    draws them for the compiled kernels) becomes the float 0/1 the Python loop's ``torch.lerp`` takes."""
+    return k if k is None or k.dtype == like.dtype else k.to(like.dtype)
+
+
+def step_views(k, T: int, B: int, H: int, like):
     """Zoneout's keep factors ``k`` (broadcastable to ``[T, B, H]``) as per-step views of ``k`` and
-    of ``1 − k`` (computed once per sequence, not per step), or ``(None, None)``."""
+    of ``1 − k`` (computed once per sequence, not per step) in ``like``'s dtype, or ``(None, None)``."""
     if k is None:
         return None, None
+    k = as_factor(k, like)
     return k.expand(T, B, H).unbind(0), (1 - k).expand(T, B, H).unbind(0)
 
 

@@ -38,7 +38,7 @@ class DeltaRNNSequenceFn(torch.autograd.Function):
             hs, vh, F = ext.delta_rnn_forward(xp, h0, v, outer, k, grad)
             ctx.save_for_backward(F, vh, hs, v)
             return hs[1:], hs[T].clone()
-        k_, ak_ = step_views(k, T, B, H)
+        k_, ak_ = step_views(k, T, B, H, xp)
         vt = v.t()
         vh = xp.new_empty(T, B, H)
         z = xp.new_empty(T, B, H)

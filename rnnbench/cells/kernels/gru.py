@@ -34,7 +34,7 @@ class GRUSequenceFn(torch.autograd.Function):
             hs, rz, coef, a = ext.gru_forward(xp, h0, w_hh, b_hh, k, grad)
             ctx.save_for_backward(coef, a, rz, hs, w_hh)
             return hs[1:], hs[T].clone()
-        k_, ak_ = step_views(k, T, B, H)
+        k_, ak_ = step_views(k, T, B, H, xp)
         wt = w_hh.t()
         hp = xp.new_empty(T, B, G)  # W_hh h + b_hh
         rz = xp.new_empty(T, B, 2 * H)  # activated r, z

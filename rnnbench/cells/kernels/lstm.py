@@ -67,8 +67,8 @@ class LSTMSequenceFn(torch.autograd.Function):
         q_ = q.unbind(0)
         # zoneout (kh, kc: [T, B, H] views, 1 = keep the previous value): the cell's new ĉ, ĥ go
         # to scratch rows and c_t = lerp(ĉ_t, c_{t−1}, kc_t), h_t = lerp(ĥ_t, h_{t−1}, kh_t)
-        kh_, akh_ = step_views(kh, T, B, H)
-        kc_ = step_views(kc, T, B, H)[0]
+        kh_, akh_ = step_views(kh, T, B, H, x)
+        kc_ = step_views(kc, T, B, H, x)[0]
         c_hat, h_hat = x.new_empty(B, H), x.new_empty(B, H)
         for t in range(T):
             g_all[t].addmm_(h_[t], wt)
@@ -117,8 +117,8 @@ class LSTMSequenceFn(torch.autograd.Function):
             return dx if ctx.needs_input_grad[0] else None, dw_ih, db, dh0, dc0, dw_hh, None, None
         T, B, G = gates.shape
         H = G // 4
-        kh_ = step_views(kh, T, B, H)[0]
-        kc_, akc_ = step_views(kc, T, B, H)
+        kh_ = step_views(kh, T, B, H, hs)[0]
+        kc_, akc_ = step_views(kc, T, B, H, hs)
         f = gates[..., 2 * H:3 * H]
         p_o, p_ifg = P[..., :H], P[..., H:].view(T, B, 3, H)
         dgates = torch.empty_like(gates)

@@ -51,8 +51,8 @@ class MLSTMSequenceFn(torch.autograd.Function):
         q = xp.new_empty(T, B, H) if grad else None
         # zoneout (kh, kc: [T, B, H] views): the cell's new ĉ_t and u_t = tanh(ĉ_t ⊙ o_t) go to
         # scratch rows, c_t = lerp(ĉ_t, c_{t−1}, kc_t), h_t = lerp(u_t, h_{t−1}, kh_t)
-        kh_, akh_ = step_views(kh, T, B, H)
-        kc_ = step_views(kc, T, B, H)[0]
+        kh_, akh_ = step_views(kh, T, B, H, xp)
+        kc_ = step_views(kc, T, B, H, xp)[0]
         c_hat, u, a = xp.new_empty(B, H), xp.new_empty(B, H), xp.new_empty(B, H)
         one = xp.new_ones(()).expand(B, H)
         wmh_t, wm_t = w_mh.t(), w_m.t()
@@ -108,8 +108,8 @@ class MLSTMSequenceFn(torch.autograd.Function):
             return dxp, dh0, dc0, dw_mh, dw_m, None, None
         T, B, P5 = xp.shape
         H = P5 // 5
-        kh_ = step_views(kh, T, B, H)[0]
-        kc_, akc_ = step_views(kc, T, B, H)
+        kh_ = step_views(kh, T, B, H, xp)[0]
+        kc_, akc_ = step_views(kc, T, B, H, xp)
         dxp = torch.empty_like(xp)  # [d(W_mx x), d ĥ, d pre_i, d pre_f, d pre_o]
         dmh = xp.new_empty(T, B, H)  # d(W_mh h_{t−1})
         D = dhT.clone() if dhT is not None else xp.new_zeros(B, H)  # dL/dh_t

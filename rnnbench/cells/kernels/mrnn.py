@@ -34,7 +34,7 @@ class MRNNSequenceFn(torch.autograd.Function):
             hs, mh, ms, a = ext.mrnn_forward(xp, h0, w_mh, w_hm, k, grad)
             ctx.save_for_backward(xp, mh, ms, a, hs, w_mh, w_hm, k)
             return hs[1:], hs[T].clone()
-        k_, ak_ = step_views(k, T, B, H)
+        k_, ak_ = step_views(k, T, B, H, xp)
         wmh_t, whm_t = w_mh.t(), w_hm.t()
         hs = xp.new_empty(T + 1, B, H)  # h_0 .. h_T
         hs[0] = h0
@@ -67,7 +67,7 @@ class MRNNSequenceFn(torch.autograd.Function):
             dxp, dh0, dw_mh, dw_hm = ctx.ext.mrnn_backward(xp, mh, ms, a, hs, w_mh, w_hm, k, dy, dhT)
             return dxp, dh0, dw_mh, dw_hm, None
         T, B, H = a.shape
-        k_ = k.expand(T, B, H).unbind(0) if k is not None else None
+        k_ = step_views(k, T, B, H, a)[0]
         dxp = torch.empty_like(xp)  # [d(W_mx x + b_m), d(W_hx x + b)]
         dmh = xp.new_empty(T, B, H)  # d(W_mh h_{t−1})
         dm = xp.new_empty(B, H)

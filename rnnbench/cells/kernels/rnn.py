@@ -31,7 +31,7 @@ class RNNSequenceFn(torch.autograd.Function):
             hs, a = ext.rnn_forward(xp, h0, w_hh, k, grad)
             ctx.save_for_backward(a, hs, w_hh, k)
             return hs[1:], hs[T].clone()
-        k_, ak_ = step_views(k, T, B, H)
+        k_, ak_ = step_views(k, T, B, H, xp)
         wt = w_hh.t()
         hs = xp.new_empty(T + 1, B, H)  # h_0 .. h_T
         hs[0] = h0
@@ -56,7 +56,7 @@ class RNNSequenceFn(torch.autograd.Function):
             dpre, dh0, dw = ctx.ext.rnn_backward(a, hs, w_hh, k, dy, dhT)
             return dpre, dh0, dw, None
         T, B, H = a.shape
-        k_ = k.expand(T, B, H).unbind(0) if k is not None else None
+        k_ = step_views(k, T, B, H, a)[0]
         dpre = torch.empty_like(a)
         D = dhT.clone() if dhT is not None else a.new_zeros(B, H)  # dL/dh_t (total)
         dpre_, a_ = dpre.unbind(0), a.unbind(0)

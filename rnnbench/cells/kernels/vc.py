@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import native
+from . import as_factor, native
 
 _sig_bwd = torch.ops.aten.sigmoid_backward
 _tanh_bwd = torch.ops.aten.tanh_backward
@@ -101,6 +101,7 @@ def _keep_cols(ks: tuple[Optional[Tensor], ...], T: int, B: int, H: int, like: T
     lerp(lerp(s, s̃, e), s, k), is lerp(s, s̃, e') with the state lerp weight ``e' = (1 − k) ⊙ e``."""
     if all(k is None for k in ks):
         return None
+    ks = tuple(as_factor(k, like) for k in ks)
     steps = T if any(k is not None and k.dim() == 3 and k.shape[0] != 1 for k in ks) else 1
     out = like.new_empty(steps, B, len(ks) * H)
     one = like.new_ones(())
@@ -138,13 +139,19 @@ def _hard_dx_(dx: Tensor, dgates: Tensor, wt_x: Tensor, ex: Tensor, meta: tuple)
 def _keep_rows(ks: tuple[Optional[Tensor], ...], B: int, H: int, like: Tensor) -> Optional[list[Tensor]]:
     """Zoneout's keep factors as the compiled VC-LSTM reads them: each slot a contiguous ``[T or 1,
     B, H]`` tensor (None, a slot not mixed: 0; the evaluation's scalar and a locked ``[B, H]`` mask:
-    one row); no copy of a per-step mask, which ``keep_masks`` draws contiguous. None without zoneout."""
-    if all(k is None for k in ks):
+    one row); no copy of a per-step mask, which ``keep_masks`` draws contiguous. The slots share one
+    dtype: ``uint8`` masks where every factor given is one (the kernels read bytes), else ``like``'s.
+    None without zoneout."""
+    given = [k for k in ks if k is not None]
+    if not given:
         return None
+    if any(k.dtype != given[0].dtype for k in given):
+        ks = tuple(as_factor(k, like) for k in ks)
+    dtype = next(k for k in ks if k is not None).dtype
     rows = []
     for k in ks:
         if k is None:
-            k = like.new_zeros(1, B, H)
+            k = like.new_zeros(1, B, H, dtype=dtype)
         rows.append(k.expand(k.shape[0] if k.dim() == 3 else 1, B, H).contiguous())
     return rows
 

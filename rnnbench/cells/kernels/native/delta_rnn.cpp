@@ -49,15 +49,16 @@ void delta_lerp(const T* __restrict__ xp, const T* __restrict__ z, const T* __re
 
 // h_t = Φ(lerp(z, h_{t−1}, r)) (already in h_out for tanh), then zoneout's lerp toward h_{t−1};
 // with GRAD the factors from dL/dh_t to pre_z (pz), vh (qa), h_{t−1} directly (rr) and r (w)
-template <typename T, int OUT, bool K, bool GRAD>
+template <typename T, int OUT, bool K, bool GRAD, typename M>
 void delta_step(const T* __restrict__ xp, const T* __restrict__ z, const T* __restrict__ h, T* __restrict__ h_out,
                 T* __restrict__ pz, T* __restrict__ qa, T* __restrict__ rr, T* __restrict__ w,
-                const T* __restrict__ k, int64_t B, int64_t H) {
+                const M* __restrict__ k_, int64_t B, int64_t H) {
   const int64_t G = 3 * H;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < H; ++j) {
       const int64_t i = b * H + j;
       const T r = xp[b * G + 2 * H + j];
+      const T k = K ? T(k_[i]) : T(0);
       T hn;
       if (OUT == TANH) hn = h_out[i];
       else if (OUT == RELU) { const T u = lerp(z[i], h[i], r); hn = u < T(0) ? T(0) : u; }  // NaN passes, as torch.relu
@@ -65,15 +66,15 @@ void delta_step(const T* __restrict__ xp, const T* __restrict__ z, const T* __re
       if (GRAD) {
         // Φ' = 1 − h² (tanh), 1[h > 0] (as torch.relu's backward), 1; times 1 − k under zoneout
         T dphi = OUT == TANH ? T(1) - hn * hn : OUT == RELU ? T(hn > T(0)) : T(1);
-        if (K) dphi *= T(1) - k[i];
+        if (K) dphi *= T(1) - k;
         T p = (T(1) - z[i] * z[i]) * dphi;
         p = p - p * r;  // · (1 − r)
         pz[i] = p;
         qa[i] = p * xp[b * G + j];
-        rr[i] = K ? dphi * r + k[i] : dphi * r;
+        rr[i] = K ? dphi * r + k : dphi * r;
         w[i] = (h[i] - z[i]) * dphi;
       }
-      h_out[i] = K ? lerp(hn, h[i], k[i]) : hn;
+      h_out[i] = K ? lerp(hn, h[i], k) : hn;
     }
 }
 
@@ -127,12 +128,11 @@ std::vector<Tensor> delta_rnn_forward(const Tensor& xp_, const Tensor& h0, const
   auto h_ = hs.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "delta_rnn_forward", [&] {
     using S = scalar_t;
-    const Keep<S> k = keep<S>(k_, T, B, H);
     S* Fp = grad ? F.data_ptr<S>() : nullptr;
     const int64_t TBH = T * BH;
     with_outer(o, [&](auto OT) {
       constexpr int OO = decltype(OT)::value;
-      with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
+      with_keep_flag<S>(k_, T, B, H, grad, [&](auto KT, auto GT, const auto& k) {
         constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
         for_batch(B, [&](int64_t b0, int64_t b1) {
           const int64_t n = b1 - b0, r = b0 * H;

@@ -33,9 +33,9 @@ void gru_pre_n(const T* __restrict__ xp, const T* __restrict__ hp, const T* __re
 
 // n = 2σ − 1 (written back), h_t = lerp(n, h_{t−1}, z), then zoneout's lerp toward h_{t−1}; with GRAD the backward factors
 // from dh_t to [pre_r, pre_z, hp_n] (coef) and to pre_n (a), and z' = z (1 − k) + k in place
-template <typename T, bool K, bool GRAD>
+template <typename T, bool K, bool GRAD, typename M>
 void gru_step(const T* __restrict__ hp, T* __restrict__ rz, T* __restrict__ n, const T* __restrict__ h,
-              T* __restrict__ h_out, T* __restrict__ coef, T* __restrict__ a, const T* __restrict__ k, int64_t B,
+              T* __restrict__ h_out, T* __restrict__ coef, T* __restrict__ a, const M* __restrict__ k_, int64_t B,
               int64_t H) {
   const int64_t G = 3 * H;
   for (int64_t b = 0; b < B; ++b) {
@@ -47,9 +47,10 @@ void gru_step(const T* __restrict__ hp, T* __restrict__ rz, T* __restrict__ n, c
       const T nv = T(2) * n[i] - T(1);
       n[i] = nv;
       const T hnew = lerp(nv, h[i], z[j]);
-      h_out[i] = K ? lerp(hnew, h[i], k[i]) : hnew;
+      const T k = K ? T(k_[i]) : T(0);
+      h_out[i] = K ? lerp(hnew, h[i], k) : hnew;
       if (GRAD) {
-        const T ak = K ? T(1) - k[i] : T(1);
+        const T ak = T(1) - k;
         const T n2 = nv * nv;
         T ai = T(1) - z[j] - (n2 - z[j] * n2);  // (1 − z)(1 − n²)
         if (K) ai *= ak;
@@ -59,7 +60,7 @@ void gru_step(const T* __restrict__ hp, T* __restrict__ rz, T* __restrict__ n, c
         T cz = (z[j] - z[j] * z[j]) * (h[i] - nv);  // dL/d(pre_z) = dh (h_{t−1} − n) σ'(z)
         if (K) {
           cz *= ak;
-          z[j] = z[j] * ak + k[i];  // z': dh_{t−1} = dh z'
+          z[j] = z[j] * ak + k;  // z': dh_{t−1} = dh z'
         }
         c[H + j] = cz;
         c[2 * H + j] = ai * r[j];  // dL/d(hp_n) = dh a r
@@ -108,9 +109,8 @@ std::vector<Tensor> gru_forward(const Tensor& xp_, const Tensor& h0, const Tenso
   auto hp_ = hp.unbind(0), rz_ = rz.unbind(0), n_ = n.unbind(0), h_ = hs.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "gru_forward", [&] {
     using S = scalar_t;
-    const Keep<S> k = keep<S>(k_, T, B, H);
     const int64_t BH = B * H, BG = B * G;
-    with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
+    with_keep_flag<S>(k_, T, B, H, grad, [&](auto KT, auto GT, const auto& k) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
       for_batch(B, [&](int64_t b0, int64_t b1) {
         const int64_t m = b1 - b0, r = b0 * H, rg = b0 * G;

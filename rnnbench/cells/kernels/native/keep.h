@@ -16,20 +16,22 @@ namespace {
 using at::Tensor;
 
 // zoneout's keep factors as rows of B x H values, one row per step (step stride `step`): a
-// per-step mask (step = B H), a locked mask or the evaluation expectation (step = 0)
-template <typename T>
+// per-step mask (step = B H), a locked mask or the evaluation expectation (step = 0). M, the
+// element type: uint8_t for a training mask of 0/1 bytes (keep_masks draws them: a quarter of a
+// float mask's memory traffic, which a long sequence streams three times), else the scalar type T
+// (the evaluation's z, or a float mask); the loops read T(k[i])
+template <typename M>
 struct Keep {
+  using type = M;
   Tensor hold;  // keeps a materialized copy alive
-  const T* p = nullptr;
+  const M* p = nullptr;
   int64_t step = 0;
-  const T* row(int64_t t) const { return p + t * step; }
+  const M* row(int64_t t) const { return p + t * step; }
 };
 
-template <typename T>
-Keep<T> keep(const c10::optional<Tensor>& k_, int64_t T_, int64_t B, int64_t H) {
-  Keep<T> v;
-  if (!k_.has_value()) return v;
-  const Tensor& k = *k_;
+template <typename M>
+Keep<M> keep(const Tensor& k, int64_t T_, int64_t B, int64_t H) {
+  Keep<M> v;
   if (k.numel() == 1) {
     v.hold = at::full({B, H}, k.item(), k.options());  // the expectation z at evaluation
   } else {
@@ -38,8 +40,73 @@ Keep<T> keep(const c10::optional<Tensor>& k_, int64_t T_, int64_t B, int64_t H) 
     v.hold = rows ? e : e.contiguous();
     v.step = v.hold.stride(0);
   }
-  v.p = v.hold.template data_ptr<T>();
+  v.p = v.hold.template data_ptr<M>();
   return v;
+}
+
+// f(std::bool_constant<a>{})
+template <typename F>
+void with_flag(bool a, F&& f) {
+  if (a) f(std::true_type{});
+  else f(std::false_type{});
+}
+
+inline bool is_mask(const Tensor& k) { return k.scalar_type() == at::kByte; }
+inline bool is_mask(const c10::optional<Tensor>& k) { return k.has_value() && is_mask(*k); }
+
+// f(KT, k): KT = std::bool_constant<zoneout given>, k its Keep<M> (M: uint8_t for a byte mask,
+// else T; empty without zoneout); a kernel's loops take KT and M as compile-time parameters
+template <typename T, typename F>
+void with_keep(const c10::optional<Tensor>& k, int64_t T_, int64_t B, int64_t H, F&& f) {
+  if (!k.has_value()) f(std::false_type{}, Keep<T>{});
+  else if (is_mask(k)) f(std::true_type{}, keep<uint8_t>(*k, T_, B, H));
+  else f(std::true_type{}, keep<T>(*k, T_, B, H));
+}
+
+// with_keep and one more run-time flag (grad, dy given): f(KT, FT, k)
+template <typename T, typename F>
+void with_keep_flag(const c10::optional<Tensor>& k, int64_t T_, int64_t B, int64_t H, bool flag, F&& f) {
+  with_keep<T>(k, T_, B, H, [&](auto KT, const auto& kk) { with_flag(flag, [&](auto FT) { f(KT, FT, kk); }); });
+}
+
+// a type as a value, for a generic lambda's parameter: decltype(tag)::type
+template <typename M>
+struct Tag {
+  using type = M;
+};
+
+// for the kernels that take zoneout's factors as [T or 1, B, H] tensors (the VC cells): f(FT, ZT, m)
+// with a run-time flag FT, ZT whether k is defined, and m a Tag of the element type M
+template <typename T, typename F>
+void with_flag_keep_type(bool flag, const Tensor& k, F&& f) {
+  with_flag(flag, [&](auto FT) {
+    if (!k.defined()) f(FT, std::false_type{}, Tag<T>{});
+    else if (is_mask(k)) f(FT, std::true_type{}, Tag<uint8_t>{});
+    else f(FT, std::true_type{}, Tag<T>{});
+  });
+}
+
+// the same for the two slots (h, c) of a two-state cell: f(KH, KC, kh, kc), both Keep<M> with one M
+// (uint8_t where every given factor is a byte mask; a byte mask beside a float factor is read as T)
+template <typename T, typename F>
+void with_keeps(const c10::optional<Tensor>& kh, const c10::optional<Tensor>& kc, int64_t T_, int64_t B, int64_t H,
+                F&& f) {
+  const bool h = kh.has_value(), c = kc.has_value();
+  if (!h && !c) return f(std::false_type{}, std::false_type{}, Keep<T>{}, Keep<T>{});
+  const auto call = [&](const auto& a, const auto& b) {
+    if (h && c) f(std::true_type{}, std::true_type{}, a, b);
+    else if (h) f(std::true_type{}, std::false_type{}, a, b);
+    else f(std::false_type{}, std::true_type{}, a, b);
+  };
+  if ((!h || is_mask(kh)) && (!c || is_mask(kc))) {
+    const auto as_m = [&](const c10::optional<Tensor>& k) { return k ? keep<uint8_t>(*k, T_, B, H) : Keep<uint8_t>{}; };
+    return call(as_m(kh), as_m(kc));
+  }
+  const auto as_t = [&](const c10::optional<Tensor>& k) {
+    if (!k) return Keep<T>{};
+    return keep<T>(is_mask(*k) ? k->to(c10::CppTypeToScalarType<T>::value) : *k, T_, B, H);
+  };
+  call(as_t(kh), as_t(kc));
 }
 
 // torch.lerp's formula (exact at weight 0 and 1, the values of a training mask). Both arms are
@@ -54,34 +121,34 @@ inline T lerp(T start, T end, T w) {
 
 // the tail of a tanh RNN step (RNN, mRNN), after ĥ = tanh(pre): h_t = lerp(ĥ, h_{t−1}, k), and
 // with GRAD the backward's factor a = (1 − k)(1 − ĥ²)
-template <typename T, bool K, bool GRAD>
+template <typename T, bool K, bool GRAD, typename M>
 void tanh_step(const T* __restrict__ hn, const T* __restrict__ h, T* __restrict__ h_out, T* __restrict__ a,
-               const T* __restrict__ k, int64_t n) {
+               const M* __restrict__ k, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - k[i]) : T(1) - hn[i] * hn[i];
-    if (K) h_out[i] = lerp(hn[i], h[i], k[i]);
+    if (GRAD) a[i] = K ? (T(1) - hn[i] * hn[i]) * (T(1) - T(k[i])) : T(1) - hn[i] * hn[i];
+    if (K) h_out[i] = lerp(hn[i], h[i], T(k[i]));
   }
 }
 
 // and its backward step: d = D + dy_t; dpre = a_t d into `out` (B rows of `ld` values, the
 // first H written); kD = k_t d (D_{t−1} = dpre W_hh + kD follows in ATen)
-template <typename T, bool K, bool DY>
+template <typename T, bool K, bool DY, typename M>
 void tanh_back(const T* __restrict__ D, const T* __restrict__ dy, const T* __restrict__ a, T* __restrict__ out,
-               int64_t ld, T* __restrict__ kD, const T* __restrict__ k, int64_t B, int64_t H) {
+               int64_t ld, T* __restrict__ kD, const M* __restrict__ k, int64_t B, int64_t H) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < H; ++j) {
       const int64_t i = b * H + j;
       const T d = DY ? D[i] + dy[i] : D[i];
       out[b * ld + j] = d * a[i];
-      if (K) kD[i] = k[i] * d;
+      if (K) kD[i] = T(k[i]) * d;
     }
 }
 
 // the VC cells' state-lerp weight: e, or with zoneout e' = (1 − k) ⊙ e (k: zoneout's keep factor), kept in *ez
-template <bool Z, typename T>
-inline T vc_weight(T e, const T* k, T* ez) {
+template <bool Z, typename T, typename M>
+inline T vc_weight(T e, const M* k, T* ez) {
   if (!Z) return e;
-  const T w = e * (T(1) - *k);
+  const T w = e * (T(1) - T(*k));
   *ez = w;
   return w;
 }

@@ -41,10 +41,10 @@ void cell_c(T* __restrict__ gates, const T* __restrict__ cp, T* __restrict__ cn,
 // the rest of one forward step, given tc = σ(2ĉ) (made tanh(ĉ) here): c_t and h_t (zoneout: lerp toward the
 // previous values), and with GRAD the backward factors that do not depend on the recursion,
 // 1 − kh folded into p_o and q
-template <typename T, bool KH, bool KC, bool GRAD>
+template <typename T, bool KH, bool KC, bool GRAD, typename M>
 void cell_fwd(const T* __restrict__ gates, const T* __restrict__ cp, const T* __restrict__ hp,
               const T* __restrict__ tc2, const T* __restrict__ cn, T* __restrict__ c_out, T* __restrict__ h_out,
-              T* __restrict__ P, T* __restrict__ q, const T* __restrict__ kh, const T* __restrict__ kc, int64_t B,
+              T* __restrict__ P, T* __restrict__ q, const M* __restrict__ kh, const M* __restrict__ kc, int64_t B,
               int64_t H) {
   const int64_t G = 4 * H;
   for (int64_t b = 0; b < B; ++b) {
@@ -57,10 +57,10 @@ void cell_fwd(const T* __restrict__ gates, const T* __restrict__ cp, const T* __
       const int64_t k = r + j;
       const T tc = T(2) * tc2[k] - T(1);
       const T hn = o[j] * tc;
-      h_out[k] = KH ? lerp(hn, hp[k], kh[k]) : hn;
-      if (KC) c_out[k] = lerp(cn[k], cp[k], kc[k]);
+      h_out[k] = KH ? lerp(hn, hp[k], T(kh[k])) : hn;
+      if (KC) c_out[k] = lerp(cn[k], cp[k], T(kc[k]));
       if (GRAD) {
-        const T akh = KH ? T(1) - kh[k] : T(1);
+        const T akh = KH ? T(1) - T(kh[k]) : T(1);
         T* __restrict__ p = P + b * G;
         p[j] = (o[j] - o[j] * o[j]) * tc * akh;            // p_o = σ'(o) tanh(c) (1 − kh)
         p[H + j] = (i[j] - i[j] * i[j]) * g[j];             // p_i = σ'(i) g
@@ -75,10 +75,10 @@ void cell_fwd(const T* __restrict__ gates, const T* __restrict__ cp, const T* __
 // one backward step, after dh_t = dy_t + dgates_{t+1} W_hh (LAST: t = T − 1, no step after):
 //   Dh_t += kh_{t+1} Dh_{t+1};  Dc_t = kc_{t+1} Dc_{t+1} + f_{t+1} dĉ_{t+1}
 //   dĉ_t = (1 − kc_t) Dc_t + q_t Dh_t;  dgates_t = [Dh_t p_o, dĉ_t p_i, dĉ_t p_f, dĉ_t p_g]
-template <typename T, bool KH, bool KC, bool LAST>
+template <typename T, bool KH, bool KC, bool LAST, typename M>
 void cell_bwd(T* __restrict__ dh, const T* __restrict__ dh_next, T* __restrict__ Dc, T* __restrict__ dc,
               const T* __restrict__ g_next, const T* __restrict__ P, const T* __restrict__ q, T* __restrict__ dg,
-              const T* __restrict__ kh_next, const T* __restrict__ kc_next, const T* __restrict__ kc, int64_t B,
+              const M* __restrict__ kh_next, const M* __restrict__ kc_next, const M* __restrict__ kc, int64_t B,
               int64_t H) {
   const int64_t G = 4 * H;
   for (int64_t b = 0; b < B; ++b) {
@@ -90,11 +90,11 @@ void cell_bwd(T* __restrict__ dh, const T* __restrict__ dh_next, T* __restrict__
       const int64_t k = r + j;
       T Dk = Dc[k];
       if (!LAST) {
-        if (KH) dh[k] += kh_next[k] * dh_next[k];
-        Dk = KC ? Dk * kc_next[k] + fn[j] * dc[k] : fn[j] * dc[k];  // dc holds dĉ_{t+1}
+        if (KH) dh[k] += T(kh_next[k]) * dh_next[k];
+        Dk = KC ? Dk * T(kc_next[k]) + fn[j] * dc[k] : fn[j] * dc[k];  // dc holds dĉ_{t+1}
         Dc[k] = Dk;
       }
-      const T d = (KC ? Dk * (T(1) - kc[k]) : Dk) + dh[k] * q[k];
+      const T d = (KC ? Dk * (T(1) - T(kc[k])) : Dk) + dh[k] * q[k];
       dc[k] = d;
       o[j] = dh[k] * p[j];
       o[H + j] = d * p[H + j];
@@ -104,12 +104,12 @@ void cell_bwd(T* __restrict__ dh, const T* __restrict__ dh_next, T* __restrict__
   }
 }
 
-template <typename T, bool KH, bool KC>
+template <typename T, bool KH, bool KC, typename M>
 void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, const std::vector<Tensor>& c_,
-                  const Tensor& wt, const Tensor& c_hat, Tensor& tc, T* P, T* q, const Keep<T>& kh,
-                  const Keep<T>& kc, bool grad, int64_t T_, int64_t B, int64_t H) {
+                  const Tensor& wt, const Tensor& c_hat, Tensor& tc, T* P, T* q, const Keep<M>& kh,
+                  const Keep<M>& kc, bool grad, int64_t T_, int64_t B, int64_t H) {
   const int64_t BH = B * H, G = 4 * H, BG = 4 * BH;
-  auto fwd = grad ? &cell_fwd<T, KH, KC, true> : &cell_fwd<T, KH, KC, false>;
+  auto fwd = grad ? &cell_fwd<T, KH, KC, true, M> : &cell_fwd<T, KH, KC, false, M>;
   T* tcp = tc.data_ptr<T>();
   for_batch(B, [&](int64_t b0, int64_t b1) {
     const int64_t n = b1 - b0, r = b0 * H, rg = b0 * G;
@@ -132,10 +132,10 @@ void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, 
   });
 }
 
-template <typename T, bool KH, bool KC>
+template <typename T, bool KH, bool KC, typename M>
 void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const Tensor& w_hh, const Tensor& dy,
                    std::vector<Tensor>& dg_, std::vector<Tensor>& dh_, const Tensor& Dc, const Tensor& dc,
-                   const Keep<T>& kh, const Keep<T>& kc) {
+                   const Keep<M>& kh, const Keep<M>& kc) {
   const int64_t T_ = gates.size(0), B = gates.size(1), H = gates.size(2) / 4, BH = B * H, G = 4 * H, BG = 4 * BH;
   std::vector<Tensor> dy_t;
   if (dy.defined()) dy_t = dy.unbind(0);
@@ -149,19 +149,19 @@ void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const 
     for (int64_t t = T_ - 1; t >= 0; --t) {
       T* dh = dh_[t].data_ptr<T>() + r;
       T* dg = dg_[t].data_ptr<T>() + rg;
-      const T* kc_t = KC ? kc.row(t) + r : nullptr;
+      const M* kc_t = KC ? kc.row(t) + r : nullptr;
       const T* P_t = Pp + t * BG + rg;
       const T* q_t = qp + t * BH + r;
       if (t == T_ - 1) {
-        cell_bwd<T, KH, KC, true>(dh, nullptr, Dcp + r, dcp + r, nullptr, P_t, q_t, dg, nullptr, nullptr, kc_t,
-                                  n, H);
+        cell_bwd<T, KH, KC, true, M>(dh, nullptr, Dcp + r, dcp + r, nullptr, P_t, q_t, dg, nullptr, nullptr, kc_t,
+                                     n, H);
         continue;
       }
       Tensor dh_r = dh_[t].narrow(0, b0, n);
       const Tensor dg_r = dg_[t + 1].narrow(0, b0, n);
       if (dy.defined()) gemm::addmm_out(dh_r, dy_t[t].narrow(0, b0, n), dg_r, w_hh);
       else gemm::mm_out(dh_r, dg_r, w_hh);
-      cell_bwd<T, KH, KC, false>(dh, dh_[t + 1].data_ptr<T>() + r, Dcp + r, dcp + r, gp + (t + 1) * BG + rg, P_t,
+      cell_bwd<T, KH, KC, false, M>(dh, dh_[t + 1].data_ptr<T>() + r, Dcp + r, dcp + r, gp + (t + 1) * BG + rg, P_t,
                                  q_t, dg, KH ? kh.row(t + 1) + r : nullptr, KC ? kc.row(t + 1) + r : nullptr,
                                  kc_t, n, H);
     }
@@ -190,10 +190,9 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tens
   const auto g_ = gates.unbind(0), h_ = hs.unbind(0), c_ = cs.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
     using S = scalar_t;
-    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
     S* Pp = grad ? P.data_ptr<S>() : nullptr;
     S* qp = grad ? q.data_ptr<S>() : nullptr;
-    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KH, auto KC) {
+    with_keeps<S>(kh_, kc_, T, B, H, [&](auto KH, auto KC, const auto& kh, const auto& kc) {
       forward_loop<S, decltype(KH)::value, decltype(KC)::value>(g_, h_, c_, wt, c_hat, tc, Pp, qp, kh, kc, grad, T,
                                                                  B, H);
     });
@@ -219,10 +218,10 @@ std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Ten
   Tensor kh0, kc0;  // step 0's factors, for dL/dh_0 and dL/dc_0
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_backward", [&] {
     using S = scalar_t;
-    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
-    if (kh.p) kh0 = kh.hold.dim() == 3 ? kh.hold[0] : kh.hold;
-    if (kc.p) kc0 = kc.hold.dim() == 3 ? kc.hold[0] : kc.hold;
-    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KH, auto KC) {
+    with_keeps<S>(kh_, kc_, T, B, H, [&](auto KH, auto KC, const auto& kh, const auto& kc) {
+      const auto first = [&](const Tensor& k) { return (k.dim() == 3 ? k[0] : k).to(gates.scalar_type()); };
+      if (kh.p) kh0 = first(kh.hold);
+      if (kc.p) kc0 = first(kc.hold);
       backward_loop<S, decltype(KH)::value, decltype(KC)::value>(gates, P, q, w_hh, dy, dg_, dh_, Dc, dc, kh, kc);
     });
   });

@@ -1,7 +1,8 @@
 // Zoneout's keep masks for a whole sequence in one pass: the numbers torch.rand([steps, k, B, H])
 // draws from the default CPU generator, in memory order, each compared with its slot's z straight
-// into a 0/1 mask. Python's form (regularizers/zoneout.py) writes the uniforms, then reads them
-// back in a compare pass per slot; ATen's uniform_ calls the engine once per number (≈ 12 ns here).
+// into a mask of 0/1 bytes (the kernels read them: keep.h Keep<uint8_t>). Python's form
+// (regularizers/zoneout.py) writes the uniforms, then reads them back in a compare pass per slot;
+// ATen's uniform_ calls the engine once per number (≈ 12 ns here).
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/DistributionsHelper.h>
@@ -29,7 +30,7 @@ inline uint32_t temper(uint32_t y) {
 // torch.rand makes them. The engine's operator() twists its 624 words when `left_` runs down to 1
 // and returns word `next_` tempered; the words before the next twist are read here as a block
 // (a loop that vectorizes), and the twisting call itself stays the engine's
-void fill_float(at::mt19937& e, float* o, int64_t n, float z) {
+void fill_float(at::mt19937& e, uint8_t* o, int64_t n, float z) {
   int64_t i = 0;
   while (i < n) {
     auto d = e.data();
@@ -39,7 +40,7 @@ void fill_float(at::mt19937& e, float* o, int64_t n, float z) {
     }
     const int64_t m = std::min<int64_t>(d.left_ - 1, n - i);
     const uint32_t* __restrict__ s = d.state_.data() + d.next_;
-    float* __restrict__ out = o + i;
+    uint8_t* __restrict__ out = o + i;
     for (int64_t k = 0; k < m; ++k) out[k] = at::transformation::uniform_real<float>(temper(s[k]), 0.f, 1.f) < z;
     d.left_ -= static_cast<int>(m);
     d.next_ += static_cast<uint32_t>(m);
@@ -49,7 +50,7 @@ void fill_float(at::mt19937& e, float* o, int64_t n, float z) {
 }
 
 // float64: uniform_real<double> of the generator's random64() (two engine calls), its own code
-void fill_double(at::CPUGeneratorImpl* gen, double* o, int64_t n, double z) {
+void fill_double(at::CPUGeneratorImpl* gen, uint8_t* o, int64_t n, double z) {
   const at::uniform_real_distribution<double> uniform(0, 1);
   for (int64_t i = 0; i < n; ++i) o[i] = uniform(gen) < z;
 }
@@ -58,9 +59,9 @@ void fill_double(at::CPUGeneratorImpl* gen, double* o, int64_t n, double z) {
 
 std::vector<Tensor> keep_masks(int64_t steps, int64_t B, int64_t H, const std::vector<double>& zs, bool locked,
                                at::ScalarType dtype) {
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "keep_masks: float32 or float64 masks");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "keep_masks: float32 or float64 draws");
   std::vector<Tensor> out;
-  const auto opt = at::TensorOptions().dtype(dtype);
+  const auto opt = at::TensorOptions().dtype(at::kByte);
   for (size_t j = 0; j < zs.size(); ++j)
     out.push_back(locked ? at::empty({B, H}, opt) : at::empty({steps, B, H}, opt));
   if (locked) steps = 1;
@@ -71,9 +72,9 @@ std::vector<Tensor> keep_masks(int64_t steps, int64_t B, int64_t H, const std::v
   for (int64_t t = 0; t < steps; ++t)  // torch.rand([steps, k, B, H])'s order: step, slot, row
     for (size_t j = 0; j < zs.size(); ++j) {
       if (dtype == at::kFloat)  // torch.lt(float tensor, python float) compares in float32
-        fill_float(e, out[j].data_ptr<float>() + t * n, n, static_cast<float>(zs[j]));
+        fill_float(e, out[j].data_ptr<uint8_t>() + t * n, n, static_cast<float>(zs[j]));
       else
-        fill_double(gen, out[j].data_ptr<double>() + t * n, n, zs[j]);
+        fill_double(gen, out[j].data_ptr<uint8_t>() + t * n, n, zs[j]);
     }
   if (dtype == at::kFloat) gen->set_engine(e);
   return out;

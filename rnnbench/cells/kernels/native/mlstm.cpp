@@ -36,10 +36,10 @@ void mlstm_c(const T* __restrict__ pre, const T* __restrict__ cp, T* __restrict_
 // the rest of a forward step, given u = σ(2 ĉ ⊙ o) (made tanh(ĉ ⊙ o) here): zoneout's lerps toward the previous state
 // and with GRAD the backward factors that do not depend on the recursion, a = (1 − kh)(1 − u²):
 // P = [σ'(i) ĥ, σ'(f) c_{t−1}, σ'(o) a ĉ], q = a o
-template <typename T, bool KH, bool KC, bool GRAD>
+template <typename T, bool KH, bool KC, bool GRAD, typename M>
 void mlstm_fwd(const T* __restrict__ pre, const T* __restrict__ cp, const T* __restrict__ hp,
                const T* __restrict__ ch, T* __restrict__ u, T* __restrict__ c_out, T* __restrict__ h_out,
-               T* __restrict__ P, T* __restrict__ q, const T* __restrict__ kh, const T* __restrict__ kc, int64_t B,
+               T* __restrict__ P, T* __restrict__ q, const M* __restrict__ kh, const M* __restrict__ kc, int64_t B,
                int64_t H) {
   const int64_t G = 4 * H;
   for (int64_t b = 0; b < B; ++b) {
@@ -52,11 +52,11 @@ void mlstm_fwd(const T* __restrict__ pre, const T* __restrict__ cp, const T* __r
       const int64_t k = b * H + j;
       const T uk = T(2) * u[k] - T(1);
       u[k] = uk;  // h_t itself without zoneout
-      if (KC) c_out[k] = lerp(ch[k], cp[k], kc[k]);
-      if (KH) h_out[k] = lerp(uk, hp[k], kh[k]);
+      if (KC) c_out[k] = lerp(ch[k], cp[k], T(kc[k]));
+      if (KH) h_out[k] = lerp(uk, hp[k], T(kh[k]));
       if (GRAD) {
         T a = T(1) - uk * uk;
-        if (KH) a *= T(1) - kh[k];
+        if (KH) a *= T(1) - T(kh[k]);
         p[j] = (i[j] - i[j] * i[j]) * hh[j];
         p[H + j] = (f[j] - f[j] * f[j]) * cp[k];
         p[2 * H + j] = (o[j] - o[j] * o[j]) * a * ch[k];
@@ -68,10 +68,10 @@ void mlstm_fwd(const T* __restrict__ pre, const T* __restrict__ cp, const T* __r
 
 // a backward step up to d m: Dh += dy_t; dĉ = (1 − kc) Dc + q Dh; dp = [dĉ i, dĉ p_i, dĉ p_f,
 // Dh p_o] (dxp rows of 5H, columns H:); Dc_{t−1} = kc Dc + f dĉ; with KH kD = kh Dh
-template <typename T, bool KH, bool KC, bool DY>
+template <typename T, bool KH, bool KC, bool DY, typename M>
 void mlstm_back(T* __restrict__ D, const T* __restrict__ dy, T* __restrict__ dc, const T* __restrict__ pre,
                 const T* __restrict__ P, const T* __restrict__ q, T* __restrict__ dxp, T* __restrict__ kD,
-                const T* __restrict__ kh, const T* __restrict__ kc, int64_t B, int64_t H) {
+                const M* __restrict__ kh, const M* __restrict__ kc, int64_t B, int64_t H) {
   const int64_t G = 4 * H;
   for (int64_t b = 0; b < B; ++b) {
     const T* __restrict__ i = pre + b * G + H;
@@ -82,13 +82,13 @@ void mlstm_back(T* __restrict__ D, const T* __restrict__ dy, T* __restrict__ dc,
       const int64_t k = b * H + j;
       const T d = DY ? D[k] + dy[k] : D[k];
       if (DY) D[k] = d;
-      const T dch = (KC ? dc[k] * (T(1) - kc[k]) : dc[k]) + q[k] * d;
+      const T dch = (KC ? dc[k] * (T(1) - T(kc[k])) : dc[k]) + q[k] * d;
       o[j] = dch * i[j];
       o[H + j] = dch * p[j];
       o[2 * H + j] = dch * p[H + j];
       o[3 * H + j] = d * p[2 * H + j];
-      dc[k] = KC ? dc[k] * kc[k] + f[j] * dch : dch * f[j];
-      if (KH) kD[k] = kh[k] * d;
+      dc[k] = KC ? dc[k] * T(kc[k]) + f[j] * dch : dch * f[j];
+      if (KH) kD[k] = T(kh[k]) * d;
     }
   }
 }
@@ -117,10 +117,10 @@ std::vector<Tensor> mlstm_forward(const Tensor& xp_, const Tensor& h0, const Ten
              xp_t = xp.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mlstm_forward", [&] {
     using S = scalar_t;
-    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
-    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KHT, auto KCT) {
+    with_keeps<S>(kh_, kc_, T, B, H, [&](auto KHT, auto KCT, const auto& kh, const auto& kc) {
+      using M = typename std::decay_t<decltype(kh)>::type;
       constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
-      auto fwd = grad ? &mlstm_fwd<S, KH, KC, true> : &mlstm_fwd<S, KH, KC, false>;
+      auto fwd = grad ? &mlstm_fwd<S, KH, KC, true, M> : &mlstm_fwd<S, KH, KC, false, M>;
       for_batch(B, [&](int64_t b0, int64_t b1) {
         const int64_t n = b1 - b0, r = b0 * H;
         for (int64_t t = 0; t < T; ++t) {
@@ -162,10 +162,10 @@ std::vector<Tensor> mlstm_backward(const Tensor& xp_, const Tensor& mh, const Te
   Tensor dc = dcT_.has_value() ? dcT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dc_t
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mlstm_backward", [&] {
     using S = scalar_t;
-    const Keep<S> kh = keep<S>(kh_, T, B, H), kc = keep<S>(kc_, T, B, H);
-    with_flags(kh.p != nullptr, kc.p != nullptr, [&](auto KHT, auto KCT) {
+    with_keeps<S>(kh_, kc_, T, B, H, [&](auto KHT, auto KCT, const auto& kh, const auto& kc) {
+      using M = typename std::decay_t<decltype(kh)>::type;
       constexpr bool KH = decltype(KHT)::value, KC = decltype(KCT)::value;
-      auto back = dy.defined() ? &mlstm_back<S, KH, KC, true> : &mlstm_back<S, KH, KC, false>;
+      auto back = dy.defined() ? &mlstm_back<S, KH, KC, true, M> : &mlstm_back<S, KH, KC, false, M>;
       factor_loop<S, KH>(xp, mh, w_m, w_mh, dxp, dmh, D, H, [&](int64_t t, int64_t r, int64_t n, S* D_r, S* dx,
                                                                  S* kD) {
         back(D_r, dy.defined() ? dy.data_ptr<S>() + t * BH + r : nullptr, dc.data_ptr<S>() + r,

@@ -65,7 +65,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("delta_rnn_backward", &delta_rnn_backward, "Delta-RNN whole-sequence BPTT");
   m.def("vcrnn_forward", &vcrnn_forward, "VC-RNN whole-sequence forward");
   m.def("vcrnn_backward", &vcrnn_backward, "VC-RNN whole-sequence BPTT");
-  m.def("keep_masks", &keep_masks, "zoneout's keep masks: torch.rand's numbers compared with each z, one pass");
+  m.def("keep_masks", &keep_masks, "zoneout's keep masks (uint8): torch.rand's numbers compared with each z, one pass");
   m.def("set_gemm", &set_gemm, "the kernels' GEMM engine: 'onednn' (float32 through oneDNN), 'blas' or 'auto'");
   m.def("intel_cpu", &gemm::intel_cpu, "whether CPUID names an Intel CPU (where 'auto' picks blas)");
   m.def("gemm_engine", &gemm_engine, "the kernels' GEMM engine in use");

@@ -26,8 +26,7 @@ std::vector<Tensor> mrnn_forward(const Tensor& xp_, const Tensor& h0, const Tens
   auto h_ = hs.unbind(0), mh_ = mh.unbind(0), ms_ = ms.unbind(0), xp_t = xp.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mrnn_forward", [&] {
     using S = scalar_t;
-    const Keep<S> k = keep<S>(k_, T, B, H);
-    with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
+    with_keep_flag<S>(k_, T, B, H, grad, [&](auto KT, auto GT, const auto& k) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
       for_batch(B, [&](int64_t b0, int64_t b1) {
         const int64_t n = b1 - b0, r = b0 * H;
@@ -61,8 +60,7 @@ std::vector<Tensor> mrnn_backward(const Tensor& xp_, const Tensor& mh, const Ten
   Tensor D = dhT_.has_value() ? dhT_->contiguous().clone() : at::zeros({B, H}, xp.options());  // dL/dh_t
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "mrnn_backward", [&] {
     using S = scalar_t;
-    const Keep<S> k = keep<S>(k_, T, B, H);
-    with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
+    with_keep_flag<S>(k_, T, B, H, dy.defined(), [&](auto KT, auto DT, const auto& k) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
       factor_loop<S, KK>(xp, mh, w_hm, w_mh, dxp, dmh, D, H, [&](int64_t t, int64_t r, int64_t n, S* D_r, S* dx,
                                                                   S* kD) {

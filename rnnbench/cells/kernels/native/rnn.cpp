@@ -23,8 +23,7 @@ std::vector<Tensor> rnn_forward(const Tensor& xp_, const Tensor& h0, const Tenso
   auto h_ = hs.unbind(0), xp_t = xp.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnn_forward", [&] {
     using S = scalar_t;
-    const Keep<S> k = keep<S>(k_, T, B, H);
-    with_flags(k.p != nullptr, grad, [&](auto KT, auto GT) {
+    with_keep_flag<S>(k_, T, B, H, grad, [&](auto KT, auto GT, const auto& k) {
       constexpr bool KK = decltype(KT)::value, GG = decltype(GT)::value;
       for_batch(B, [&](int64_t b0, int64_t b1) {
         const int64_t n = b1 - b0, r = b0 * H;
@@ -53,8 +52,7 @@ std::vector<Tensor> rnn_backward(const Tensor& a, const Tensor& hs, const Tensor
   auto dpre_ = dpre.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnn_backward", [&] {
     using S = scalar_t;
-    const Keep<S> k = keep<S>(k_, T, B, H);
-    with_flags(k.p != nullptr, dy.defined(), [&](auto KT, auto DT) {
+    with_keep_flag<S>(k_, T, B, H, dy.defined(), [&](auto KT, auto DT, const auto& k) {
       constexpr bool KK = decltype(KT)::value, DD = decltype(DT)::value;
       for_batch(B, [&](int64_t b0, int64_t b1) {
         const int64_t n = b1 - b0, r = b0 * H;

@@ -110,9 +110,9 @@ void lstm_tanh_c(T* __restrict__ P, int64_t B, int64_t H) {
 // kept in ez); with GRAD the backward's factors: F = [tanh(c̃) σ'(o), g σ'(i),
 // c̄ σ'(f), i (1 − g²)], q = o (1 − tanh²c̃), σ(f) and (soft threshold only: ∂e has no use under
 // the hard one) dd = (1 − [k_h, k_c]) ⊙ ([h̃, c̃] − [h, c])
-template <typename T, bool Z, bool GRAD, bool HARD>
+template <typename T, bool Z, bool GRAD, bool HARD, typename M>
 void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__ ht, const T* __restrict__ u,
-               T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ kh, const T* __restrict__ kc,
+               T* __restrict__ un, const T* __restrict__ e, const M* __restrict__ kh, const M* __restrict__ kc,
                T* __restrict__ ez,
                T* __restrict__ F, T* __restrict__ q, T* __restrict__ dd, T* __restrict__ fs, int64_t B, int64_t H,
                int64_t J, int64_t K) {
@@ -128,17 +128,17 @@ void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__
     const T* __restrict__ s = u + b * K + J;
     T* __restrict__ sn = un + b * K + J;
     const T* __restrict__ eh = e + b * K + J;
-    const T* __restrict__ khb = Z ? kh + b * H : nullptr;
-    const T* __restrict__ kcb = Z ? kc + b * H : nullptr;
+    const M* __restrict__ khb = Z ? kh + b * H : nullptr;
+    const M* __restrict__ kcb = Z ? kc + b * H : nullptr;
     T* __restrict__ ezb = Z ? ez + b * H2 : nullptr;
     for (int64_t j = 0; j < H; ++j) hc[j] = o[j] * tc[j];
     if (Z) {  // e' = (1 − k) ⊙ e per state half, kept in ez
       for (int64_t j = 0; j < H; ++j) {
-        ezb[j] = eh[j] * (T(1) - khb[j]);
+        ezb[j] = eh[j] * (T(1) - T(khb[j]));
         sn[j] = lerp(s[j], hc[j], ezb[j]);
       }
       for (int64_t j = 0; j < H; ++j) {
-        ezb[H + j] = eh[H + j] * (T(1) - kcb[j]);
+        ezb[H + j] = eh[H + j] * (T(1) - T(kcb[j]));
         sn[H + j] = lerp(s[H + j], hc[H + j], ezb[H + j]);
       }
     } else {
@@ -157,8 +157,8 @@ void lstm_tail(const T* __restrict__ g, const T* __restrict__ P, T* __restrict__
         for (int64_t j = 0; j < H2; ++j) ddb[j] = hc[j] - s[j];
         if (Z)
           for (int64_t j = 0; j < H; ++j) {
-            ddb[j] *= T(1) - khb[j];
-            ddb[H + j] *= T(1) - kcb[j];
+            ddb[j] *= T(1) - T(khb[j]);
+            ddb[H + j] *= T(1) - T(kcb[j]);
           }
       }
     }
@@ -236,7 +236,7 @@ const T* row(const Tensor& a, int64_t t) {
   return a.data_ptr<T>() + (a.size(0) == 1 ? 0 : t * a.stride(0));
 }
 
-template <typename T, bool HARD, bool Z>
+template <typename T, bool HARD, bool Z, typename M>
 void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                        const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& fs,
                        const Tensor& F, const Tensor& q, const Tensor& dd, const Tensor& ez, const Tensor& kh,
@@ -254,7 +254,7 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
   const T* zo = zo2.data_ptr<T>();
   T* Up = U.data_ptr<T>();
   const int64_t BK = B * K, BH = B * H;
-  auto tail = grad ? &lstm_tail<T, Z, true, HARD> : &lstm_tail<T, Z, false, HARD>;
+  auto tail = grad ? &lstm_tail<T, Z, true, HARD, M> : &lstm_tail<T, Z, false, HARD, M>;
   T* gp = g.data_ptr<T>();
   T* Pp = P.data_ptr<T>();
   T* htp = ht.data_ptr<T>();
@@ -275,8 +275,8 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
       lstm_c<T>(gp + 4 * r, Pp + 3 * r, htp + 2 * r, n, H);
       tc_r.sigmoid_();
       lstm_tanh_c<T>(Pp + 3 * r, n, H);
-      tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? row<T>(kh, t) + r : nullptr,
-           Z ? row<T>(kc, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
+      tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? row<M>(kh, t) + r : nullptr,
+           Z ? row<M>(kc, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
            F.data_ptr<T>() + t * 4 * BH + 4 * r,
            q.data_ptr<T>() + t * BH + r, HARD ? nullptr : dd.data_ptr<T>() + t * 2 * BH + 2 * r,
            fs.data_ptr<T>() + t * BH + r, n, H, J, K);
@@ -350,9 +350,9 @@ void gru_pre_n(const T* __restrict__ g, T* __restrict__ n, int64_t B, int64_t H)
 }
 
 // h̃ = lerp(n, h̄, z), h_t = lerp(h, h̃, e') into U[t + 1] (Z: e' = (1 − k) ⊙ e, kept in ez)
-template <typename T, bool Z>
+template <typename T, bool Z, typename M>
 void gru_tail(const T* __restrict__ g, T* __restrict__ n, const T* __restrict__ xb, T* __restrict__ ht,
-              const T* __restrict__ u, T* __restrict__ un, const T* __restrict__ e, const T* __restrict__ keep,
+              const T* __restrict__ u, T* __restrict__ un, const T* __restrict__ e, const M* __restrict__ keep,
               T* __restrict__ ez, int64_t B, int64_t H, int64_t J, int64_t K) {
   for (int64_t b = 0; b < B; ++b) {
     const T* __restrict__ z = g + b * 4 * H + H;
@@ -433,7 +433,7 @@ void gru_bwd_carry(const T* __restrict__ dh, T* __restrict__ dh2, const T* __res
   }
 }
 
-template <typename T, bool HARD, bool Z>
+template <typename T, bool HARD, bool Z, typename M>
 void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                       const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& gs,
                       const Tensor& ns, const Tensor& hts, const Tensor& ez, const Tensor& keep, int64_t I,
@@ -462,8 +462,8 @@ void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, co
       g.narrow(1, 0, 2 * H).sigmoid_();
       gru_pre_n<T>(gp, np, nr, H);
       n_[t].narrow(0, b0, nr).sigmoid_();
-      gru_tail<T, Z>(gp, np, xbp, hts.data_ptr<T>() + t * BH + r, u, u + BK, ep, Z ? row<T>(keep, t) + r : nullptr,
-                     Z ? ez.data_ptr<T>() + t * BH + r : nullptr, nr, H, J, K);
+      gru_tail<T, Z, M>(gp, np, xbp, hts.data_ptr<T>() + t * BH + r, u, u + BK, ep,
+                        Z ? row<M>(keep, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * BH + r : nullptr, nr, H, J, K);
     }
   });
 }
@@ -534,11 +534,12 @@ void vclstm_forward(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, cons
   const Tensor ez = opt(ez_), kh = opt(kh_), kc = opt(kc_);
   TORCH_CHECK(ez.defined() == kh.defined() && kh.defined() == kc.defined(),
               "vclstm_forward: ez, kh, kc come together");
+  TORCH_CHECK(!kh.defined() || kh.scalar_type() == kc.scalar_type(), "vclstm_forward: kh, kc of one dtype");
   check_contiguous({&wf, &w_mh, &zs2, &zo2, &U, &ms, &es, &xb, &fs, &F, &q, &dd, &ez});
   AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "vclstm_forward", [&] {
-    with_flags(hard, kh.defined(), [&](auto HT, auto ZT) {
-      lstm_forward_loop<scalar_t, decltype(HT)::value, decltype(ZT)::value>(xp, wf, w_mh, zs2, zo2, U, ms, es, xb,
-                                                                            fs, F, q, dd, ez, kh, kc, I, kappa, grad);
+    with_flag_keep_type<scalar_t>(hard, kh, [&](auto HT, auto ZT, auto m) {
+      lstm_forward_loop<scalar_t, decltype(HT)::value, decltype(ZT)::value, typename decltype(m)::type>(
+          xp, wf, w_mh, zs2, zo2, U, ms, es, xb, fs, F, q, dd, ez, kh, kc, I, kappa, grad);
     });
   });
 }
@@ -573,9 +574,9 @@ void vcgru_forward(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const
   const Tensor ez = opt(ez_), k = opt(k_);
   check_contiguous({&wf, &w_mh, &zs2, &zo2, &U, &ms, &es, &xb, &gs, &ns, &hts, &ez, &k});
   AT_DISPATCH_FLOATING_TYPES(U.scalar_type(), "vcgru_forward", [&] {
-    with_flags(hard, k.defined(), [&](auto HT, auto ZT) {
-      gru_forward_loop<scalar_t, decltype(HT)::value, decltype(ZT)::value>(xp, wf, w_mh, zs2, zo2, U, ms, es, xb, gs,
-                                                                           ns, hts, ez, k, I, kappa);
+    with_flag_keep_type<scalar_t>(hard, k, [&](auto HT, auto ZT, auto m) {
+      gru_forward_loop<scalar_t, decltype(HT)::value, decltype(ZT)::value, typename decltype(m)::type>(
+          xp, wf, w_mh, zs2, zo2, U, ms, es, xb, gs, ns, hts, ez, k, I, kappa);
     });
   });
 }

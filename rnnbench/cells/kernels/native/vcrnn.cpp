@@ -45,9 +45,9 @@ void vc_masked(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__
 
 // h̃ = 2σ(2 pre) − 1 (tanh; written back for the backward), h_t = lerp(h_{t−1}, h̃, e') into
 // U[t + 1]'s h columns (Z: e' = (1 − k) ⊙ e, kept in ez; else e' = e)
-template <typename T, bool Z>
+template <typename T, bool Z, typename M>
 void vc_lerp(const T* __restrict__ u, const T* __restrict__ e, T* __restrict__ ht, T* __restrict__ u_next,
-             const T* __restrict__ keep, T* __restrict__ ez, int64_t B, int64_t J, int64_t H) {
+             const M* __restrict__ keep, T* __restrict__ ez, int64_t B, int64_t J, int64_t H) {
   const int64_t K = J + H;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < H; ++j) {
@@ -139,8 +139,9 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
   AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "vcrnn_forward", [&] {
     using S = scalar_t;
     const S k = static_cast<S>(kappa);
-    with_flags(hard, keep.defined(), [&](auto HT, auto ZT) {
+    with_flag_keep_type<S>(hard, keep, [&](auto HT, auto ZT, auto mt) {
       constexpr bool HARD = decltype(HT)::value, Z = decltype(ZT)::value;
+      using M = typename decltype(mt)::type;
       for_batch(B, [&](int64_t b0, int64_t b1) {  // a thread owns its rows for all T steps (rows.h)
         const int64_t n = b1 - b0, r = b0 * H, rk = b0 * K;
         for (int64_t t = 0; t < T; ++t) {
@@ -157,8 +158,9 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
             vc_masked<S>(u, e, x, n * K);
           }
           gemm::mm_out(ht, xb_[t].narrow(0, b0, n), wf2).sigmoid_();
-          vc_lerp<S, Z>(u, e, ht.data_ptr<S>(), U_[t + 1].data_ptr<S>() + rk, Z ? vcrnn_row<S>(keep, t) + r : nullptr,
-                        Z ? ez.data_ptr<S>() + t * BH + r : nullptr, n, J, H);
+          vc_lerp<S, Z, M>(u, e, ht.data_ptr<S>(), U_[t + 1].data_ptr<S>() + rk,
+                           Z ? vcrnn_row<M>(keep, t) + r : nullptr, Z ? ez.data_ptr<S>() + t * BH + r : nullptr, n,
+                           J, H);
         }
       });
     });
