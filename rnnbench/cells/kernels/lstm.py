@@ -42,8 +42,8 @@ class LSTMSequenceFn(torch.autograd.Function):
         ext = native.get(x)
         ctx.ext = ext
         if ext is not None:  # the same loop in C++ (native/lstm.cpp)
-            hs, cs, gates, P, q = ext.lstm_forward(x.contiguous(), w_ih, b, h0, c0, w_hh, kh, kc, grad)
-            ctx.save_for_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc)
+            hs, cs, gates, tc = ext.lstm_forward(x.contiguous(), w_ih, b, h0, c0, w_hh, kh, kc, grad)
+            ctx.save_for_backward(x, w_ih, gates, hs, cs, tc, w_hh, kh, kc)  # its backward forms P, q from cs, tc
             return hs[1:], hs[T].clone(), cs[T].clone()
         gates = torch.addmm(b, x.reshape(T * B, -1), w_ih.t()).view(T, B, G)  # activated in place
         wt = w_hh.t()
@@ -110,7 +110,7 @@ class LSTMSequenceFn(torch.autograd.Function):
             dĉ_t = (1 − kc_t) Dc_t + q_t Dh_t,   dgates_t = [Dh_t p_o, dĉ_t p_i, dĉ_t p_f, dĉ_t p_g]
 
         Without zoneout ``dĉ_t = Dc_t + q_t Dh_t`` and one buffer holds both (``dc``)."""
-        x, w_ih, gates, hs, P, q, w_hh, kh, kc = ctx.saved_tensors
+        x, w_ih, gates, hs, P, q, w_hh, kh, kc = ctx.saved_tensors  # compiled: P, q are cs, tanh(ĉ)
         if ctx.ext is not None:
             dx, dw_ih, db, dh0, dc0, dw_hh = ctx.ext.lstm_backward(x, w_ih, gates, hs, P, q, w_hh, kh, kc, dy, dhT,
                                                                   dcT, ctx.needs_input_grad[0])

@@ -14,7 +14,7 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tens
                                  const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& kh_,
                                  const c10::optional<Tensor>& kc_, bool grad);
 std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Tensor& gates, const Tensor& hs,
-                                  const Tensor& P, const Tensor& q, const Tensor& w_hh,
+                                  const Tensor& cs, const Tensor& tc, const Tensor& w_hh,
                                   const c10::optional<Tensor>& kh_, const c10::optional<Tensor>& kc_,
                                   const c10::optional<Tensor>& dy_, const c10::optional<Tensor>& dhT_,
                                   const c10::optional<Tensor>& dcT_, bool need_dx);

@@ -1,7 +1,9 @@
 // The LSTM's whole-sequence forward and BPTT in C++: the algorithm of
 // rnnbench/cells/kernels/lstm.py (gate order o, i, f, g; zoneout keep factors kh, kc), with the
 // time loop here instead of in Python and each step's element-wise work in one pass over B x H.
-// GEMMs and the transcendental functions stay in ATen (BLAS; vectorized sigmoid/tanh).
+// GEMMs and the transcendental functions stay in ATen (BLAS; vectorized sigmoid/tanh). One
+// difference of layout: the backward's factors P, q are formed in the backward step from the saved
+// gates, tanh(ĉ) and c_{t−1} (the Python loop stores them in the forward: there, a pass of its own).
 #include <ATen/ATen.h>
 
 #include <vector>
@@ -38,36 +40,25 @@ void cell_c(T* __restrict__ gates, const T* __restrict__ cp, T* __restrict__ cn,
   }
 }
 
-// the rest of one forward step, given tc = σ(2ĉ) (made tanh(ĉ) here): c_t and h_t (zoneout: lerp toward the
-// previous values), and with GRAD the backward factors that do not depend on the recursion,
-// 1 − kh folded into p_o and q
+// the rest of one forward step, given tc = σ(2ĉ) (made tanh(ĉ) here, and with GRAD written back
+// for the backward): c_t and h_t (zoneout: lerp toward the previous values). The backward forms its
+// factors from the gates, tanh(ĉ) and c_{t−1} (cell_bwd): storing them here instead wrote five
+// floats per unit and step, a 128 MB stream at long, that the backward then read back
 template <typename T, bool KH, bool KC, bool GRAD, typename M>
 void cell_fwd(const T* __restrict__ gates, const T* __restrict__ cp, const T* __restrict__ hp,
-              const T* __restrict__ tc2, const T* __restrict__ cn, T* __restrict__ c_out, T* __restrict__ h_out,
-              T* __restrict__ P, T* __restrict__ q, const M* __restrict__ kh, const M* __restrict__ kc, int64_t B,
-              int64_t H) {
+              T* __restrict__ tc2, const T* __restrict__ cn, T* __restrict__ c_out, T* __restrict__ h_out,
+              const M* __restrict__ kh, const M* __restrict__ kc, int64_t B, int64_t H) {
   const int64_t G = 4 * H;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t r = b * H;
     const T* __restrict__ o = gates + b * G;
-    const T* __restrict__ i = o + H;
-    const T* __restrict__ f = i + H;
-    const T* __restrict__ g = f + H;
     for (int64_t j = 0; j < H; ++j) {
       const int64_t k = r + j;
       const T tc = T(2) * tc2[k] - T(1);
+      if (GRAD) tc2[k] = tc;
       const T hn = o[j] * tc;
       h_out[k] = KH ? lerp(hn, hp[k], T(kh[k])) : hn;
       if (KC) c_out[k] = lerp(cn[k], cp[k], T(kc[k]));
-      if (GRAD) {
-        const T akh = KH ? T(1) - T(kh[k]) : T(1);
-        T* __restrict__ p = P + b * G;
-        p[j] = (o[j] - o[j] * o[j]) * tc * akh;            // p_o = σ'(o) tanh(c) (1 − kh)
-        p[H + j] = (i[j] - i[j] * i[j]) * g[j];             // p_i = σ'(i) g
-        p[2 * H + j] = (f[j] - f[j] * f[j]) * cp[k];        // p_f = σ'(f) c_{t−1}
-        p[3 * H + j] = i[j] - i[j] * (g[j] * g[j]);         // p_g = i (1 − g²)
-        q[k] = (o[j] - o[j] * (tc * tc)) * akh;             // q = o (1 − tanh²(c)) (1 − kh)
-      }
     }
   }
 }
@@ -75,17 +66,23 @@ void cell_fwd(const T* __restrict__ gates, const T* __restrict__ cp, const T* __
 // one backward step, after dh_t = dy_t + dgates_{t+1} W_hh (LAST: t = T − 1, no step after):
 //   Dh_t += kh_{t+1} Dh_{t+1};  Dc_t = kc_{t+1} Dc_{t+1} + f_{t+1} dĉ_{t+1}
 //   dĉ_t = (1 − kc_t) Dc_t + q_t Dh_t;  dgates_t = [Dh_t p_o, dĉ_t p_i, dĉ_t p_f, dĉ_t p_g]
+// with the factors formed from step t's gates, tc = tanh(ĉ_t) and c_{t−1} (1 − kh folded into p_o, q):
+//   p_o = σ'(o) tc (1 − kh), p_i = σ'(i) g, p_f = σ'(f) c_{t−1}, p_g = i (1 − g²),
+//   q = o (1 − tc²) (1 − kh)
 template <typename T, bool KH, bool KC, bool LAST, typename M>
 void cell_bwd(T* __restrict__ dh, const T* __restrict__ dh_next, T* __restrict__ Dc, T* __restrict__ dc,
-              const T* __restrict__ g_next, const T* __restrict__ P, const T* __restrict__ q, T* __restrict__ dg,
-              const M* __restrict__ kh_next, const M* __restrict__ kc_next, const M* __restrict__ kc, int64_t B,
-              int64_t H) {
+              const T* __restrict__ g_next, const T* __restrict__ gates, const T* __restrict__ tcp,
+              const T* __restrict__ cp, T* __restrict__ dg, const M* __restrict__ kh, const M* __restrict__ kh_next,
+              const M* __restrict__ kc_next, const M* __restrict__ kc, int64_t B, int64_t H) {
   const int64_t G = 4 * H;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t r = b * H;
-    const T* __restrict__ p = P + b * G;
+    const T* __restrict__ o = gates + b * G;
+    const T* __restrict__ i = o + H;
+    const T* __restrict__ f = i + H;
+    const T* __restrict__ g = f + H;
     const T* __restrict__ fn = LAST ? nullptr : g_next + b * G + 2 * H;
-    T* __restrict__ o = dg + b * G;
+    T* __restrict__ out = dg + b * G;
     for (int64_t j = 0; j < H; ++j) {
       const int64_t k = r + j;
       T Dk = Dc[k];
@@ -94,12 +91,15 @@ void cell_bwd(T* __restrict__ dh, const T* __restrict__ dh_next, T* __restrict__
         Dk = KC ? Dk * T(kc_next[k]) + fn[j] * dc[k] : fn[j] * dc[k];  // dc holds dĉ_{t+1}
         Dc[k] = Dk;
       }
-      const T d = (KC ? Dk * (T(1) - T(kc[k])) : Dk) + dh[k] * q[k];
+      const T akh = KH ? T(1) - T(kh[k]) : T(1);
+      const T tc = tcp[k];
+      const T q = (o[j] - o[j] * (tc * tc)) * akh;
+      const T d = (KC ? Dk * (T(1) - T(kc[k])) : Dk) + dh[k] * q;
       dc[k] = d;
-      o[j] = dh[k] * p[j];
-      o[H + j] = d * p[H + j];
-      o[2 * H + j] = d * p[2 * H + j];
-      o[3 * H + j] = d * p[3 * H + j];
+      out[j] = dh[k] * ((o[j] - o[j] * o[j]) * tc * akh);
+      out[H + j] = d * ((i[j] - i[j] * i[j]) * g[j]);
+      out[2 * H + j] = d * ((f[j] - f[j] * f[j]) * cp[k]);
+      out[3 * H + j] = d * (i[j] - i[j] * (g[j] * g[j]));
     }
   }
 }
@@ -123,16 +123,16 @@ void small_projection(const T* __restrict__ x, const T* __restrict__ wt, const T
   });
 }
 
+// tc: per-step scratch [B, H] without grad; with grad [T, B, H], each step's row left holding tanh(ĉ_t)
 template <typename T, bool KH, bool KC, typename M>
 void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, const std::vector<Tensor>& c_,
-                  const Tensor& wt, const Tensor& c_hat, Tensor& tc, T* P, T* q, const Keep<M>& kh,
-                  const Keep<M>& kc, bool grad, int64_t T_, int64_t B, int64_t H) {
-  const int64_t BH = B * H, G = 4 * H, BG = 4 * BH;
+                  const Tensor& wt, const Tensor& c_hat, const Tensor& tc, const Keep<M>& kh, const Keep<M>& kc,
+                  bool grad, int64_t T_, int64_t B, int64_t H) {
+  const int64_t BH = B * H, G = 4 * H;
   auto fwd = grad ? &cell_fwd<T, KH, KC, true, M> : &cell_fwd<T, KH, KC, false, M>;
   T* tcp = tc.data_ptr<T>();
   for_batch(B, [&](int64_t b0, int64_t b1) {
     const int64_t n = b1 - b0, r = b0 * H, rg = b0 * G;
-    const Tensor tcr = tc.narrow(0, b0, n);
     for (int64_t t = 0; t < T_; ++t) {
       const Tensor gr = g_[t].narrow(0, b0, n);
       gemm::addmm_out(gr, gr, h_[t].narrow(0, b0, n), wt);
@@ -143,24 +143,25 @@ void forward_loop(const std::vector<Tensor>& g_, const std::vector<Tensor>& h_, 
       T* cn = (KC ? c_hat : c_[t + 1]).data_ptr<T>() + r;
       T* c_out = c_[t + 1].data_ptr<T>() + r;
       T* h_out = h_[t + 1].data_ptr<T>() + r;
-      cell_c<T>(g, cp, cn, tcp + r, n, H);
-      tcr.sigmoid_();  // σ(2ĉ)
-      fwd(g, cp, hp, tcp + r, cn, c_out, h_out, grad ? P + t * BG + rg : nullptr, grad ? q + t * BH + r : nullptr,
-          KH ? kh.row(t) + r : nullptr, KC ? kc.row(t) + r : nullptr, n, H);
+      const int64_t tr = (grad ? t * BH : 0) + r;  // this step's tc rows
+      cell_c<T>(g, cp, cn, tcp + tr, n, H);
+      at::from_blob(tcp + tr, {n * H}, tc.options()).sigmoid_();  // σ(2ĉ)
+      fwd(g, cp, hp, tcp + tr, cn, c_out, h_out, KH ? kh.row(t) + r : nullptr, KC ? kc.row(t) + r : nullptr, n, H);
     }
   });
 }
 
+// cs: the c states [T + 1, B, H]; tc: tanh(ĉ_t) [T, B, H]
 template <typename T, bool KH, bool KC, typename M>
-void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const Tensor& w_hh, const Tensor& dy,
+void backward_loop(const Tensor& gates, const Tensor& cs, const Tensor& tc, const Tensor& w_hh, const Tensor& dy,
                    std::vector<Tensor>& dg_, std::vector<Tensor>& dh_, const Tensor& Dc, const Tensor& dc,
                    const Keep<M>& kh, const Keep<M>& kc) {
   const int64_t T_ = gates.size(0), B = gates.size(1), H = gates.size(2) / 4, BH = B * H, G = 4 * H, BG = 4 * BH;
   std::vector<Tensor> dy_t;
   if (dy.defined()) dy_t = dy.unbind(0);
   const T* gp = gates.data_ptr<T>();
-  const T* Pp = P.data_ptr<T>();
-  const T* qp = q.data_ptr<T>();
+  const T* csp = cs.data_ptr<T>();
+  const T* tcp = tc.data_ptr<T>();
   T* Dcp = Dc.data_ptr<T>();
   T* dcp = dc.data_ptr<T>();
   for_batch(B, [&](int64_t b0, int64_t b1) {
@@ -168,28 +169,30 @@ void backward_loop(const Tensor& gates, const Tensor& P, const Tensor& q, const 
     for (int64_t t = T_ - 1; t >= 0; --t) {
       T* dh = dh_[t].data_ptr<T>() + r;
       T* dg = dg_[t].data_ptr<T>() + rg;
+      const M* kh_t = KH ? kh.row(t) + r : nullptr;
       const M* kc_t = KC ? kc.row(t) + r : nullptr;
-      const T* P_t = Pp + t * BG + rg;
-      const T* q_t = qp + t * BH + r;
+      const T* g_t = gp + t * BG + rg;
+      const T* tc_t = tcp + t * BH + r;
+      const T* c_prev = csp + t * BH + r;  // c_{t−1}: cs[t]
       if (t == T_ - 1) {
-        cell_bwd<T, KH, KC, true, M>(dh, nullptr, Dcp + r, dcp + r, nullptr, P_t, q_t, dg, nullptr, nullptr, kc_t,
-                                     n, H);
+        cell_bwd<T, KH, KC, true, M>(dh, nullptr, Dcp + r, dcp + r, nullptr, g_t, tc_t, c_prev, dg, kh_t, nullptr,
+                                     nullptr, kc_t, n, H);
         continue;
       }
       Tensor dh_r = dh_[t].narrow(0, b0, n);
       const Tensor dg_r = dg_[t + 1].narrow(0, b0, n);
       if (dy.defined()) gemm::addmm_out(dh_r, dy_t[t].narrow(0, b0, n), dg_r, w_hh);
       else gemm::mm_out(dh_r, dg_r, w_hh);
-      cell_bwd<T, KH, KC, false, M>(dh, dh_[t + 1].data_ptr<T>() + r, Dcp + r, dcp + r, gp + (t + 1) * BG + rg, P_t,
-                                 q_t, dg, KH ? kh.row(t + 1) + r : nullptr, KC ? kc.row(t + 1) + r : nullptr,
-                                 kc_t, n, H);
+      cell_bwd<T, KH, KC, false, M>(dh, dh_[t + 1].data_ptr<T>() + r, Dcp + r, dcp + r, gp + (t + 1) * BG + rg, g_t,
+                                    tc_t, c_prev, dg, kh_t, KH ? kh.row(t + 1) + r : nullptr,
+                                    KC ? kc.row(t + 1) + r : nullptr, kc_t, n, H);
     }
   });
 }
 
 }  // namespace
 
-// Returns {hs [T+1, B, H], cs [T+1, B, H], gates (activated), P, q}; P and q are empty without grad.
+// Returns {hs [T+1, B, H], cs [T+1, B, H], gates (activated), tc = tanh(ĉ) [T, B, H] (empty without grad)}.
 std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tensor& b, const Tensor& h0,
                                  const Tensor& c0, const Tensor& w_hh, const c10::optional<Tensor>& kh_,
                                  const c10::optional<Tensor>& kc_, bool grad) {
@@ -215,26 +218,21 @@ std::vector<Tensor> lstm_forward(const Tensor& x, const Tensor& w_ih, const Tens
   Tensor cs = at::empty({T + 1, B, H}, x.options());
   hs[0].copy_(h0);
   cs[0].copy_(c0);
-  Tensor P = grad ? at::empty_like(gates) : at::empty({0}, x.options());
-  Tensor q = grad ? at::empty({T, B, H}, x.options()) : at::empty({0}, x.options());
-  Tensor tc = at::empty({B, H}, x.options());
+  Tensor tc = grad ? at::empty({T, B, H}, x.options()) : at::empty({B, H}, x.options());
   Tensor c_hat = at::empty({B, H}, x.options());
   const auto g_ = gates.unbind(0), h_ = hs.unbind(0), c_ = cs.unbind(0);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward", [&] {
     using S = scalar_t;
-    S* Pp = grad ? P.data_ptr<S>() : nullptr;
-    S* qp = grad ? q.data_ptr<S>() : nullptr;
     with_keeps<S>(kh_, kc_, T, B, H, [&](auto KH, auto KC, const auto& kh, const auto& kc) {
-      forward_loop<S, decltype(KH)::value, decltype(KC)::value>(g_, h_, c_, wt, c_hat, tc, Pp, qp, kh, kc, grad, T,
-                                                                 B, H);
+      forward_loop<S, decltype(KH)::value, decltype(KC)::value>(g_, h_, c_, wt, c_hat, tc, kh, kc, grad, T, B, H);
     });
   });
-  return {hs, cs, gates, P, q};
+  return {hs, cs, gates, grad ? tc : at::empty({0}, x.options())};
 }
 
 // Returns {dx (empty unless need_dx), dw_ih, db, dh0, dc0, dw_hh}.
 std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Tensor& gates, const Tensor& hs,
-                                  const Tensor& P, const Tensor& q, const Tensor& w_hh,
+                                  const Tensor& cs, const Tensor& tc, const Tensor& w_hh,
                                   const c10::optional<Tensor>& kh_, const c10::optional<Tensor>& kc_,
                                   const c10::optional<Tensor>& dy_, const c10::optional<Tensor>& dhT_,
                                   const c10::optional<Tensor>& dcT_, bool need_dx) {
@@ -254,7 +252,7 @@ std::vector<Tensor> lstm_backward(const Tensor& x, const Tensor& w_ih, const Ten
       const auto first = [&](const Tensor& k) { return (k.dim() == 3 ? k[0] : k).to(gates.scalar_type()); };
       if (kh.p) kh0 = first(kh.hold);
       if (kc.p) kc0 = first(kc.hold);
-      backward_loop<S, decltype(KH)::value, decltype(KC)::value>(gates, P, q, w_hh, dy, dg_, dh_, Dc, dc, kh, kc);
+      backward_loop<S, decltype(KH)::value, decltype(KC)::value>(gates, cs, tc, w_hh, dy, dg_, dh_, Dc, dc, kh, kc);
     });
   });
   Tensor dh0 = gemm::mm(dg_[0], w_hh);
