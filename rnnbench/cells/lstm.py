@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..config import CellConf, REAL, register_schema
 from .base import Cell, Mix, State
-from .kernels.lstm import LSTMSequenceFn, _oifg_perm
+from .kernels.lstm import LSTMSequenceFn, to_oifg
 from .kernels.linear import linear
 
 
@@ -79,9 +79,8 @@ class LSTMCell(Cell):
         :class:`~rnnbench.cells.kernels.lstm.LSTMSequenceFn`, with zoneout's masks (``mix``)."""
         if self.compile or x.shape[0] == 0:
             return None
-        perm = _oifg_perm(self.hidden_size, x.device)
         h0, c0 = state
-        w_ih, b, w_hh = self.weight_ih[perm], (self._bias_ih() + self.bias_hh)[perm], self.weight_hh[perm]
+        w_ih, b, w_hh = to_oifg(self.weight_ih), to_oifg(self._bias_ih() + self.bias_hh), to_oifg(self.weight_hh)
         kh, kc = mix() if mix is not None else (None, None)  # drawn after the weights, as the loop does
         y, h, c = LSTMSequenceFn.apply(x, w_ih, b, h0, c0, w_hh, kh, kc)
         return y, (h, c)

@@ -10,11 +10,14 @@ from torch.autograd.function import once_differentiable
 from . import native, step_views
 
 
-def _oifg_perm(H: int, device: torch.device) -> Tensor:
-    """Row permutation from nn.LSTM's gate order (i, f, g, o) to (o, i, f, g): one sigmoid
-    covers o, i, f (columns ``:3H``) and the three gates scaled by ``dc`` in the backward,
-    i, f, g, are the contiguous columns ``H:``."""
-    return torch.cat([torch.arange(3 * H, 4 * H, device=device), torch.arange(0, 3 * H, device=device)])
+def to_oifg(t: Tensor) -> Tensor:
+    """Rows (a weight's or a bias's ``4H``) from nn.LSTM's gate order (i, f, g, o) to (o, i, f, g):
+    one sigmoid covers o, i, f (columns ``:3H``) and the three gates scaled by ``dc`` in the
+    backward, i, f, g, are the contiguous columns ``H:``. A cat of two blocks, whose backward is two
+    views: indexing with a permutation cost ≈ 0.5 ms a batch (index, then index_put for the
+    gradient, for three tensors), a tenth of a 28-step batch at 2 threads."""
+    H = t.shape[0] // 4
+    return torch.cat((t[3 * H:], t[:3 * H]))
 
 
 class LSTMSequenceFn(torch.autograd.Function):
