@@ -69,6 +69,13 @@ void with_keep_flag(const c10::optional<Tensor>& k, int64_t T_, int64_t B, int64
   with_keep<T>(k, T_, B, H, [&](auto KT, const auto& kk) { with_flag(flag, [&](auto FT) { f(KT, FT, kk); }); });
 }
 
+// row t of zoneout's factors as the VC kernels take them, a [T or 1, B, H] tensor (one row: a locked
+// mask or the expectation)
+template <typename M>
+const M* keep_row(const Tensor& a, int64_t t) {
+  return a.data_ptr<M>() + (a.size(0) == 1 ? 0 : t * a.stride(0));
+}
+
 // a type as a value, for a generic lambda's parameter: decltype(tag)::type
 template <typename M>
 struct Tag {

@@ -230,12 +230,6 @@ void lstm_bwd_carry(const T* __restrict__ dS, T* __restrict__ dS2, const T* __re
   }
 }
 
-// row t of a [T or 1, B, W] tensor (step 0: a locked mask or the expectation)
-template <typename T>
-const T* row(const Tensor& a, int64_t t) {
-  return a.data_ptr<T>() + (a.size(0) == 1 ? 0 : t * a.stride(0));
-}
-
 template <typename T, bool HARD, bool Z, typename M>
 void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, const Tensor& zs2, const Tensor& zo2,
                        const Tensor& U, const Tensor& ms, const Tensor& es, const Tensor& xb, const Tensor& fs,
@@ -275,8 +269,8 @@ void lstm_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, c
       lstm_c<T>(gp + 4 * r, Pp + 3 * r, htp + 2 * r, n, H);
       tc_r.sigmoid_();
       lstm_tanh_c<T>(Pp + 3 * r, n, H);
-      tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? row<M>(kh, t) + r : nullptr,
-           Z ? row<M>(kc, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
+      tail(gp + 4 * r, Pp + 3 * r, htp + 2 * r, u, u + BK, ep, Z ? keep_row<M>(kh, t) + r : nullptr,
+           Z ? keep_row<M>(kc, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * 2 * BH + 2 * r : nullptr,
            F.data_ptr<T>() + t * 4 * BH + 4 * r,
            q.data_ptr<T>() + t * BH + r, HARD ? nullptr : dd.data_ptr<T>() + t * 2 * BH + 2 * r,
            fs.data_ptr<T>() + t * BH + r, n, H, J, K);
@@ -463,7 +457,8 @@ void gru_forward_loop(const Tensor& xp, const Tensor& wf, const Tensor& w_mh, co
       gru_pre_n<T>(gp, np, nr, H);
       n_[t].narrow(0, b0, nr).sigmoid_();
       gru_tail<T, Z, M>(gp, np, xbp, hts.data_ptr<T>() + t * BH + r, u, u + BK, ep,
-                        Z ? row<M>(keep, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * BH + r : nullptr, nr, H, J, K);
+                        Z ? keep_row<M>(keep, t) + r : nullptr, Z ? ez.data_ptr<T>() + t * BH + r : nullptr, nr, H,
+                        J, K);
     }
   });
 }

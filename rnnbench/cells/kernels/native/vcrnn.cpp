@@ -109,12 +109,6 @@ void vc_back(const T* __restrict__ dX, const T* __restrict__ e, const T* __restr
 
 }  // namespace
 
-// row t of a [T or 1, B, H] tensor (step 0: a locked mask or the expectation)
-template <typename T>
-const T* vcrnn_row(const Tensor& a, int64_t t) {
-  return a.data_ptr<T>() + (a.size(0) == 1 ? 0 : t * a.stride(0));
-}
-
 // Returns {U [T+1, B, K] = [x_t, 1, h_{t-1}], M [T, B, 1], e [T, B, K], xb = U e [T, B, K], h̃ [T, B, H]};
 // with zoneout (keep factor k given) fills ez [T, B, H] with e' = (1 − k) ⊙ e.
 std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Tensor& wf, const Tensor& w_mh,
@@ -159,7 +153,7 @@ std::vector<Tensor> vcrnn_forward(const Tensor& xp_, const Tensor& h0, const Ten
           }
           gemm::mm_out(ht, xb_[t].narrow(0, b0, n), wf2).sigmoid_();
           vc_lerp<S, Z, M>(u, e, ht.data_ptr<S>(), U_[t + 1].data_ptr<S>() + rk,
-                           Z ? vcrnn_row<M>(keep, t) + r : nullptr, Z ? ez.data_ptr<S>() + t * BH + r : nullptr, n,
+                           Z ? keep_row<M>(keep, t) + r : nullptr, Z ? ez.data_ptr<S>() + t * BH + r : nullptr, n,
                            J, H);
         }
       });
